@@ -1,0 +1,2 @@
+//! NEON lookup-table kernels (placeholder: scalar until specialised).
+pub(crate) use crate::arch::lut::gemm_tl as gemm_tl_neon;

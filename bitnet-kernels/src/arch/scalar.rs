@@ -1,0 +1,222 @@
+//! The portable reference. Plain loops, written for clarity: every SIMD
+//! path is tested against these functions.
+
+use crate::dispatch::{Isa, Table};
+use crate::format::{I2sMatrix, WeightScale, I2S_BLOCK, TQ_BLOCK};
+use crate::math;
+use crate::matmul::dequantize_dot;
+use crate::quant::{QuantizedActs, RowScale, ACT_MAX_FLOOR};
+use core::ops::Range;
+
+pub(crate) static TABLE: Table = Table {
+    isa: Isa::Scalar,
+    quantize_row_i8,
+    gemm_i2s,
+    gemm_tl: super::lut::gemm_tl,
+    f16_to_f32,
+    f32_to_f16,
+    rms_norm,
+    softmax,
+    rope_neox,
+    rope_interleaved,
+    dot_f32,
+    dot_f16,
+    axpy_f32,
+    axpy_f16,
+    gemv_f16,
+    gemv_q8_0,
+};
+
+/// `max|x|` ignoring NaN (SIMD paths match for finite input).
+pub(crate) fn abs_max(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |m, &v| m.max(math::abs(v)))
+}
+
+/// The scale for a row whose `max|x|` is `amax`.
+#[inline(always)]
+pub(crate) fn act_scale(amax: f32) -> f32 {
+    127.0 / amax.max(ACT_MAX_FLOOR)
+}
+
+pub(crate) unsafe fn quantize_row_i8(x: &[f32], q: &mut [i8]) -> RowScale {
+    let scale = act_scale(abs_max(x));
+    let mut sum = 0i32;
+    for (o, &v) in q.iter_mut().zip(x) {
+        let r = math::round_ties_even(v * scale).clamp(-128.0, 127.0);
+        *o = r as i8;
+        sum += r as i32;
+    }
+    RowScale { scale, sum }
+}
+
+/// `Σ code·q` over one I2_S row (codes are `trit + 1`).
+#[inline]
+pub(crate) fn dot_codes(codes: &[u8], act: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (block, a) in codes.chunks_exact(32).zip(act.chunks_exact(I2S_BLOCK)) {
+        for j in 0..32 {
+            for g in 0..4 {
+                let code = (block[j] >> (6 - 2 * g)) & 3;
+                acc += code as i32 * a[j + 32 * g] as i32;
+            }
+        }
+    }
+    acc
+}
+
+pub(crate) unsafe fn gemm_i2s(
+    w: &I2sMatrix<'_>,
+    x: &QuantizedActs<'_>,
+    rows: Range<usize>,
+    y: *mut f32,
+    y_stride: usize,
+) {
+    let WeightScale::Tensor(ws) = w.scale() else {
+        unreachable!("block-scaled matrices take gemm_i2s_block_scaled")
+    };
+    for t in 0..x.n() {
+        let act = x.row(t);
+        for r in rows.clone() {
+            let dot = dot_codes(w.row(r), act).wrapping_sub(x.sum(t));
+            // SAFETY: the caller guarantees y[t·y_stride + r] is writable.
+            unsafe {
+                y.add(t * y_stride + r)
+                    .write(dequantize_dot(dot, x.scale(t), ws))
+            };
+        }
+    }
+}
+
+/// Matrices whose 256-weight blocks carry different scales (TQ files of
+/// non-BitNet models): `y = Σ_b dot_b·s_b / act_scale`. Portable only.
+pub(crate) unsafe fn gemm_i2s_block_scaled(
+    w: &I2sMatrix<'_>,
+    x: &QuantizedActs<'_>,
+    rows: Range<usize>,
+    y: *mut f32,
+    y_stride: usize,
+) {
+    let WeightScale::Blocks256(scales) = w.scale() else {
+        unreachable!("tensor-scaled matrices take gemm_i2s")
+    };
+    let blocks = w.k() / TQ_BLOCK;
+    for t in 0..x.n() {
+        let act = x.row(t);
+        for r in rows.clone() {
+            let codes = w.row(r);
+            let mut acc = 0.0f32;
+            for b in 0..blocks {
+                let a = &act[b * TQ_BLOCK..(b + 1) * TQ_BLOCK];
+                let sum: i32 = a.iter().map(|&v| v as i32).sum();
+                let dot = dot_codes(&codes[b * 64..(b + 1) * 64], a) - sum;
+                acc += dot as f32 * scales[r * blocks + b];
+            }
+            // SAFETY: the caller guarantees y[t·y_stride + r] is writable.
+            unsafe { y.add(t * y_stride + r).write(acc / x.scale(t)) };
+        }
+    }
+}
+
+pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = math::f16_to_f32(s);
+    }
+}
+
+pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = math::f32_to_f16(s);
+    }
+}
+
+pub(crate) unsafe fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let ss: f32 = x.iter().map(|v| v * v).sum();
+    let inv = 1.0 / math::sqrt(ss / x.len() as f32 + eps);
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * inv * g;
+    }
+}
+
+pub(crate) unsafe fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = math::exp(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+pub(crate) unsafe fn rope_neox(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    for head in x.chunks_exact_mut(head_dim) {
+        let (lo, hi) = head.split_at_mut(half);
+        for i in 0..half {
+            let (a, b) = (lo[i], hi[i]);
+            lo[i] = a * cos[i] - b * sin[i];
+            hi[i] = a * sin[i] + b * cos[i];
+        }
+    }
+}
+
+pub(crate) unsafe fn rope_interleaved(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, pair) in head.chunks_exact_mut(2).enumerate() {
+            let (a, b) = (pair[0], pair[1]);
+            pair[0] = a * cos[i] - b * sin[i];
+            pair[1] = a * sin[i] + b * cos[i];
+        }
+    }
+}
+
+pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+pub(crate) unsafe fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    a.iter().zip(b).map(|(x, &y)| x * math::f16_to_f32(y)).sum()
+}
+
+pub(crate) unsafe fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += alpha * v;
+    }
+}
+
+pub(crate) unsafe fn axpy_f16(alpha: f32, x: &[u16], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += alpha * math::f16_to_f32(v);
+    }
+}
+
+pub(crate) unsafe fn gemv_f16(w: &[u16], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]) {
+    for (o, r) in y.iter_mut().zip(rows) {
+        // SAFETY: same contract as ours.
+        *o = unsafe { dot_f16(x, &w[r * k..(r + 1) * k]) };
+    }
+}
+
+pub(crate) unsafe fn gemv_q8_0(w: &[u8], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]) {
+    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+    let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
+    for (o, r) in y.iter_mut().zip(rows) {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        let mut acc = 0.0f32;
+        for (block, xs) in row
+            .chunks_exact(Q8_0_BLOCK_BYTES)
+            .zip(x.chunks_exact(Q8_0_BLOCK))
+        {
+            let d = math::f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            let s: f32 = block[2..]
+                .iter()
+                .zip(xs)
+                .map(|(&q, &v)| q as i8 as f32 * v)
+                .sum();
+            acc += d * s;
+        }
+        *o = acc;
+    }
+}

@@ -1,0 +1,22 @@
+//! AVX2 kernels (placeholder table: scalar entries until specialised).
+use crate::arch::scalar;
+use crate::dispatch::{Isa, Table};
+
+pub(crate) static TABLE: Table = Table {
+    isa: Isa::Avx2,
+    quantize_row_i8: scalar::quantize_row_i8,
+    gemm_i2s: scalar::gemm_i2s,
+    gemm_tl: super::lut::gemm_tl_avx2,
+    f16_to_f32: super::float::f16_to_f32_avx2,
+    f32_to_f16: super::float::f32_to_f16_avx2,
+    rms_norm: super::float::rms_norm_avx2,
+    softmax: super::float::softmax_avx2,
+    rope_neox: super::float::rope_neox_avx2,
+    rope_interleaved: super::float::rope_interleaved_avx2,
+    dot_f32: super::float::dot_f32_avx2,
+    dot_f16: super::float::dot_f16_avx2,
+    axpy_f32: super::float::axpy_f32_avx2,
+    axpy_f16: super::float::axpy_f16_avx2,
+    gemv_f16: super::float::gemv_f16_avx2,
+    gemv_q8_0: super::float::gemv_q8_0_avx2,
+};

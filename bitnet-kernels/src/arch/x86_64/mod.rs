@@ -1,0 +1,74 @@
+//! x86-64: AVX2 (+FMA, F16C) and AVX-512 (F/BW/VL/VNNI/VBMI).
+
+use crate::dispatch::Table;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod float;
+#[cfg(target_arch = "x86_64")]
+mod lut;
+
+/// Detects a feature at run time under `std`, else at compile time.
+#[cfg(target_arch = "x86_64")]
+macro_rules! has {
+    ($($f:tt),+) => {{
+        #[cfg(feature = "std")]
+        { true $(&& std::arch::is_x86_feature_detected!($f))+ }
+        #[cfg(not(feature = "std"))]
+        { true $(&& cfg!(target_feature = $f))+ }
+    }};
+}
+
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has!("avx2", "fma", "f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2()
+            && has!(
+                "avx512f",
+                "avx512bw",
+                "avx512vl",
+                "avx512vnni",
+                "avx512vbmi"
+            )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+pub(crate) fn avx2_table() -> &'static Table {
+    #[cfg(target_arch = "x86_64")]
+    {
+        &avx2::TABLE
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        &super::scalar::TABLE
+    }
+}
+
+pub(crate) fn avx512_table() -> &'static Table {
+    #[cfg(target_arch = "x86_64")]
+    {
+        &avx512::TABLE
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        &super::scalar::TABLE
+    }
+}

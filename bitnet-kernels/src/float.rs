@@ -1,0 +1,204 @@
+//! Float helpers the transformer needs around the ternary matmuls.
+//! SIMD paths agree with the scalar reference to a tolerance (summation
+//! order and FMA differ), not bit for bit; see `tests/float.rs`.
+
+use crate::dispatch::Dispatch;
+use crate::error::{check_len, Error};
+use core::ops::Range;
+
+/// Bytes per Q8_0 block: an f16 scale then 32 int8 weights.
+pub const Q8_0_BLOCK_BYTES: usize = 34;
+/// Weights per Q8_0 block.
+pub const Q8_0_BLOCK: usize = 32;
+
+impl Dispatch {
+    /// Converts IEEE half bits to f32 (exact). Lengths must match.
+    pub fn f16_to_f32(&self, src: &[u16], dst: &mut [f32]) -> Result<(), Error> {
+        check_len("f32 output", src.len(), dst.len())?;
+        // SAFETY: ISA supported (Dispatch invariant); lengths checked.
+        unsafe { (self.table.f16_to_f32)(src, dst) };
+        Ok(())
+    }
+
+    /// Converts f32 to IEEE half bits, round to nearest even. Lengths must match.
+    pub fn f32_to_f16(&self, src: &[f32], dst: &mut [u16]) -> Result<(), Error> {
+        check_len("f16 output", src.len(), dst.len())?;
+        // SAFETY: as above.
+        unsafe { (self.table.f32_to_f16)(src, dst) };
+        Ok(())
+    }
+
+    /// `out = x / sqrt(mean(x²) + eps) ⊙ w`; all three the same length.
+    pub fn rms_norm(&self, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> Result<(), Error> {
+        if x.is_empty() {
+            return Err(Error::ZeroDim {
+                what: "RMSNorm width",
+            });
+        }
+        check_len("RMSNorm weight", x.len(), w.len())?;
+        check_len("RMSNorm output", x.len(), out.len())?;
+        // SAFETY: as above.
+        unsafe { (self.table.rms_norm)(x, w, eps, out) };
+        Ok(())
+    }
+
+    /// In-place softmax of a non-empty slice.
+    pub fn softmax(&self, x: &mut [f32]) -> Result<(), Error> {
+        if x.is_empty() {
+            return Err(Error::ZeroDim {
+                what: "softmax width",
+            });
+        }
+        // SAFETY: as above.
+        unsafe { (self.table.softmax)(x) };
+        Ok(())
+    }
+
+    /// NEOX RoPE over every `head_dim`-wide head of `x`: rotates
+    /// `(x[i], x[i + d/2])` by the angle whose cosine and sine are
+    /// `cos[i]`, `sin[i]` (`d/2` values each, for this position).
+    pub fn rope_neox(
+        &self,
+        x: &mut [f32],
+        head_dim: usize,
+        cos: &[f32],
+        sin: &[f32],
+    ) -> Result<(), Error> {
+        check_rope(x, head_dim, cos, sin)?;
+        // SAFETY: as above.
+        unsafe { (self.table.rope_neox)(x, head_dim, cos, sin) };
+        Ok(())
+    }
+
+    /// Normal (GPT-J / llama) RoPE: rotates `(x[2i], x[2i + 1])` by `cos[i]`, `sin[i]`.
+    pub fn rope_interleaved(
+        &self,
+        x: &mut [f32],
+        head_dim: usize,
+        cos: &[f32],
+        sin: &[f32],
+    ) -> Result<(), Error> {
+        check_rope(x, head_dim, cos, sin)?;
+        // SAFETY: as above.
+        unsafe { (self.table.rope_interleaved)(x, head_dim, cos, sin) };
+        Ok(())
+    }
+
+    /// `Σ a[i]·b[i]`.
+    pub fn dot_f32(&self, a: &[f32], b: &[f32]) -> Result<f32, Error> {
+        check_len("dot operand", a.len(), b.len())?;
+        // SAFETY: as above.
+        Ok(unsafe { (self.table.dot_f32)(a, b) })
+    }
+
+    /// `Σ a[i]·f32(b[i])` with `b` IEEE half bits (an f16 KV cache row).
+    pub fn dot_f16(&self, a: &[f32], b: &[u16]) -> Result<f32, Error> {
+        check_len("dot operand", a.len(), b.len())?;
+        // SAFETY: as above.
+        Ok(unsafe { (self.table.dot_f16)(a, b) })
+    }
+
+    /// `y += alpha · x`.
+    pub fn axpy_f32(&self, alpha: f32, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+        check_len("axpy output", x.len(), y.len())?;
+        // SAFETY: as above.
+        unsafe { (self.table.axpy_f32)(alpha, x, y) };
+        Ok(())
+    }
+
+    /// `y += alpha · f32(x)` with `x` IEEE half bits.
+    pub fn axpy_f16(&self, alpha: f32, x: &[u16], y: &mut [f32]) -> Result<(), Error> {
+        check_len("axpy output", x.len(), y.len())?;
+        // SAFETY: as above.
+        unsafe { (self.table.axpy_f16)(alpha, x, y) };
+        Ok(())
+    }
+
+    /// F16 GEMV (the tied LM head): `w` is `M × K` half bits, row-major;
+    /// `y[r - rows.start] = Σ_k w[r,k]·x[k]` for `r ∈ rows`.
+    pub fn gemv_f16(
+        &self,
+        w: &[u16],
+        k: usize,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) -> Result<(), Error> {
+        check_gemv(w.len(), k, k, x, &rows, y)?;
+        // SAFETY: as above.
+        unsafe { (self.table.gemv_f16)(w, k, x, rows, y) };
+        Ok(())
+    }
+
+    /// Q8_0 GEMV: `w` is `M × K/32` blocks of 34 bytes (f16 scale, 32 × i8);
+    /// `y[r - rows.start] = Σ_blocks d·Σ q·x` for `r ∈ rows`.
+    pub fn gemv_q8_0(
+        &self,
+        w: &[u8],
+        k: usize,
+        x: &[f32],
+        rows: Range<usize>,
+        y: &mut [f32],
+    ) -> Result<(), Error> {
+        if k % Q8_0_BLOCK != 0 {
+            return Err(Error::KNotMultiple {
+                k,
+                block: Q8_0_BLOCK,
+            });
+        }
+        check_gemv(w.len(), k, Q8_0_BLOCK_BYTES * k / Q8_0_BLOCK, x, &rows, y)?;
+        // SAFETY: as above.
+        unsafe { (self.table.gemv_q8_0)(w, k, x, rows, y) };
+        Ok(())
+    }
+}
+
+fn check_rope(x: &[f32], head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<(), Error> {
+    if head_dim == 0 || head_dim % 2 != 0 {
+        return Err(Error::KNotMultiple {
+            k: head_dim,
+            block: 2,
+        });
+    }
+    if x.len() % head_dim != 0 {
+        return Err(Error::KNotMultiple {
+            k: x.len(),
+            block: head_dim,
+        });
+    }
+    check_len("RoPE cos", head_dim / 2, cos.len())?;
+    check_len("RoPE sin", head_dim / 2, sin.len())
+}
+
+/// `row_len`: elements of `w` per row (`K` halves for f16, bytes for Q8_0).
+fn check_gemv(
+    w_len: usize,
+    k: usize,
+    row_len: usize,
+    x: &[f32],
+    rows: &Range<usize>,
+    y: &[f32],
+) -> Result<(), Error> {
+    if k == 0 {
+        return Err(Error::ZeroDim {
+            what: "K (columns)",
+        });
+    }
+    if w_len % row_len != 0 {
+        return Err(Error::BufferLength {
+            what: "GEMV weights (a multiple of the row size)",
+            expected: row_len * (w_len / row_len).max(1),
+            actual: w_len,
+        });
+    }
+    let m = w_len / row_len;
+    check_len("GEMV input", k, x.len())?;
+    if rows.start > rows.end || rows.end > m {
+        return Err(Error::RowRange {
+            start: rows.start,
+            end: rows.end,
+            m,
+        });
+    }
+    check_len("GEMV output", rows.len(), y.len())
+}

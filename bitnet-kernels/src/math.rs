@@ -1,0 +1,199 @@
+//! Scalar float primitives that `core` lacks, written once so every path
+//! (and every build, with or without `std`) agrees on them.
+
+/// `|x|` without libm.
+#[inline(always)]
+pub(crate) fn abs(x: f32) -> f32 {
+    f32::from_bits(x.to_bits() & 0x7fff_ffff)
+}
+
+/// Rounds to the nearest integer, ties to even, for `|x| < 2^22`: adding and
+/// subtracting 1.5·2^23 leaves the rounding to the FPU's default mode, which
+/// is what `cvtps2dq` and `fcvtns` do.
+#[inline(always)]
+pub(crate) fn round_ties_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
+}
+
+/// Correctly rounded square root.
+#[inline(always)]
+pub(crate) fn sqrt(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.sqrt()
+    }
+    #[cfg(all(not(feature = "std"), target_arch = "x86_64"))]
+    {
+        use core::arch::x86_64::{_mm_cvtss_f32, _mm_set_ss, _mm_sqrt_ss};
+        // SAFETY: SSE is part of the x86-64 baseline.
+        unsafe { _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))) }
+    }
+    #[cfg(all(not(feature = "std"), target_arch = "aarch64"))]
+    {
+        use core::arch::aarch64::{vdup_n_f32, vget_lane_f32, vsqrt_f32};
+        // SAFETY: NEON is part of the AArch64 baseline.
+        unsafe { vget_lane_f32::<0>(vsqrt_f32(vdup_n_f32(x))) }
+    }
+    #[cfg(all(
+        not(feature = "std"),
+        not(any(target_arch = "x86_64", target_arch = "aarch64"))
+    ))]
+    {
+        // Newton on f64 from a bit-level guess converges well past f32 precision.
+        if x <= 0.0 || !x.is_finite() {
+            return if x == 0.0 || x == f32::INFINITY {
+                x
+            } else {
+                f32::NAN
+            };
+        }
+        let v = x as f64;
+        let mut g = f64::from_bits((v.to_bits() >> 1) + (1023u64 << 51));
+        for _ in 0..6 {
+            g = 0.5 * (g + v / g);
+        }
+        g as f32
+    }
+}
+
+/// Coefficients of the `exp` approximation shared by every path
+/// (Cephes `expf`: range reduction by ln 2, degree-5 polynomial, ~1 ulp).
+pub(crate) mod exp_consts {
+    pub const HI: f32 = 88.376_26;
+    pub const LO: f32 = -87.336_55;
+    pub const LOG2E: f32 = core::f32::consts::LOG2_E;
+    pub const LN2_HI: f32 = 0.693_359_4;
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    pub const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5.000_000_1e-1,
+    ];
+}
+
+/// `e^x`, accurate to about 2 ulp over the normal range; inputs below
+/// ≈ −87.3 give ≈ 1e-38 rather than subnormals.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    use exp_consts::*;
+    let x = x.clamp(LO, HI);
+    let n = round_ties_even(x * LOG2E);
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = P[0];
+    for c in &P[1..] {
+        p = p * r + c;
+    }
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Exact IEEE binary16 → binary32.
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h as u32) & 0x8000) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 if man == 0 => sign,
+        0 => {
+            // Subnormal: man · 2^-24, exact in f32.
+            let v = man as f32 * (1.0 / 16_777_216.0);
+            return if sign != 0 { -v } else { v };
+        }
+        0x1f => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// IEEE binary32 → binary16, round to nearest even; NaNs stay NaN (quieted),
+/// overflow gives ±inf — the same results as F16C `vcvtps2ph` and `fcvtn`.
+pub(crate) fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        let nan = if man != 0 {
+            0x200 | (man >> 13) as u16
+        } else {
+            0
+        };
+        return sign | 0x7c00 | nan;
+    }
+    let e = exp - 112; // rebias 127 → 15
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    let (value, shift) = if e <= 0 {
+        // Subnormal (or zero) in f16: the implicit bit joins the mantissa.
+        let shift = (14 - e) as u32;
+        if shift > 24 {
+            return sign;
+        }
+        (man | 0x80_0000, shift)
+    } else {
+        (((e as u32) << 23) | man, 13)
+    };
+    let q = value >> shift;
+    let rem = value & ((1 << shift) - 1);
+    let half = 1 << (shift - 1);
+    let up = (rem > half || (rem == half && q & 1 == 1)) as u32;
+    // A carry out of the mantissa correctly bumps the exponent (up to inf).
+    sign | (q + up) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_round_trips_every_value() {
+        for h in 0..=u16::MAX {
+            let f = f16_to_f32(h);
+            let back = f32_to_f16(f);
+            if f.is_nan() {
+                assert!(f16_to_f32(back).is_nan());
+            } else {
+                assert_eq!(back, h, "h = {h:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn f32_to_f16_rounds_half_to_even() {
+        // 1 + 2^-11 is halfway between 1 and the next f16: ties to 1.
+        assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3c00);
+        // 1 + 3·2^-11 is halfway between odd and even: ties up.
+        assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(f32_to_f16(65520.0), 0x7c00);
+        assert_eq!(f32_to_f16(2f32.powi(-25)), 0);
+        assert_eq!(f32_to_f16(2f32.powi(-25) * 1.5), 1);
+    }
+
+    #[test]
+    fn exp_is_close() {
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let want = (x as f64).exp();
+            let got = exp(x) as f64;
+            assert!(
+                ((got - want) / want).abs() < 3e-7,
+                "x={x} got={got} want={want}"
+            );
+            x += 0.173;
+        }
+    }
+
+    #[test]
+    fn round_ties_even_matches_std() {
+        for v in [
+            0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, -127.5, 3.4999, -0.0,
+        ] {
+            assert_eq!(round_ties_even(v), v.round_ties_even(), "{v}");
+        }
+    }
+}
