@@ -5,8 +5,9 @@ use core::ops::Range;
 /// Chunk `index` of `threads` when `rows` output rows are split into
 /// contiguous runs of whole `tile`s (the last tile may be short).
 ///
-/// Tiles are spread as evenly as possible: the first `tiles % threads`
-/// chunks get one extra tile. A thread with no tile gets an empty range at
+/// Tiles are spread as evenly as possible: the last `tiles % threads`
+/// chunks get one extra tile, so the one short tile at the end lands on a
+/// larger chunk and no two chunks differ by more than `tile` rows. A thread with no tile gets an empty range at
 /// `rows`. The same arguments always give the same chunk, so a worker keeps
 /// its rows (and their cache lines) from one call to the next.
 ///
@@ -20,8 +21,9 @@ pub fn partition_chunk(rows: usize, threads: usize, tile: usize, index: usize) -
     assert!(index < threads, "partition: chunk {index} of {threads}");
     let tiles = rows.div_ceil(tile);
     let (base, extra) = (tiles / threads, tiles % threads);
-    let first = index * base + index.min(extra);
-    let count = base + usize::from(index < extra);
+    let plain = threads - extra;
+    let first = index * base + index.saturating_sub(plain);
+    let count = base + usize::from(index >= plain);
     let start = (first * tile).min(rows);
     let end = ((first + count) * tile).min(rows);
     start..end
@@ -35,7 +37,9 @@ pub fn partition(rows: usize, threads: usize, tile: usize) -> impl Iterator<Item
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::vec::Vec;
 
     #[test]
     fn covers_rows_once_tile_aligned() {

@@ -2,6 +2,8 @@
 //! matrices and activations, including the extremes the kernels must survive.
 #![allow(dead_code)]
 
+pub mod gguf;
+
 use bitnet_kernels::format::{encode_i2s_row, I2sMatrix, WeightScale};
 use bitnet_kernels::{Dispatch, Isa};
 
