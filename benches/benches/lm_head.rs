@@ -14,11 +14,21 @@ fn main() {
     let (m, k) = (LM_HEAD.m, LM_HEAD.k);
     let mut rng = Rng::new(88172645463325252);
     // Halves in ±[2^-8, 2^-1): ordinary embedding magnitudes.
-    let f16: Vec<u16> = (0..m * k).map(|_| (0x1c00 + rng.next_u64() % 0x1800) as u16 | ((rng.next_u64() as u16) & 0x8000)).collect();
-    let q8: Vec<u8> = (0..m * k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES)
-        .map(|i| if i % Q8_0_BLOCK_BYTES < 2 { [0x00, 0x20][i % 2] } else { rng.next_u64() as u8 })
+    let f16: Vec<u16> = (0..m * k)
+        .map(|_| (0x1c00 + rng.next_u64() % 0x1800) as u16 | ((rng.next_u64() as u16) & 0x8000))
         .collect();
-    let x: Vec<f32> = (0..k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+    let q8: Vec<u8> = (0..m * k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES)
+        .map(|i| {
+            if i % Q8_0_BLOCK_BYTES < 2 {
+                [0x00, 0x20][i % 2]
+            } else {
+                rng.next_u64() as u8
+            }
+        })
+        .collect();
+    let x: Vec<f32> = (0..k)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+        .collect();
     let mut y = vec![0f32; m];
 
     let mut g = c.benchmark_group(format!("lm_head_bytes/{}", LM_HEAD.id()));
@@ -36,7 +46,11 @@ fn main() {
                         }
                     }
                     let t = start.elapsed();
-                    roofline.record(&format!("lm_head {id}"), bytes, t.as_secs_f64() / iters as f64);
+                    roofline.record(
+                        &format!("lm_head {id}"),
+                        bytes,
+                        t.as_secs_f64() / iters as f64,
+                    );
                     t
                 })
             });

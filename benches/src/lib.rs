@@ -4,8 +4,8 @@
 //! measured weight stream by the read bandwidth measured in the same run.
 
 use bitnet_kernels::format::{I2sMatrix, TlMatrix, WeightScale};
-use bitnet_model::synthetic::{activations, ternary_i2s_codes};
 use bitnet_kernels::{Dispatch, Family, Isa, QuantizedActs};
+use bitnet_model::synthetic::{activations, ternary_i2s_codes};
 use criterion::Criterion;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,14 +26,34 @@ impl Shape {
 }
 
 pub const SHAPES: [Shape; 4] = [
-    Shape { m: 2560, k: 2560, what: "attn_q / attn_output" },
-    Shape { m: 640, k: 2560, what: "attn_k / attn_v" },
-    Shape { m: 6912, k: 2560, what: "ffn_gate / ffn_up" },
-    Shape { m: 2560, k: 6912, what: "ffn_down" },
+    Shape {
+        m: 2560,
+        k: 2560,
+        what: "attn_q / attn_output",
+    },
+    Shape {
+        m: 640,
+        k: 2560,
+        what: "attn_k / attn_v",
+    },
+    Shape {
+        m: 6912,
+        k: 2560,
+        what: "ffn_gate / ffn_up",
+    },
+    Shape {
+        m: 2560,
+        k: 6912,
+        what: "ffn_down",
+    },
 ];
 
 /// The tied F16 LM head (token embedding) of 2B-4T.
-pub const LM_HEAD: Shape = Shape { m: 128_256, k: 2560, what: "token_embd (tied LM head)" };
+pub const LM_HEAD: Shape = Shape {
+    m: 128_256,
+    k: 2560,
+    what: "token_embd (tied LM head)",
+};
 
 /// Token counts: decode (1), small batches, prefill.
 pub const TOKENS: [usize; 4] = [1, 4, 16, 128];
@@ -88,7 +108,13 @@ impl WeightPool {
 
     pub fn i2s(&self, i: usize) -> I2sMatrix<'_> {
         let s = self.shape;
-        I2sMatrix::new(&self.codes[i % self.len()], s.m, s.k, WeightScale::Tensor(0.5)).unwrap()
+        I2sMatrix::new(
+            &self.codes[i % self.len()],
+            s.m,
+            s.k,
+            WeightScale::Tensor(0.5),
+        )
+        .unwrap()
     }
 
     pub fn tl(&self, i: usize) -> TlMatrix<'_> {
@@ -131,7 +157,14 @@ impl Acts {
 }
 
 /// One ternary matmul of the whole matrix `i` of the pool on one thread.
-pub fn run(d: Dispatch, family: Family, pool: &WeightPool, i: usize, x: &QuantizedActs<'_>, y: &mut [f32]) {
+pub fn run(
+    d: Dispatch,
+    family: Family,
+    pool: &WeightPool,
+    i: usize,
+    x: &QuantizedActs<'_>,
+    y: &mut [f32],
+) {
     let m = pool.shape.m;
     match family {
         Family::MultiplyAdd => d.gemm_i2s(&pool.i2s(i), x, 0..m, y).unwrap(),
@@ -141,7 +174,9 @@ pub fn run(d: Dispatch, family: Family, pool: &WeightPool, i: usize, x: &Quantiz
 
 /// Every path this CPU supports, best first.
 pub fn paths() -> Vec<Dispatch> {
-    let mut v: Vec<Dispatch> = Isa::supported().map(|i| Dispatch::for_isa(i).unwrap()).collect();
+    let mut v: Vec<Dispatch> = Isa::supported()
+        .map(|i| Dispatch::for_isa(i).unwrap())
+        .collect();
     v.reverse();
     v
 }
@@ -171,10 +206,15 @@ impl Roofline {
 
     /// Prints `name: GB/s = x % of the read bandwidth` for every entry.
     pub fn print(&self, read_gbs: f64) {
-        println!("\nroofline (one thread; read bandwidth measured in this run: {read_gbs:.1} GB/s)");
+        println!(
+            "\nroofline (one thread; read bandwidth measured in this run: {read_gbs:.1} GB/s)"
+        );
         for (name, bytes, secs) in self.rows.lock().unwrap().iter() {
             let gbs = bytes / secs / 1e9;
-            println!("  {name:<44} {gbs:6.2} GB/s  {:5.1} % of read bandwidth", 100.0 * gbs / read_gbs);
+            println!(
+                "  {name:<44} {gbs:6.2} GB/s  {:5.1} % of read bandwidth",
+                100.0 * gbs / read_gbs
+            );
         }
     }
 }

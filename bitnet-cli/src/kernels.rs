@@ -14,7 +14,9 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
     let chosen = Dispatch::from_env().map_err(|e| format!("BITNET_KERNEL: {e}"))?;
     let supported: Vec<&str> = Isa::supported().map(Isa::name).collect();
     println!("paths on this CPU: {}", supported.join(", "));
-    let forced = std::env::var("BITNET_KERNEL").ok().filter(|v| !v.trim().is_empty());
+    let forced = std::env::var("BITNET_KERNEL")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     println!(
         "chosen: {}{}",
         chosen.describe(),
@@ -46,7 +48,9 @@ fn self_check(d: Dispatch) -> Result<()> {
         let (mut q0, mut s0, mut sums0) = (q.clone(), s.clone(), sums.clone());
         let acts = d.quantize(&x, k, &mut q, &mut s, &mut sums)?;
         let reference = scalar.quantize(&x, k, &mut q0, &mut s0, &mut sums0)?;
-        if acts.values() != reference.values() || (0..n).any(|t| acts.scale(t) != reference.scale(t)) {
+        if acts.values() != reference.values()
+            || (0..n).any(|t| acts.scale(t) != reference.scale(t))
+        {
             return Err(format!("{}: quantization differs from scalar (N = {n})", d.isa()).into());
         }
         let mut want = vec![0f32; n * m];
@@ -57,8 +61,17 @@ fn self_check(d: Dispatch) -> Result<()> {
                 Family::MultiplyAdd => d.gemm_i2s(&w, &acts, 0..m, &mut got)?,
                 Family::Lookup => d.gemm_tl(&tl, &acts, 0..m, &mut got)?,
             }
-            if got.iter().zip(&want).any(|(a, b)| a.to_bits() != b.to_bits()) {
-                return Err(format!("{} {}: output differs from scalar (N = {n})", d.isa(), family.name()).into());
+            if got
+                .iter()
+                .zip(&want)
+                .any(|(a, b)| a.to_bits() != b.to_bits())
+            {
+                return Err(format!(
+                    "{} {}: output differs from scalar (N = {n})",
+                    d.isa(),
+                    family.name()
+                )
+                .into());
             }
         }
     }
@@ -94,21 +107,28 @@ fn measure(d: Dispatch, quick: bool) {
         Family::MultiplyAdd => pool[0].len(),
         Family::Lookup => tl_pool[0].len(),
     };
-    let gemv = |n: usize, copy: usize, y: &mut [f32], x: &QuantizedActs<'_>, family: Family| match family {
-        Family::MultiplyAdd => {
-            let w = I2sMatrix::new(&pool[copy], m, k, WeightScale::Tensor(1.0)).expect("valid shape");
-            d.gemm_i2s(&w, x, 0..m, &mut y[..n * m]).expect("valid shapes")
-        }
-        Family::Lookup => {
-            let w = TlMatrix::from_packed(&tl_pool[copy], m, k, 1.0).expect("valid shape");
-            d.gemm_tl(&w, x, 0..m, &mut y[..n * m]).expect("valid shapes")
+    let gemv = |n: usize, copy: usize, y: &mut [f32], x: &QuantizedActs<'_>, family: Family| {
+        match family {
+            Family::MultiplyAdd => {
+                let w = I2sMatrix::new(&pool[copy], m, k, WeightScale::Tensor(1.0))
+                    .expect("valid shape");
+                d.gemm_i2s(&w, x, 0..m, &mut y[..n * m])
+                    .expect("valid shapes")
+            }
+            Family::Lookup => {
+                let w = TlMatrix::from_packed(&tl_pool[copy], m, k, 1.0).expect("valid shape");
+                d.gemm_tl(&w, x, 0..m, &mut y[..n * m])
+                    .expect("valid shapes")
+            }
         }
     };
 
     let best = |n: usize, family: Family, iters: usize, cycle: bool| {
         let x = synthetic::activations(n * k, 3);
         let (mut q, mut s, mut sums) = (vec![0i8; n * k], vec![0f32; n], vec![0i32; n]);
-        let acts = d.quantize(&x, k, &mut q, &mut s, &mut sums).expect("valid shapes");
+        let acts = d
+            .quantize(&x, k, &mut q, &mut s, &mut sums)
+            .expect("valid shapes");
         let mut y = vec![0f32; n * m];
         let mut best = f64::INFINITY;
         for rep in 0..reps {

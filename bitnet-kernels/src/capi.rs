@@ -79,9 +79,18 @@ pub unsafe extern "C" fn bitnet_quantize_i8(
     scales: *mut f32,
     sums: *mut i32,
 ) -> i32 {
-    let Some(len) = n.checked_mul(k) else { return BAD_LENGTH };
+    let Some(len) = n.checked_mul(k) else {
+        return BAD_LENGTH;
+    };
     // SAFETY: the caller vouches for the pointers and lengths.
-    let (x, q, scales, sums) = unsafe { (view(x, len), view_mut(q, len), view_mut(scales, n), view_mut(sums, n)) };
+    let (x, q, scales, sums) = unsafe {
+        (
+            view(x, len),
+            view_mut(q, len),
+            view_mut(scales, n),
+            view_mut(sums, n),
+        )
+    };
     let (Some(x), Some(q), Some(scales), Some(sums)) = (x, q, scales, sums) else {
         return NULL_POINTER;
     };

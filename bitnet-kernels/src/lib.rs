@@ -46,3 +46,6 @@ pub use error::Error;
 pub use matmul::{dequantize_dot, MAX_K};
 pub use partition::{partition, partition_chunk};
 pub use quant::{QuantizedActs, RowScale, ACT_MAX_FLOOR};
+
+#[cfg(feature = "capi")]
+pub mod capi;

@@ -76,27 +76,60 @@ fn repack(
 
 #[test]
 fn bad_input_is_a_typed_error() {
-    assert!(matches!(I2sMatrix::from_gguf(&[0; 64 + 31], 2, 128), Err(Error::BufferLength { .. })));
-    assert!(matches!(I2sMatrix::from_gguf(&[0; 64], 1, 100), Err(Error::KNotMultiple { k: 100, block: 128 })));
-    assert!(matches!(I2sMatrix::from_gguf(&[], 0, 128), Err(Error::ZeroDim { .. })));
+    assert!(matches!(
+        I2sMatrix::from_gguf(&[0; 64 + 31], 2, 128),
+        Err(Error::BufferLength { .. })
+    ));
+    assert!(matches!(
+        I2sMatrix::from_gguf(&[0; 64], 1, 100),
+        Err(Error::KNotMultiple { k: 100, block: 128 })
+    ));
+    assert!(matches!(
+        I2sMatrix::from_gguf(&[], 0, 128),
+        Err(Error::ZeroDim { .. })
+    ));
     let mut nan = vec![0u8; 32 + 32];
     nan[32..36].copy_from_slice(&f32::NAN.to_le_bytes());
-    assert!(matches!(I2sMatrix::from_gguf(&nan, 1, 128), Err(Error::BadScale { .. })));
+    assert!(matches!(
+        I2sMatrix::from_gguf(&nan, 1, 128),
+        Err(Error::BadScale { .. })
+    ));
     let threes = [0xffu8; 32];
     let m = I2sMatrix::new(&threes, 1, 128, WeightScale::Tensor(1.0)).unwrap();
-    assert!(matches!(m.validate_codes(), Err(Error::BadCode { index: 0 })));
-    assert!(matches!(decode_i2s_row(&threes, &mut [0; 128]), Err(Error::BadCode { .. })));
-    assert!(matches!(Tq2Matrix::from_gguf(&[0; 65], 1, 256), Err(Error::BufferLength { .. })));
-    assert!(matches!(Tq1Matrix::from_gguf(&[0; 54], 1, 128), Err(Error::KNotMultiple { .. })));
+    assert!(matches!(
+        m.validate_codes(),
+        Err(Error::BadCode { index: 0 })
+    ));
+    assert!(matches!(
+        decode_i2s_row(&threes, &mut [0; 128]),
+        Err(Error::BadCode { .. })
+    ));
+    assert!(matches!(
+        Tq2Matrix::from_gguf(&[0; 65], 1, 256),
+        Err(Error::BufferLength { .. })
+    ));
+    assert!(matches!(
+        Tq1Matrix::from_gguf(&[0; 54], 1, 128),
+        Err(Error::KNotMultiple { .. })
+    ));
     let mut tq1 = vec![0u8; 54];
     tq1[53] = 0xfe; // f16 NaN scale
     let w = Tq1Matrix::from_gguf(&tq1, 1, 256).unwrap();
-    assert!(matches!(w.repack_i2s(&mut [0; 64], &mut [0.0]), Err(Error::BadScale { .. })));
+    assert!(matches!(
+        w.repack_i2s(&mut [0; 64], &mut [0.0]),
+        Err(Error::BadScale { .. })
+    ));
     let mut tq2 = vec![0u8; 66];
     tq2[65] = 0x7c; // f16 +inf scale
     let w = Tq2Matrix::from_gguf(&tq2, 1, 256).unwrap();
-    assert!(matches!(w.repack_i2s(&mut [0; 64], &mut [0.0]), Err(Error::BadScale { .. })));
-    assert!(matches!(encode_i2s_row(&[2; 128], &mut [0; 32]), Err(Error::BadCode { .. })));
+    assert!(matches!(
+        w.repack_i2s(&mut [0; 64], &mut [0.0]),
+        Err(Error::BadScale { .. })
+    ));
+    assert!(matches!(
+        encode_i2s_row(&[2; 128], &mut [0; 32]),
+        Err(Error::BadCode { .. })
+    ));
 }
 
 #[test]
@@ -113,7 +146,9 @@ fn fixture_files_hold_identical_weights() {
             let (k, m) = (t.dims[0], t.dims[1]);
             let a = I2sMatrix::from_gguf(&t.data[..m * k / 4 + I2S_TAIL_BYTES], m, k).unwrap();
             a.validate_codes().unwrap();
-            let WeightScale::Tensor(scale) = a.scale() else { unreachable!() };
+            let WeightScale::Tensor(scale) = a.scale() else {
+                unreachable!()
+            };
             let (t2, t1) = (&tq2[name], &tq1[name]);
             assert_eq!((t2.ty, t1.ty), (35, 34), "{dir}/{name}");
             let blocks = m * k / TQ_BLOCK;
@@ -123,19 +158,35 @@ fn fixture_files_hold_identical_weights() {
                 ("TQ2_0", repack(|x, s| b.repack_i2s(x, s), m, k)),
                 ("TQ1_0", repack(|x, s| c.repack_i2s(x, s), m, k)),
             ] {
-                assert!(codes == a.codes(), "{dir}/{name}: {what} trits differ from I2_S");
-                assert_eq!(collapse_block_scales(&scales), Some(scale), "{dir}/{name}: {what} scale");
+                assert!(
+                    codes == a.codes(),
+                    "{dir}/{name}: {what} trits differ from I2_S"
+                );
+                assert_eq!(
+                    collapse_block_scales(&scales),
+                    Some(scale),
+                    "{dir}/{name}: {what} scale"
+                );
             }
             // Our encoders reproduce the files byte for byte.
             let mut trits = vec![0i8; k];
-            let (mut row2, mut row1) = (vec![0u8; k / TQ_BLOCK * TQ2_BLOCK_BYTES], vec![0u8; k / TQ_BLOCK * TQ1_BLOCK_BYTES]);
+            let (mut row2, mut row1) = (
+                vec![0u8; k / TQ_BLOCK * TQ2_BLOCK_BYTES],
+                vec![0u8; k / TQ_BLOCK * TQ1_BLOCK_BYTES],
+            );
             for r in 0..m {
                 decode_i2s_row(a.row(r), &mut trits).unwrap();
                 let s = vec![scale; k / TQ_BLOCK];
                 encode_tq2_row(&trits, &s, &mut row2).unwrap();
                 encode_tq1_row(&trits, &s, &mut row1).unwrap();
-                assert!(row2 == t2.data[r * row2.len()..(r + 1) * row2.len()], "{dir}/{name} row {r}: TQ2_0 bytes");
-                assert!(row1 == t1.data[r * row1.len()..(r + 1) * row1.len()], "{dir}/{name} row {r}: TQ1_0 bytes");
+                assert!(
+                    row2 == t2.data[r * row2.len()..(r + 1) * row2.len()],
+                    "{dir}/{name} row {r}: TQ2_0 bytes"
+                );
+                assert!(
+                    row1 == t1.data[r * row1.len()..(r + 1) * row1.len()],
+                    "{dir}/{name} row {r}: TQ1_0 bytes"
+                );
             }
             checked += 1;
         }

@@ -12,7 +12,10 @@ fn required_paths_are_supported() {
     };
     for name in list.split(',').filter(|s| !s.trim().is_empty()) {
         let isa = Isa::from_name(name).unwrap_or_else(|_| panic!("unknown ISA {name:?}"));
-        assert!(isa.is_supported(), "{isa} is required but not detected: its kernels were not tested");
+        assert!(
+            isa.is_supported(),
+            "{isa} is required but not detected: its kernels were not tested"
+        );
         assert_eq!(Dispatch::for_isa(isa).unwrap().isa(), isa);
     }
 }
@@ -29,7 +32,14 @@ fn detection_agrees_with_proc_cpuinfo() {
         .collect();
     let has = |names: &[&str]| names.iter().all(|n| flags.contains(n));
     let avx2 = has(&["avx2", "fma", "f16c"]);
-    let avx512 = avx2 && has(&["avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi"]);
+    let avx512 = avx2
+        && has(&[
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512_vnni",
+            "avx512vbmi",
+        ]);
     assert_eq!(Isa::Avx2.is_supported(), avx2);
     assert_eq!(Isa::Avx512.is_supported(), avx512);
     assert!(!Isa::Neon.is_supported());

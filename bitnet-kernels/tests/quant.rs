@@ -53,7 +53,12 @@ fn check(x: &[f32]) -> Result<(), TestCaseError> {
         let src = Unaligned::new(x);
         let mut q = Unaligned::new(&vec![0x55i8; x.len()]);
         let got = d.quantize_row_i8(src.get(), q.get_mut()).unwrap();
-        prop_assert_eq!(got.scale.to_bits(), want.scale.to_bits(), "{} scale", d.isa());
+        prop_assert_eq!(
+            got.scale.to_bits(),
+            want.scale.to_bits(),
+            "{} scale",
+            d.isa()
+        );
         prop_assert_eq!(got.sum, want.sum, "{} sum", d.isa());
         prop_assert!(q.get() == want_q.as_slice(), "{} values differ", d.isa());
     }

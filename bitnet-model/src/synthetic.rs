@@ -36,7 +36,9 @@ pub fn ternary_i2s_codes(m: usize, k: usize, seed: u64) -> Vec<u8> {
     let mut trits = vec![0i8; k];
     let mut codes = vec![0u8; m * k / 4];
     for row in codes.chunks_exact_mut(k / 4) {
-        trits.iter_mut().for_each(|t| *t = (rng.next_u64() % 3) as i8 - 1);
+        trits
+            .iter_mut()
+            .for_each(|t| *t = (rng.next_u64() % 3) as i8 - 1);
         encode_i2s_row(&trits, row).expect("k is a multiple of 128");
     }
     codes

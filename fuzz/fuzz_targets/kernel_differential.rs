@@ -9,14 +9,24 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let [m, kb, n, rest @ ..] = data else { return };
-    let (m, k, n) = (*m as usize % 48 + 1, (*kb as usize % 6 + 1) * 128, *n as usize % 9 + 1);
+    let (m, k, n) = (
+        *m as usize % 48 + 1,
+        (*kb as usize % 6 + 1) * 128,
+        *n as usize % 9 + 1,
+    );
     let byte = |i: usize| rest.get(i % rest.len().max(1)).copied().unwrap_or(0);
     let trits: Vec<i8> = (0..m * k).map(|i| (byte(i) % 3) as i8 - 1).collect();
     let mut codes = vec![0u8; m * k / 4];
     for r in 0..m {
-        encode_i2s_row(&trits[r * k..(r + 1) * k], &mut codes[r * k / 4..(r + 1) * k / 4]).unwrap();
+        encode_i2s_row(
+            &trits[r * k..(r + 1) * k],
+            &mut codes[r * k / 4..(r + 1) * k / 4],
+        )
+        .unwrap();
     }
-    let x: Vec<f32> = (0..n * k).map(|i| (byte(i * 7 + 3) as i8) as f32 * 0.37).collect();
+    let x: Vec<f32> = (0..n * k)
+        .map(|i| (byte(i * 7 + 3) as i8) as f32 * 0.37)
+        .collect();
     let scalar = Dispatch::for_isa(Isa::Scalar).unwrap();
     let (mut q, mut s, mut sums) = (vec![0i8; n * k], vec![0f32; n], vec![0i32; n]);
     let acts = scalar.quantize(&x, k, &mut q, &mut s, &mut sums).unwrap();

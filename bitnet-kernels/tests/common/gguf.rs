@@ -100,7 +100,14 @@ pub fn tensors(path: &Path) -> HashMap<String, Tensor> {
                 .iter()
                 .find(|&&o| o > off)
                 .map_or(bytes.len(), |&o| base as usize + o);
-            (name, Tensor { dims, ty, data: bytes[start..end].to_vec() })
+            (
+                name,
+                Tensor {
+                    dims,
+                    ty,
+                    data: bytes[start..end].to_vec(),
+                },
+            )
         })
         .collect()
 }
