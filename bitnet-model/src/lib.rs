@@ -2,6 +2,7 @@
 //! and thread pool (issue #3 builds these). Today: the machine probes that
 //! benchmarks and `bitnet kernels` measure against.
 
+pub mod gguf;
 pub mod hw;
 pub mod synthetic;
 
