@@ -471,6 +471,11 @@ impl Gguf {
         })
     }
 
+    /// The whole file (mapped or read).
+    pub fn bytes(&self) -> &[u8] {
+        self.data()
+    }
+
     fn data(&self) -> &[u8] {
         match &self.bytes {
             Bytes::Mapped(m) => m,

@@ -1,9 +1,18 @@
-//! The BitNet b1.58 model: GGUF loading, the transformer, tokenizer, sampler
-//! and thread pool (issue #3 builds these). Today: the machine probes that
-//! benchmarks and `bitnet kernels` measure against.
+//! The BitNet b1.58 model: GGUF loading, the transformer, KV cache, and the
+//! machine probes benchmarks measure against. Tokenizer, sampler, thread
+//! pool and generation API come next (issue #3).
 
+pub mod config;
+mod error;
 pub mod gguf;
 pub mod hw;
+mod kv_cache;
+mod model;
 pub mod synthetic;
+mod weights;
 
 pub use bitnet_kernels::{Dispatch, Isa};
+pub use config::{Activation, Arch, Config, RopeStyle};
+pub use error::ModelError;
+pub use kv_cache::{KvCache, KvType};
+pub use model::{Logits, Model};

@@ -1,0 +1,124 @@
+//! Keys and values of past positions, per layer, owned by the caller so one
+//! model can serve many sequences.
+
+use crate::config::Config;
+use crate::error::ModelError;
+use bitnet_kernels::Dispatch;
+
+/// Element type of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// IEEE half: half the memory and bandwidth; what bitnet.cpp uses.
+    #[default]
+    F16,
+    F32,
+}
+
+#[derive(Debug)]
+enum Rows {
+    F16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+/// `layers × capacity × (kv_heads·head_dim)` keys and values.
+#[derive(Debug)]
+pub struct KvCache {
+    keys: Vec<Rows>,
+    values: Vec<Rows>,
+    kv_dim: usize,
+    capacity: usize,
+    len: usize,
+}
+
+impl KvCache {
+    /// A cache for up to `capacity` positions (at most the model's context).
+    pub fn new(config: &Config, capacity: usize, ty: KvType) -> Result<KvCache, ModelError> {
+        if capacity == 0 || capacity > config.ctx {
+            return Err(ModelError::Config(format!(
+                "KV cache size {capacity} must be between 1 and the context length {}",
+                config.ctx
+            )));
+        }
+        let kv_dim = config.kv_dim();
+        let per_layer = capacity * kv_dim;
+        let rows = || match ty {
+            KvType::F16 => Rows::F16(vec![0; per_layer]),
+            KvType::F32 => Rows::F32(vec![0.0; per_layer]),
+        };
+        Ok(KvCache {
+            keys: (0..config.layers).map(|_| rows()).collect(),
+            values: (0..config.layers).map(|_| rows()).collect(),
+            kv_dim,
+            capacity,
+            len: 0,
+        })
+    }
+
+    /// Positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every position (a new conversation).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Drops positions from `len` on (e.g. to rewind a rejected continuation).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    pub(crate) fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= self.capacity);
+        self.len = len;
+    }
+
+    /// Stores the key and value rows of position `pos` of `layer`.
+    pub(crate) fn store(&mut self, d: Dispatch, layer: usize, pos: usize, k: &[f32], v: &[f32]) -> Result<(), ModelError> {
+        let span = pos * self.kv_dim..(pos + 1) * self.kv_dim;
+        for (rows, src) in [(&mut self.keys[layer], k), (&mut self.values[layer], v)] {
+            match rows {
+                Rows::F16(r) => d.f32_to_f16(src, &mut r[span.clone()])?,
+                Rows::F32(r) => r[span.clone()].copy_from_slice(src),
+            }
+        }
+        Ok(())
+    }
+
+    /// `scores[j] = q · key(j, head)` for positions `0..scores.len()`.
+    pub(crate) fn key_scores(&self, d: Dispatch, layer: usize, head: usize, head_dim: usize, q: &[f32], scores: &mut [f32]) -> Result<(), ModelError> {
+        let off = head * head_dim;
+        for (j, s) in scores.iter_mut().enumerate() {
+            let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
+            *s = match &self.keys[layer] {
+                Rows::F16(r) => d.dot_f16(q, &r[at])?,
+                Rows::F32(r) => d.dot_f32(q, &r[at])?,
+            };
+        }
+        Ok(())
+    }
+
+    /// `out = Σ_j probs[j] · value(j, head)`.
+    pub(crate) fn mix_values(&self, d: Dispatch, layer: usize, head: usize, head_dim: usize, probs: &[f32], out: &mut [f32]) -> Result<(), ModelError> {
+        out.fill(0.0);
+        let off = head * head_dim;
+        for (j, &p) in probs.iter().enumerate() {
+            let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
+            match &self.values[layer] {
+                Rows::F16(r) => d.axpy_f16(p, &r[at], out)?,
+                Rows::F32(r) => d.axpy_f32(p, &r[at], out)?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! The BitNet b1.58 transformer (and its ternary-llama sibling), written to
+//! read like the paper: every projection is `BitLinear` = per-token int8
+//! quantization + exact ternary matmul + rescale.
+
+use crate::config::{Activation, Arch, Config, RopeStyle};
+use crate::error::ModelError;
+use crate::gguf::Gguf;
+use crate::kv_cache::KvCache;
+use crate::weights::{load_vector, Dense, Ternary};
+use bitnet_kernels::{Dispatch, QuantizedActs};
+use std::path::Path;
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Ternary,
+    wk: Ternary,
+    wv: Ternary,
+    wo: Ternary,
+    /// BitNet's extra norm before the output projection.
+    attn_sub_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    w_gate: Ternary,
+    w_up: Ternary,
+    w_down: Ternary,
+    /// BitNet's extra norm before the down projection.
+    ffn_sub_norm: Option<Vec<f32>>,
+}
+
+/// A loaded model: weights in place in the (mapped) file, plus the kernels.
+pub struct Model {
+    file: Gguf,
+    pub config: Config,
+    layers: Vec<Layer>,
+    embed: Dense,
+    output_norm: Vec<f32>,
+    /// `None`: the LM head is tied to the token embedding.
+    output: Option<Dense>,
+    dispatch: Dispatch,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("config", &self.config).field("kernels", &self.dispatch).finish()
+    }
+}
+
+/// Which positions' logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's, `N × vocab` (scoring, perplexity, tests).
+    All,
+}
+
+impl Model {
+    /// Maps and loads a GGUF model file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, ModelError> {
+        Model::from_gguf(Gguf::open(path)?)
+    }
+
+    /// Builds the model over an opened file, checking every tensor's shape.
+    pub fn from_gguf(file: Gguf) -> Result<Model, ModelError> {
+        let config = Config::from_gguf(&file)?;
+        let c = &config;
+        let (h, q_dim, kv, ffn) = (c.hidden, c.heads * c.head_dim, c.kv_dim(), c.ffn);
+        let sub_norms = matches!(c.arch, Arch::BitnetB158 | Arch::Bitnet);
+        let mut layers = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let name = |t: &str| format!("blk.{i}.{t}.weight");
+            let optional_norm = |t: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
+                match file.tensor(&name(t)) {
+                    Some(_) => load_vector(&file, &name(t), len).map(Some),
+                    None if sub_norms => Err(ModelError::Tensor { name: name(t), problem: "is missing".into() }),
+                    None => Ok(None),
+                }
+            };
+            layers.push(Layer {
+                attn_norm: load_vector(&file, &name("attn_norm"), h)?,
+                wq: Ternary::load(&file, &name("attn_q"), h, q_dim)?,
+                wk: Ternary::load(&file, &name("attn_k"), h, kv)?,
+                wv: Ternary::load(&file, &name("attn_v"), h, kv)?,
+                wo: Ternary::load(&file, &name("attn_output"), q_dim, h)?,
+                attn_sub_norm: optional_norm("attn_sub_norm", q_dim)?,
+                ffn_norm: load_vector(&file, &name("ffn_norm"), h)?,
+                w_gate: Ternary::load(&file, &name("ffn_gate"), h, ffn)?,
+                w_up: Ternary::load(&file, &name("ffn_up"), h, ffn)?,
+                w_down: Ternary::load(&file, &name("ffn_down"), ffn, h)?,
+                ffn_sub_norm: optional_norm("ffn_sub_norm", ffn)?,
+            });
+        }
+        let embed = Dense::load(&file, "token_embd.weight", h, c.vocab)?;
+        let output = match file.tensor("output.weight") {
+            Some(_) => Some(Dense::load(&file, "output.weight", h, c.vocab)?),
+            None => None,
+        };
+        let output_norm = load_vector(&file, "output_norm.weight", h)?;
+        Ok(Model { file, config, layers, embed, output_norm, output, dispatch: Dispatch::detect() })
+    }
+
+    /// Runs the kernels of another path (tests, benches).
+    pub fn with_dispatch(mut self, d: Dispatch) -> Model {
+        self.dispatch = d;
+        self
+    }
+
+    /// The kernels in use.
+    pub fn dispatch(&self) -> Dispatch {
+        self.dispatch
+    }
+
+    /// Bytes of weights held outside the file mapping (TQ repacks).
+    pub fn owned_weight_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .map(Ternary::owned_bytes)
+            .sum()
+    }
+
+    /// The parsed file (metadata, tokenizer data).
+    pub fn gguf(&self) -> &Gguf {
+        &self.file
+    }
+
+    /// Feeds `tokens` at positions `cache.len()..`, appends their keys and
+    /// values to `cache`, and writes logits (`vocab` per returned position)
+    /// into `logits`.
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: Logits, logits: &mut Vec<f32>) -> Result<(), ModelError> {
+        let c = &self.config;
+        let d = self.dispatch;
+        let file = self.file.bytes();
+        let n = tokens.len();
+        let start = cache.len();
+        if n == 0 {
+            logits.clear();
+            return Ok(());
+        }
+        if start + n > cache.capacity() {
+            return Err(ModelError::ContextFull { needed: start + n, ctx: cache.capacity() });
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
+            return Err(ModelError::BadToken { id, vocab: c.vocab });
+        }
+        let (h, q_dim, kv_dim, ffn, hd) = (c.hidden, c.heads * c.head_dim, c.kv_dim(), c.ffn, c.head_dim);
+        let mut s = Scratch::new(n, h, q_dim, kv_dim, ffn, start + n);
+
+        for (t, &id) in tokens.iter().enumerate() {
+            self.embed.row(file, d, id as usize, &mut s.x[t * h..(t + 1) * h])?;
+        }
+        let rope = RopeTable::new(c, start, n);
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            // Attention: RMSNorm → Q, K, V (one shared quantization) → RoPE → causal GQA.
+            rms_norm_rows(d, &s.x, &layer.attn_norm, c.rms_eps, &mut s.xn, h)?;
+            let acts = s.quant.quantize(d, &s.xn, h)?;
+            d.gemm_i2s(&layer.wq.matrix(file), &acts, 0..q_dim, &mut s.q)?;
+            d.gemm_i2s(&layer.wk.matrix(file), &acts, 0..kv_dim, &mut s.k)?;
+            d.gemm_i2s(&layer.wv.matrix(file), &acts, 0..kv_dim, &mut s.v)?;
+            for t in 0..n {
+                rope.apply(d, c, t, &mut s.q[t * q_dim..(t + 1) * q_dim])?;
+                rope.apply(d, c, t, &mut s.k[t * kv_dim..(t + 1) * kv_dim])?;
+                cache.store(d, li, start + t, &s.k[t * kv_dim..(t + 1) * kv_dim], &s.v[t * kv_dim..(t + 1) * kv_dim])?;
+            }
+            let group = c.heads / c.kv_heads;
+            let scale = 1.0 / (hd as f32).sqrt();
+            for t in 0..n {
+                let visible = start + t + 1;
+                for head in 0..c.heads {
+                    let q = &s.q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
+                    let scores = &mut s.scores[..visible];
+                    cache.key_scores(d, li, head / group, hd, q, scores)?;
+                    scores.iter_mut().for_each(|v| *v *= scale);
+                    d.softmax(scores)?;
+                    let out = &mut s.attn[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
+                    cache.mix_values(d, li, head / group, hd, scores, out)?;
+                }
+            }
+            if let Some(w) = &layer.attn_sub_norm {
+                rms_norm_rows(d, &s.attn, w, c.rms_eps, &mut s.attn_n, q_dim)?;
+                std::mem::swap(&mut s.attn, &mut s.attn_n);
+            }
+            let acts = s.quant.quantize(d, &s.attn, q_dim)?;
+            d.gemm_i2s(&layer.wo.matrix(file), &acts, 0..h, &mut s.proj)?;
+            add_in_place(&mut s.x, &s.proj);
+
+            // Feed-forward: RMSNorm → gate, up (one shared quantization) → act(gate) ⊙ up → [sub-norm] → down.
+            rms_norm_rows(d, &s.x, &layer.ffn_norm, c.rms_eps, &mut s.xn, h)?;
+            let acts = s.quant.quantize(d, &s.xn, h)?;
+            d.gemm_i2s(&layer.w_gate.matrix(file), &acts, 0..ffn, &mut s.gate)?;
+            d.gemm_i2s(&layer.w_up.matrix(file), &acts, 0..ffn, &mut s.up)?;
+            for (g, &u) in s.gate.iter_mut().zip(&s.up) {
+                *g = activate(c.activation, *g) * u;
+            }
+            if let Some(w) = &layer.ffn_sub_norm {
+                rms_norm_rows(d, &s.gate, w, c.rms_eps, &mut s.up, ffn)?;
+                std::mem::swap(&mut s.gate, &mut s.up);
+            }
+            let acts = s.quant.quantize(d, &s.gate, ffn)?;
+            d.gemm_i2s(&layer.w_down.matrix(file), &acts, 0..h, &mut s.proj)?;
+            add_in_place(&mut s.x, &s.proj);
+        }
+        cache.set_len(start + n);
+
+        let first = match which {
+            Logits::Last => n - 1,
+            Logits::All => 0,
+        };
+        let head = self.output.as_ref().unwrap_or(&self.embed);
+        logits.resize((n - first) * c.vocab, 0.0);
+        for (t, out) in (first..n).zip(logits.chunks_exact_mut(c.vocab)) {
+            d.rms_norm(&s.x[t * h..(t + 1) * h], &self.output_norm, c.rms_eps, &mut s.xn[..h])?;
+            head.gemv(file, d, &s.xn[..h], 0..c.vocab, out)?;
+        }
+        Ok(())
+    }
+}
+
+fn activate(a: Activation, x: f32) -> f32 {
+    match a {
+        Activation::Relu2 => {
+            let r = x.max(0.0);
+            r * r
+        }
+        Activation::Silu => x / (1.0 + (-x).exp()),
+    }
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn rms_norm_rows(d: Dispatch, x: &[f32], w: &[f32], eps: f32, out: &mut [f32], width: usize) -> Result<(), ModelError> {
+    for (row, o) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        d.rms_norm(row, w, eps, o)?;
+    }
+    Ok(())
+}
+
+/// Per-forward buffers, `N` tokens wide.
+struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    attn_n: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    scores: Vec<f32>,
+    quant: QuantBuffers,
+}
+
+impl Scratch {
+    fn new(n: usize, h: usize, q_dim: usize, kv_dim: usize, ffn: usize, positions: usize) -> Scratch {
+        Scratch {
+            x: vec![0.0; n * h],
+            xn: vec![0.0; n * h],
+            q: vec![0.0; n * q_dim],
+            k: vec![0.0; n * kv_dim],
+            v: vec![0.0; n * kv_dim],
+            attn: vec![0.0; n * q_dim],
+            attn_n: vec![0.0; n * q_dim],
+            proj: vec![0.0; n * h],
+            gate: vec![0.0; n * ffn],
+            up: vec![0.0; n * ffn],
+            scores: vec![0.0; positions],
+            quant: QuantBuffers::default(),
+        }
+    }
+}
+
+/// Int8 activations of the current projection input.
+#[derive(Default)]
+struct QuantBuffers {
+    q: Vec<i8>,
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+}
+
+impl QuantBuffers {
+    fn quantize(&mut self, d: Dispatch, x: &[f32], k: usize) -> Result<QuantizedActs<'_>, ModelError> {
+        let n = x.len() / k;
+        self.q.resize(x.len(), 0);
+        self.scales.resize(n, 0.0);
+        self.sums.resize(n, 0);
+        Ok(d.quantize(x, k, &mut self.q, &mut self.scales, &mut self.sums)?)
+    }
+}
+
+/// cos/sin of each rotated pair for positions `start..start + n`, computed as
+/// transformers does: `inv_freq` in f32, angle = position · inv_freq in f32.
+struct RopeTable {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl RopeTable {
+    fn new(c: &Config, start: usize, n: usize) -> RopeTable {
+        let half = c.rope_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| (1.0 / (c.rope_theta as f64).powf(2.0 * i as f64 / c.rope_dim as f64)) as f32)
+            .collect();
+        let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
+        for p in start..start + n {
+            for &f in &inv_freq {
+                let angle = (p as f32 * f) as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        RopeTable { half, cos, sin }
+    }
+
+    /// Rotates every head of one token's Q or K row.
+    fn apply(&self, d: Dispatch, c: &Config, t: usize, row: &mut [f32]) -> Result<(), ModelError> {
+        let (cos, sin) = (&self.cos[t * self.half..(t + 1) * self.half], &self.sin[t * self.half..(t + 1) * self.half]);
+        for head in row.chunks_exact_mut(c.head_dim) {
+            let rotated = &mut head[..c.rope_dim];
+            match c.rope {
+                RopeStyle::Neox => d.rope_neox(rotated, c.rope_dim, cos, sin)?,
+                RopeStyle::Interleaved => d.rope_interleaved(rotated, c.rope_dim, cos, sin)?,
+            }
+        }
+        Ok(())
+    }
+}
