@@ -59,7 +59,9 @@ impl Config {
     pub fn from_gguf(g: &Gguf) -> Result<Config, ModelError> {
         let arch_name = g
             .get_str("general.architecture")?
-            .ok_or_else(|| ModelError::Config("required metadata \"general.architecture\" is missing".into()))?
+            .ok_or_else(|| {
+                ModelError::Config("required metadata \"general.architecture\" is missing".into())
+            })?
             .to_string();
         let arch = match arch_name.as_str() {
             "bitnet-b1.58" | "bitnet-25" => Arch::BitnetB158,
@@ -71,8 +73,14 @@ impl Config {
         let required = |k: &str| -> Result<usize, ModelError> {
             match g.get_u64(&key(k))? {
                 Some(v) if v > 0 && v <= u32::MAX as u64 => Ok(v as usize),
-                Some(v) => Err(ModelError::Config(format!("metadata {:?} = {v} is out of range", key(k)))),
-                None => Err(ModelError::Config(format!("required metadata {:?} is missing", key(k)))),
+                Some(v) => Err(ModelError::Config(format!(
+                    "metadata {:?} = {v} is out of range",
+                    key(k)
+                ))),
+                None => Err(ModelError::Config(format!(
+                    "required metadata {:?} is missing",
+                    key(k)
+                ))),
             }
         };
         let hidden = required("embedding_length")?;
@@ -109,10 +117,17 @@ impl Config {
             None => g
                 .get_str_array("tokenizer.ggml.tokens")?
                 .map(|t| t.len())
-                .ok_or_else(|| ModelError::Config(format!("required metadata {:?} is missing", key("vocab_size"))))?,
+                .ok_or_else(|| {
+                    ModelError::Config(format!(
+                        "required metadata {:?} is missing",
+                        key("vocab_size")
+                    ))
+                })?,
         };
         let rope_theta = g.get_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0);
-        let rms_eps = g.get_f32(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
+        let rms_eps = g
+            .get_f32(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5);
         if !(rope_theta.is_finite() && rope_theta > 0.0 && rms_eps.is_finite() && rms_eps >= 0.0) {
             return Err(ModelError::Config(format!(
                 "rope.freq_base {rope_theta} or layer_norm_rms_epsilon {rms_eps} is invalid"
@@ -122,12 +137,19 @@ impl Config {
             Some("relu2" | "relu_squared") => Activation::Relu2,
             Some("silu" | "swish") => Activation::Silu,
             Some(other) => {
-                return Err(ModelError::Config(format!("{:?} = {other:?} is not relu2 or silu", key("hidden_act"))))
+                return Err(ModelError::Config(format!(
+                    "{:?} = {other:?} is not relu2 or silu",
+                    key("hidden_act")
+                )))
             }
             None if arch == Arch::BitnetB158 => Activation::Relu2,
             None => Activation::Silu,
         };
-        let rope = if arch == Arch::Llama { RopeStyle::Interleaved } else { RopeStyle::Neox };
+        let rope = if arch == Arch::Llama {
+            RopeStyle::Interleaved
+        } else {
+            RopeStyle::Neox
+        };
         Ok(Config {
             arch_name,
             arch,

@@ -11,11 +11,20 @@ pub enum ModelError {
     /// A hyper-parameter is missing, zero or inconsistent; the message names it.
     Config(String),
     /// A tensor has the wrong shape or type for its role.
-    Tensor { name: String, problem: String },
+    Tensor {
+        name: String,
+        problem: String,
+    },
     /// More tokens than the context (or the KV cache) holds.
-    ContextFull { needed: usize, ctx: usize },
+    ContextFull {
+        needed: usize,
+        ctx: usize,
+    },
     /// A token id outside the vocabulary.
-    BadToken { id: u32, vocab: usize },
+    BadToken {
+        id: u32,
+        vocab: usize,
+    },
 }
 
 impl fmt::Display for ModelError {

@@ -3,6 +3,8 @@
 
 use crate::config::Config;
 use crate::error::ModelError;
+use crate::ops;
+use bitnet_kernels::format::f16_to_f32;
 use bitnet_kernels::Dispatch;
 
 /// Element type of the cache.
@@ -84,7 +86,14 @@ impl KvCache {
     }
 
     /// Stores the key and value rows of position `pos` of `layer`.
-    pub(crate) fn store(&mut self, d: Dispatch, layer: usize, pos: usize, k: &[f32], v: &[f32]) -> Result<(), ModelError> {
+    pub(crate) fn store(
+        &mut self,
+        d: Dispatch,
+        layer: usize,
+        pos: usize,
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<(), ModelError> {
         let span = pos * self.kv_dim..(pos + 1) * self.kv_dim;
         for (rows, src) in [(&mut self.keys[layer], k), (&mut self.values[layer], v)] {
             match rows {
@@ -96,29 +105,53 @@ impl KvCache {
     }
 
     /// `scores[j] = q · key(j, head)` for positions `0..scores.len()`.
-    pub(crate) fn key_scores(&self, d: Dispatch, layer: usize, head: usize, head_dim: usize, q: &[f32], scores: &mut [f32]) -> Result<(), ModelError> {
+    pub(crate) fn key_scores(
+        &self,
+        layer: usize,
+        head: usize,
+        head_dim: usize,
+        q: &[f32],
+        scores: &mut [f32],
+    ) {
         let off = head * head_dim;
         for (j, s) in scores.iter_mut().enumerate() {
             let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
             *s = match &self.keys[layer] {
-                Rows::F16(r) => d.dot_f16(q, &r[at])?,
-                Rows::F32(r) => d.dot_f32(q, &r[at])?,
+                Rows::F16(r) => ops::dot(q, r[at].iter().map(|&h| f16_to_f32(h))),
+                Rows::F32(r) => ops::dot(q, r[at].iter().copied()),
             };
         }
-        Ok(())
     }
 
-    /// `out = Σ_j probs[j] · value(j, head)`.
-    pub(crate) fn mix_values(&self, d: Dispatch, layer: usize, head: usize, head_dim: usize, probs: &[f32], out: &mut [f32]) -> Result<(), ModelError> {
-        out.fill(0.0);
+    /// `out = Σ_j probs[j] · value(j, head)`, accumulated in f64 (`acc` is
+    /// scratch of `head_dim` values).
+    pub(crate) fn mix_values(
+        &self,
+        layer: usize,
+        head: usize,
+        head_dim: usize,
+        probs: &[f32],
+        acc: &mut [f64],
+        out: &mut [f32],
+    ) {
+        acc.fill(0.0);
         let off = head * head_dim;
         for (j, &p) in probs.iter().enumerate() {
             let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
+            let p = p as f64;
             match &self.values[layer] {
-                Rows::F16(r) => d.axpy_f16(p, &r[at], out)?,
-                Rows::F32(r) => d.axpy_f32(p, &r[at], out)?,
+                Rows::F16(r) => acc
+                    .iter_mut()
+                    .zip(&r[at])
+                    .for_each(|(a, &v)| *a += p * f16_to_f32(v) as f64),
+                Rows::F32(r) => acc
+                    .iter_mut()
+                    .zip(&r[at])
+                    .for_each(|(a, &v)| *a += p * v as f64),
             }
         }
-        Ok(())
+        for (o, &a) in out.iter_mut().zip(acc.iter()) {
+            *o = a as f32;
+        }
     }
 }

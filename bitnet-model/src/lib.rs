@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod hw;
 mod kv_cache;
 mod model;
+pub mod ops;
 pub mod synthetic;
 mod weights;
 
@@ -15,4 +16,4 @@ pub use bitnet_kernels::{Dispatch, Isa};
 pub use config::{Activation, Arch, Config, RopeStyle};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvType};
-pub use model::{Logits, Model};
+pub use model::{Logits, Model, NearTie, RoundingTrace};

@@ -6,6 +6,7 @@ use crate::config::{Activation, Arch, Config, RopeStyle};
 use crate::error::ModelError;
 use crate::gguf::Gguf;
 use crate::kv_cache::KvCache;
+use crate::ops;
 use crate::weights::{load_vector, Dense, Ternary};
 use bitnet_kernels::{Dispatch, QuantizedActs};
 use std::path::Path;
@@ -40,7 +41,10 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("config", &self.config).field("kernels", &self.dispatch).finish()
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .field("kernels", &self.dispatch)
+            .finish()
     }
 }
 
@@ -71,7 +75,10 @@ impl Model {
             let optional_norm = |t: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
                 match file.tensor(&name(t)) {
                     Some(_) => load_vector(&file, &name(t), len).map(Some),
-                    None if sub_norms => Err(ModelError::Tensor { name: name(t), problem: "is missing".into() }),
+                    None if sub_norms => Err(ModelError::Tensor {
+                        name: name(t),
+                        problem: "is missing".into(),
+                    }),
                     None => Ok(None),
                 }
             };
@@ -95,7 +102,15 @@ impl Model {
             None => None,
         };
         let output_norm = load_vector(&file, "output_norm.weight", h)?;
-        Ok(Model { file, config, layers, embed, output_norm, output, dispatch: Dispatch::detect() })
+        Ok(Model {
+            file,
+            config,
+            layers,
+            embed,
+            output_norm,
+            output,
+            dispatch: Dispatch::detect(),
+        })
     }
 
     /// Runs the kernels of another path (tests, benches).
@@ -126,7 +141,41 @@ impl Model {
     /// Feeds `tokens` at positions `cache.len()..`, appends their keys and
     /// values to `cache`, and writes logits (`vocab` per returned position)
     /// into `logits`.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, which: Logits, logits: &mut Vec<f32>) -> Result<(), ModelError> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        self.forward_inner(tokens, cache, which, logits, None)
+    }
+
+    /// [`Model::forward`] that also records activations within an ulp-scale
+    /// distance of an int8 rounding boundary and can round chosen ones the
+    /// other way; used to explain differences from a reference implementation.
+    #[doc(hidden)]
+    pub fn forward_traced(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+        logits: &mut Vec<f32>,
+        trace: &mut RoundingTrace,
+    ) -> Result<(), ModelError> {
+        trace.site = 0;
+        trace.ties.clear();
+        self.forward_inner(tokens, cache, which, logits, Some(trace))
+    }
+
+    fn forward_inner(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+        logits: &mut Vec<f32>,
+        mut diag: Option<&mut RoundingTrace>,
+    ) -> Result<(), ModelError> {
         let c = &self.config;
         let d = self.dispatch;
         let file = self.file.bytes();
@@ -137,30 +186,46 @@ impl Model {
             return Ok(());
         }
         if start + n > cache.capacity() {
-            return Err(ModelError::ContextFull { needed: start + n, ctx: cache.capacity() });
+            return Err(ModelError::ContextFull {
+                needed: start + n,
+                ctx: cache.capacity(),
+            });
         }
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
             return Err(ModelError::BadToken { id, vocab: c.vocab });
         }
-        let (h, q_dim, kv_dim, ffn, hd) = (c.hidden, c.heads * c.head_dim, c.kv_dim(), c.ffn, c.head_dim);
+        let (h, q_dim, kv_dim, ffn, hd) = (
+            c.hidden,
+            c.heads * c.head_dim,
+            c.kv_dim(),
+            c.ffn,
+            c.head_dim,
+        );
         let mut s = Scratch::new(n, h, q_dim, kv_dim, ffn, start + n);
 
         for (t, &id) in tokens.iter().enumerate() {
-            self.embed.row(file, d, id as usize, &mut s.x[t * h..(t + 1) * h])?;
+            self.embed
+                .row(file, d, id as usize, &mut s.x[t * h..(t + 1) * h])?;
         }
         let rope = RopeTable::new(c, start, n);
 
         for (li, layer) in self.layers.iter().enumerate() {
             // Attention: RMSNorm → Q, K, V (one shared quantization) → RoPE → causal GQA.
-            rms_norm_rows(d, &s.x, &layer.attn_norm, c.rms_eps, &mut s.xn, h)?;
-            let acts = s.quant.quantize(d, &s.xn, h)?;
+            rms_norm_rows(&s.x, &layer.attn_norm, c.rms_eps, &mut s.xn, h);
+            let acts = s.quant.quantize(d, &s.xn, h, diag.as_deref_mut())?;
             d.gemm_i2s(&layer.wq.matrix(file), &acts, 0..q_dim, &mut s.q)?;
             d.gemm_i2s(&layer.wk.matrix(file), &acts, 0..kv_dim, &mut s.k)?;
             d.gemm_i2s(&layer.wv.matrix(file), &acts, 0..kv_dim, &mut s.v)?;
             for t in 0..n {
                 rope.apply(d, c, t, &mut s.q[t * q_dim..(t + 1) * q_dim])?;
                 rope.apply(d, c, t, &mut s.k[t * kv_dim..(t + 1) * kv_dim])?;
-                cache.store(d, li, start + t, &s.k[t * kv_dim..(t + 1) * kv_dim], &s.v[t * kv_dim..(t + 1) * kv_dim])?;
+                cache.store(
+                    d,
+                    li,
+                    start + t,
+                    &s.k[t * kv_dim..(t + 1) * kv_dim],
+                    &s.v[t * kv_dim..(t + 1) * kv_dim],
+                )?;
             }
             let group = c.heads / c.kv_heads;
             let scale = 1.0 / (hd as f32).sqrt();
@@ -169,34 +234,34 @@ impl Model {
                 for head in 0..c.heads {
                     let q = &s.q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
                     let scores = &mut s.scores[..visible];
-                    cache.key_scores(d, li, head / group, hd, q, scores)?;
+                    cache.key_scores(li, head / group, hd, q, scores);
                     scores.iter_mut().for_each(|v| *v *= scale);
-                    d.softmax(scores)?;
+                    ops::softmax(scores);
                     let out = &mut s.attn[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
-                    cache.mix_values(d, li, head / group, hd, scores, out)?;
+                    cache.mix_values(li, head / group, hd, scores, &mut s.mix, out);
                 }
             }
             if let Some(w) = &layer.attn_sub_norm {
-                rms_norm_rows(d, &s.attn, w, c.rms_eps, &mut s.attn_n, q_dim)?;
+                rms_norm_rows(&s.attn, w, c.rms_eps, &mut s.attn_n, q_dim);
                 std::mem::swap(&mut s.attn, &mut s.attn_n);
             }
-            let acts = s.quant.quantize(d, &s.attn, q_dim)?;
+            let acts = s.quant.quantize(d, &s.attn, q_dim, diag.as_deref_mut())?;
             d.gemm_i2s(&layer.wo.matrix(file), &acts, 0..h, &mut s.proj)?;
             add_in_place(&mut s.x, &s.proj);
 
             // Feed-forward: RMSNorm → gate, up (one shared quantization) → act(gate) ⊙ up → [sub-norm] → down.
-            rms_norm_rows(d, &s.x, &layer.ffn_norm, c.rms_eps, &mut s.xn, h)?;
-            let acts = s.quant.quantize(d, &s.xn, h)?;
+            rms_norm_rows(&s.x, &layer.ffn_norm, c.rms_eps, &mut s.xn, h);
+            let acts = s.quant.quantize(d, &s.xn, h, diag.as_deref_mut())?;
             d.gemm_i2s(&layer.w_gate.matrix(file), &acts, 0..ffn, &mut s.gate)?;
             d.gemm_i2s(&layer.w_up.matrix(file), &acts, 0..ffn, &mut s.up)?;
             for (g, &u) in s.gate.iter_mut().zip(&s.up) {
                 *g = activate(c.activation, *g) * u;
             }
             if let Some(w) = &layer.ffn_sub_norm {
-                rms_norm_rows(d, &s.gate, w, c.rms_eps, &mut s.up, ffn)?;
+                rms_norm_rows(&s.gate, w, c.rms_eps, &mut s.up, ffn);
                 std::mem::swap(&mut s.gate, &mut s.up);
             }
-            let acts = s.quant.quantize(d, &s.gate, ffn)?;
+            let acts = s.quant.quantize(d, &s.gate, ffn, diag.as_deref_mut())?;
             d.gemm_i2s(&layer.w_down.matrix(file), &acts, 0..h, &mut s.proj)?;
             add_in_place(&mut s.x, &s.proj);
         }
@@ -209,7 +274,12 @@ impl Model {
         let head = self.output.as_ref().unwrap_or(&self.embed);
         logits.resize((n - first) * c.vocab, 0.0);
         for (t, out) in (first..n).zip(logits.chunks_exact_mut(c.vocab)) {
-            d.rms_norm(&s.x[t * h..(t + 1) * h], &self.output_norm, c.rms_eps, &mut s.xn[..h])?;
+            ops::rms_norm(
+                &s.x[t * h..(t + 1) * h],
+                &self.output_norm,
+                c.rms_eps,
+                &mut s.xn[..h],
+            );
             head.gemv(file, d, &s.xn[..h], 0..c.vocab, out)?;
         }
         Ok(())
@@ -218,11 +288,8 @@ impl Model {
 
 fn activate(a: Activation, x: f32) -> f32 {
     match a {
-        Activation::Relu2 => {
-            let r = x.max(0.0);
-            r * r
-        }
-        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Relu2 => ops::relu2(x),
+        Activation::Silu => ops::silu(x),
     }
 }
 
@@ -232,11 +299,10 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
     }
 }
 
-fn rms_norm_rows(d: Dispatch, x: &[f32], w: &[f32], eps: f32, out: &mut [f32], width: usize) -> Result<(), ModelError> {
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], width: usize) {
     for (row, o) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        d.rms_norm(row, w, eps, o)?;
+        ops::rms_norm(row, w, eps, o);
     }
-    Ok(())
 }
 
 /// Per-forward buffers, `N` tokens wide.
@@ -252,11 +318,19 @@ struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     scores: Vec<f32>,
+    mix: Vec<f64>,
     quant: QuantBuffers,
 }
 
 impl Scratch {
-    fn new(n: usize, h: usize, q_dim: usize, kv_dim: usize, ffn: usize, positions: usize) -> Scratch {
+    fn new(
+        n: usize,
+        h: usize,
+        q_dim: usize,
+        kv_dim: usize,
+        ffn: usize,
+        positions: usize,
+    ) -> Scratch {
         Scratch {
             x: vec![0.0; n * h],
             xn: vec![0.0; n * h],
@@ -269,6 +343,7 @@ impl Scratch {
             gate: vec![0.0; n * ffn],
             up: vec![0.0; n * ffn],
             scores: vec![0.0; positions],
+            mix: vec![0.0; q_dim],
             quant: QuantBuffers::default(),
         }
     }
@@ -283,17 +358,92 @@ struct QuantBuffers {
 }
 
 impl QuantBuffers {
-    fn quantize(&mut self, d: Dispatch, x: &[f32], k: usize) -> Result<QuantizedActs<'_>, ModelError> {
+    fn quantize(
+        &mut self,
+        d: Dispatch,
+        x: &[f32],
+        k: usize,
+        trace: Option<&mut RoundingTrace>,
+    ) -> Result<QuantizedActs<'_>, ModelError> {
         let n = x.len() / k;
         self.q.resize(x.len(), 0);
         self.scales.resize(n, 0.0);
         self.sums.resize(n, 0);
-        Ok(d.quantize(x, k, &mut self.q, &mut self.scales, &mut self.sums)?)
+        d.quantize(x, k, &mut self.q, &mut self.scales, &mut self.sums)?;
+        if let Some(trace) = trace {
+            trace.visit(x, k, &mut self.q, &self.scales, &mut self.sums);
+        }
+        Ok(QuantizedActs::new(&self.q, &self.scales, &self.sums, k)?)
+    }
+}
+
+/// One activation whose scaled value lies within `ULPS` ulps of a rounding
+/// boundary: which quantization of the forward pass (`site`, counting from
+/// 0), which token row and element.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NearTie {
+    pub site: usize,
+    pub token: usize,
+    pub index: usize,
+    /// `x · scale` as computed.
+    pub scaled: f32,
+}
+
+/// Diagnostics of the int8 roundings in one forward pass.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct RoundingTrace {
+    site: usize,
+    /// Near ties seen in the last traced pass.
+    pub ties: Vec<NearTie>,
+    /// Ties to round the other way (matched by site, token and index).
+    pub flip: Vec<NearTie>,
+}
+
+impl RoundingTrace {
+    /// How close to a boundary counts as a tie, in ulps of `x · scale`.
+    pub const ULPS: f32 = 8.0;
+
+    fn visit(&mut self, x: &[f32], k: usize, q: &mut [i8], scales: &[f32], sums: &mut [i32]) {
+        for (t, (row, qrow)) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).enumerate() {
+            for (i, (&v, qv)) in row.iter().zip(qrow.iter_mut()).enumerate() {
+                let y = v * scales[t];
+                let gap = (y.abs() - (y.abs().floor() + 0.5)).abs();
+                let ulp = f32::from_bits(y.abs().to_bits() + 1) - y.abs();
+                if gap > Self::ULPS * ulp {
+                    continue;
+                }
+                let tie = NearTie {
+                    site: self.site,
+                    token: t,
+                    index: i,
+                    scaled: y,
+                };
+                self.ties.push(tie);
+                if self
+                    .flip
+                    .iter()
+                    .any(|f| (f.site, f.token, f.index) == (tie.site, t, i))
+                {
+                    // Round to the other neighbour of the boundary.
+                    let other = if (y as f64) > *qv as f64 {
+                        *qv as i32 + 1
+                    } else {
+                        *qv as i32 - 1
+                    };
+                    let other = other.clamp(-128, 127);
+                    sums[t] += other - *qv as i32;
+                    *qv = other as i8;
+                }
+            }
+        }
+        self.site += 1;
     }
 }
 
 /// cos/sin of each rotated pair for positions `start..start + n`, computed as
-/// transformers does: `inv_freq` in f32, angle = position · inv_freq in f32.
+/// transformers does: `inv_freq = 1 / θ^(2i/d)` and `angle = p · inv_freq`,
+/// each rounded to f32.
 struct RopeTable {
     half: usize,
     cos: Vec<f32>,
@@ -304,7 +454,10 @@ impl RopeTable {
     fn new(c: &Config, start: usize, n: usize) -> RopeTable {
         let half = c.rope_dim / 2;
         let inv_freq: Vec<f32> = (0..half)
-            .map(|i| (1.0 / (c.rope_theta as f64).powf(2.0 * i as f64 / c.rope_dim as f64)) as f32)
+            .map(|i| {
+                let exponent = (2 * i) as f32 / c.rope_dim as f32;
+                1.0 / ((c.rope_theta as f64).powf(exponent as f64) as f32)
+            })
             .collect();
         let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
         for p in start..start + n {
@@ -319,7 +472,10 @@ impl RopeTable {
 
     /// Rotates every head of one token's Q or K row.
     fn apply(&self, d: Dispatch, c: &Config, t: usize, row: &mut [f32]) -> Result<(), ModelError> {
-        let (cos, sin) = (&self.cos[t * self.half..(t + 1) * self.half], &self.sin[t * self.half..(t + 1) * self.half]);
+        let (cos, sin) = (
+            &self.cos[t * self.half..(t + 1) * self.half],
+            &self.sin[t * self.half..(t + 1) * self.half],
+        );
         for head in row.chunks_exact_mut(c.head_dim) {
             let rotated = &mut head[..c.rope_dim];
             match c.rope {
