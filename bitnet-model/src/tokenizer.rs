@@ -1,0 +1,351 @@
+//! Byte-level BPE (`tokenizer.ggml.model = gpt2`) with the Llama-3
+//! (`llama-bpe`) or GPT-2 (`default`) pre-tokenizer, read from GGUF metadata.
+
+use crate::error::ModelError;
+use crate::gguf::Gguf;
+use fancy_regex::Regex;
+use std::collections::HashMap;
+
+/// How text is split into pieces before BPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreTokenizer {
+    /// Llama 3's split regex (`llama-bpe`): digit runs of at most 3, case-insensitive contractions.
+    Llama3,
+    /// GPT-2's split regex (`default`), what bitnet.cpp falls back to.
+    Gpt2,
+}
+
+impl PreTokenizer {
+    fn pattern(self) -> &'static str {
+        match self {
+            PreTokenizer::Llama3 => {
+                r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+            }
+            PreTokenizer::Gpt2 => {
+                r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+            }
+        }
+    }
+
+    /// The name used by `tokenizer.ggml.pre`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PreTokenizer::Llama3 => "llama-bpe",
+            PreTokenizer::Gpt2 => "default",
+        }
+    }
+}
+
+/// GGUF token types (`tokenizer.ggml.token_type`).
+const TYPE_CONTROL: i32 = 3;
+const TYPE_USER_DEFINED: i32 = 4;
+
+/// A byte-level BPE tokenizer.
+pub struct Tokenizer {
+    /// Each token's bytes as it decodes (control tokens: their text).
+    bytes: Vec<Vec<u8>>,
+    /// Byte-level-encoded token string → id.
+    ids: HashMap<String, u32>,
+    /// (left, right) → (rank, merged id).
+    merges: HashMap<(u32, u32), (u32, u32)>,
+    /// Id of the single-byte token for each byte value.
+    byte_ids: [u32; 256],
+    /// Special tokens' texts, longest first, for `parse_special`.
+    specials: Vec<(String, u32)>,
+    is_control: Vec<bool>,
+    split: Regex,
+    pub pre: PreTokenizer,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    /// `<|eot_id|>`, found by its text (not a GGUF key).
+    pub eot: Option<u32>,
+    pub add_bos: bool,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab", &self.bytes.len())
+            .field("pre", &self.pre)
+            .finish()
+    }
+}
+
+/// GPT-2's reversible byte ↔ printable-character map.
+fn byte_chars() -> [char; 256] {
+    let mut map = ['\0'; 256];
+    let mut next = 256u32;
+    for b in 0..256u32 {
+        let printable =
+            (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+        map[b as usize] = if printable {
+            char::from_u32(b).expect("latin-1")
+        } else {
+            next += 1;
+            char::from_u32(next - 1).expect("valid")
+        };
+    }
+    map
+}
+
+fn bad(msg: impl Into<String>) -> ModelError {
+    ModelError::Config(format!("tokenizer: {}", msg.into()))
+}
+
+impl Tokenizer {
+    pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, ModelError> {
+        match g.get_str("tokenizer.ggml.model")? {
+            Some("gpt2") => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "model {other:?} is not supported yet (gpt2 byte-level BPE is)"
+                )))
+            }
+            None => return Err(bad("required metadata \"tokenizer.ggml.model\" is missing")),
+        }
+        let tokens = g
+            .get_str_array("tokenizer.ggml.tokens")?
+            .ok_or_else(|| bad("required metadata \"tokenizer.ggml.tokens\" is missing"))?;
+        let types: Vec<i32> = match g.get_array_4byte("tokenizer.ggml.token_type", 5)? {
+            Some(t) => t.into_iter().map(i32::from_le_bytes).collect(),
+            None => vec![1; tokens.len()],
+        };
+        if types.len() != tokens.len() {
+            return Err(bad(format!(
+                "{} token types for {} tokens",
+                types.len(),
+                tokens.len()
+            )));
+        }
+        let merges = g
+            .get_str_array("tokenizer.ggml.merges")?
+            .unwrap_or_default();
+        let pre = match g.get_str("tokenizer.ggml.pre")? {
+            Some("llama-bpe" | "llama3" | "llama-v3") => PreTokenizer::Llama3,
+            Some("default" | "gpt2") => PreTokenizer::Gpt2,
+            Some(other) => {
+                return Err(bad(format!(
+                    "pre-tokenizer {other:?} is not supported (llama-bpe, default)"
+                )))
+            }
+            // The official BitNet-2B-4T file lacks the key; its vocabulary is Llama 3's.
+            None if tokens.len() == 128_256 && tokens.contains(&"<|begin_of_text|>") => {
+                PreTokenizer::Llama3
+            }
+            None => PreTokenizer::Gpt2,
+        };
+        let special_id = |key: &str| -> Result<Option<u32>, ModelError> {
+            match g.get_u64(key)? {
+                Some(id) if (id as usize) < tokens.len() => Ok(Some(id as u32)),
+                Some(id) => Err(bad(format!(
+                    "{key} = {id} is outside the vocabulary of {}",
+                    tokens.len()
+                ))),
+                None => Ok(None),
+            }
+        };
+        let mut tok = Tokenizer::new(&tokens, &types, &merges, pre)?;
+        tok.bos = special_id("tokenizer.ggml.bos_token_id")?;
+        tok.eos = special_id("tokenizer.ggml.eos_token_id")?;
+        tok.eot = match special_id("tokenizer.ggml.eot_token_id")? {
+            Some(id) => Some(id),
+            None => tokens
+                .iter()
+                .position(|&t| t == "<|eot_id|>")
+                .map(|i| i as u32),
+        };
+        tok.add_bos = g
+            .get_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(tok.bos.is_some());
+        Ok(tok)
+    }
+
+    /// Builds a tokenizer from a vocabulary (byte-level-encoded strings),
+    /// GGUF token types and `"left right"` merges in rank order.
+    pub fn new(
+        tokens: &[&str],
+        types: &[i32],
+        merges: &[&str],
+        pre: PreTokenizer,
+    ) -> Result<Tokenizer, ModelError> {
+        let chars = byte_chars();
+        let mut char_byte: HashMap<char, u8> = HashMap::with_capacity(256);
+        for (b, &c) in chars.iter().enumerate() {
+            char_byte.insert(c, b as u8);
+        }
+        let mut ids = HashMap::with_capacity(tokens.len());
+        let mut bytes = Vec::with_capacity(tokens.len());
+        let mut specials = Vec::new();
+        let mut is_control = Vec::with_capacity(tokens.len());
+        for (i, (&t, &ty)) in tokens.iter().zip(types).enumerate() {
+            let special = ty == TYPE_CONTROL || ty == TYPE_USER_DEFINED;
+            is_control.push(ty == TYPE_CONTROL);
+            if special {
+                specials.push((t.to_string(), i as u32));
+                bytes.push(t.as_bytes().to_vec());
+            } else {
+                // Characters outside the byte map decode as their own UTF-8.
+                let mut b = Vec::with_capacity(t.len());
+                for c in t.chars() {
+                    match char_byte.get(&c) {
+                        Some(&v) => b.push(v),
+                        None => b.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                    }
+                }
+                bytes.push(b);
+            }
+            ids.entry(t.to_string()).or_insert(i as u32);
+        }
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        let mut byte_ids = [0u32; 256];
+        for (b, c) in chars.iter().enumerate() {
+            byte_ids[b] = *ids
+                .get(c.encode_utf8(&mut [0; 4]) as &str)
+                .ok_or_else(|| bad(format!("the vocabulary has no token for byte {b:#04x}")))?;
+        }
+        let mut merge_map = HashMap::with_capacity(merges.len());
+        for (rank, m) in merges.iter().enumerate() {
+            let (l, r) = m
+                .split_once(' ')
+                .ok_or_else(|| bad(format!("merge {rank} ({m:?}) is not \"left right\"")))?;
+            let (Some(&li), Some(&ri), Some(&out)) =
+                (ids.get(l), ids.get(r), ids.get(&format!("{l}{r}")))
+            else {
+                return Err(bad(format!(
+                    "merge {rank} ({m:?}) names tokens outside the vocabulary"
+                )));
+            };
+            merge_map.entry((li, ri)).or_insert((rank as u32, out));
+        }
+        let split = Regex::new(pre.pattern()).map_err(|e| bad(format!("split regex: {e}")))?;
+        Ok(Tokenizer {
+            bytes,
+            ids,
+            merges: merge_map,
+            byte_ids,
+            specials,
+            is_control,
+            split,
+            pre,
+            bos: None,
+            eos: None,
+            eot: None,
+            add_bos: false,
+        })
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The id of a token given by its vocabulary string.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
+    /// Encodes `text` (no BOS). With `parse_special`, texts of control and
+    /// user-defined tokens (e.g. `<|eot_id|>`) become those tokens; without
+    /// it they are ordinary text.
+    pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let next = if parse_special {
+                self.next_special(rest)
+            } else {
+                None
+            };
+            let (plain, special) = match next {
+                Some((at, len, id)) => (&rest[..at], Some((len, id))),
+                None => (rest, None),
+            };
+            self.encode_plain(plain, &mut out);
+            match special {
+                Some((len, id)) => {
+                    out.push(id);
+                    rest = &rest[plain.len() + len..];
+                }
+                None => rest = "",
+            }
+        }
+        out
+    }
+
+    /// `[BOS] + encode(text)` when the model asks for BOS.
+    pub fn encode_prompt(&self, text: &str, parse_special: bool) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        if let (true, Some(bos)) = (self.add_bos, self.bos) {
+            ids.push(bos);
+        }
+        ids.extend(self.encode(text, parse_special));
+        ids
+    }
+
+    /// The earliest special token in `text`: (byte offset, length, id).
+    fn next_special(&self, text: &str) -> Option<(usize, usize, u32)> {
+        self.specials
+            .iter()
+            .filter_map(|(s, id)| text.find(s.as_str()).map(|at| (at, s.len(), *id)))
+            .min_by_key(|&(at, len, _)| (at, usize::MAX - len))
+    }
+
+    fn encode_plain(&self, text: &str, out: &mut Vec<u32>) {
+        let mut last = 0;
+        for m in self.split.find_iter(text) {
+            // The pattern covers every character; a regex error (backtrack
+            // limit) falls back to the rest of the text as one piece.
+            let Ok(m) = m else { break };
+            if m.start() > last {
+                self.bpe(&text[last..m.start()], out);
+            }
+            self.bpe(m.as_str(), out);
+            last = m.end();
+        }
+        if last < text.len() {
+            self.bpe(&text[last..], out);
+        }
+    }
+
+    /// Merges the piece's bytes, lowest-ranked pair first (leftmost on ties).
+    fn bpe(&self, piece: &str, out: &mut Vec<u32>) {
+        let mut syms: Vec<u32> = piece.bytes().map(|b| self.byte_ids[b as usize]).collect();
+        loop {
+            let best = syms
+                .windows(2)
+                .enumerate()
+                .filter_map(|(i, w)| {
+                    self.merges
+                        .get(&(w[0], w[1]))
+                        .map(|&(rank, id)| (rank, i, id))
+                })
+                .min();
+            let Some((_, i, id)) = best else { break };
+            syms[i] = id;
+            syms.remove(i + 1);
+        }
+        out.extend_from_slice(&syms);
+    }
+
+    /// The bytes token `id` decodes to (control tokens: their text).
+    pub fn token_bytes(&self, id: u32) -> &[u8] {
+        self.bytes.get(id as usize).map_or(&[], |b| b.as_slice())
+    }
+
+    /// Whether `id` is a control token (BOS, EOS, `<|eot_id|>`, …).
+    pub fn is_control(&self, id: u32) -> bool {
+        self.is_control.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// Decodes ids to text; control tokens are skipped unless `with_special`.
+    /// Invalid UTF-8 (a split multi-byte character) becomes U+FFFD.
+    pub fn decode(&self, ids: &[u32], with_special: bool) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            if with_special || !self.is_control(id) {
+                bytes.extend_from_slice(self.token_bytes(id));
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
