@@ -72,7 +72,7 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 /// GPT-2's reversible byte ↔ printable-character map.
-fn byte_chars() -> [char; 256] {
+pub(crate) fn byte_chars() -> [char; 256] {
     let mut map = ['\0'; 256];
     let mut next = 256u32;
     for b in 0..256u32 {

@@ -760,3 +760,6 @@ fn fixed_size(ty: u32) -> Option<usize> {
         _ => None,
     }
 }
+
+mod writer;
+pub use writer::{GgufWriter, MetaValue};
