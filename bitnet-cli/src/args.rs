@@ -1,6 +1,7 @@
 //! Every clap type of the `bitnet` command, and nothing else.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 
 /// Fast, exact BitNet b1.58 inference on CPUs.
 #[derive(Debug, Parser)]
@@ -12,9 +13,92 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Generate text from a prompt, streaming it as it is produced.
+    Run(RunArgs),
+    /// Write a random-weight model of a preset shape (benches, demos).
+    GenModel(GenModelArgs),
     /// Show the chosen kernel path, check every path on this CPU against the
     /// scalar reference, and measure decode GEMV against the read bandwidth.
     Kernels(KernelsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// GGUF model file. Without it, a small synthetic model (random weights)
+    /// is written to the cache directory and used.
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// The prompt.
+    #[arg(short = 'p', long)]
+    pub prompt: String,
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long, default_value_t = 128)]
+    pub n_predict: usize,
+    /// Context size in tokens (default: the model's, at most 4096).
+    #[arg(short = 'c', long)]
+    pub ctx: Option<usize>,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
+    /// Parse special-token text (e.g. `<|eot_id|>`) in the prompt.
+    #[arg(long)]
+    pub special: bool,
+    /// Print one JSON object (text, token ids, timings) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1: off).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens below this fraction of the best one's probability.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalty for tokens among the last 64 (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Random seed (equal seeds give equal text).
+    #[arg(long, default_value_t = 0x5eed)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KvArg {
+    F16,
+    F32,
+}
+
+#[derive(Debug, Args)]
+pub struct GenModelArgs {
+    /// Output file.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// Shape: `tiny` or `2b-4t` (BitNet-b1.58-2B-4T's).
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Ternary weight format.
+    #[arg(long, value_enum, default_value_t = FormatArg::I2s)]
+    pub format: FormatArg,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    I2s,
+    Tq2,
+    Tq1,
 }
 
 #[derive(Debug, Args)]

@@ -5,10 +5,9 @@ use crate::args::KernelsArgs;
 use bitnet_kernels::format::{I2sMatrix, TlMatrix, WeightScale};
 use bitnet_kernels::{Dispatch, Family, Isa, QuantizedActs};
 use bitnet_model::{hw, synthetic};
-use std::error::Error;
 use std::time::Instant;
 
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
+use crate::Result;
 
 pub fn run(args: &KernelsArgs) -> Result<()> {
     let chosen = Dispatch::from_env().map_err(|e| format!("BITNET_KERNEL: {e}"))?;

@@ -2,18 +2,32 @@
 //! to exit codes.
 
 mod args;
+mod gen_model;
 mod kernels;
+mod run;
 
 use clap::Parser;
 use std::process::ExitCode;
 
+/// What every subcommand returns.
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
+        args::Command::Run(a) => run::run(&a),
+        args::Command::GenModel(a) => gen_model::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`bitnet run … | head`) is the reader's choice, not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

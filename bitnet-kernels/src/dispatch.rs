@@ -108,6 +108,28 @@ impl Family {
     }
 }
 
+/// A ternary matmul entry: weights, activations, output rows, `y`, `y_stride`.
+// The signature is the contract; splitting it further would hide it.
+pub(crate) type GemmI2sFn = unsafe fn(
+    w: &I2sMatrix<'_>,
+    x: &QuantizedActs<'_>,
+    rows: Range<usize>,
+    y: *mut f32,
+    y_stride: usize,
+);
+/// A dense GEMV entry over `w` elements `E`: `w`, `K`, `x`, output rows, `y`.
+#[allow(clippy::type_complexity)]
+pub(crate) type GemvFn<E> =
+    unsafe fn(w: &[E], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]);
+/// The same over the lookup-table layout.
+pub(crate) type GemmTlFn = unsafe fn(
+    w: &TlMatrix<'_>,
+    x: &QuantizedActs<'_>,
+    rows: Range<usize>,
+    y: *mut f32,
+    y_stride: usize,
+);
+
 /// One ISA's kernels. Shapes and buffer lengths are validated by the safe
 /// wrappers in [`Dispatch`] before any entry is called; each entry may also
 /// assume its ISA is present.
@@ -122,21 +144,9 @@ pub(crate) struct Table {
     /// `s = 127 / max(max|x|, 1e-5)`; returns `s` and `Σ q`.
     pub quantize_row_i8: unsafe fn(x: &[f32], q: &mut [i8]) -> RowScale,
     /// Multiply-add family, per-tensor weight scale.
-    pub gemm_i2s: unsafe fn(
-        w: &I2sMatrix<'_>,
-        x: &QuantizedActs<'_>,
-        rows: Range<usize>,
-        y: *mut f32,
-        y_stride: usize,
-    ),
+    pub gemm_i2s: GemmI2sFn,
     /// Lookup family, per-tensor weight scale.
-    pub gemm_tl: unsafe fn(
-        w: &TlMatrix<'_>,
-        x: &QuantizedActs<'_>,
-        rows: Range<usize>,
-        y: *mut f32,
-        y_stride: usize,
-    ),
+    pub gemm_tl: GemmTlFn,
     pub f16_to_f32: unsafe fn(src: &[u16], dst: &mut [f32]),
     pub f32_to_f16: unsafe fn(src: &[f32], dst: &mut [u16]),
     /// `out[i] = x[i] * (1 / sqrt(mean(x²) + eps)) * w[i]`.
@@ -153,9 +163,9 @@ pub(crate) struct Table {
     pub axpy_f32: unsafe fn(alpha: f32, x: &[f32], y: &mut [f32]),
     pub axpy_f16: unsafe fn(alpha: f32, x: &[u16], y: &mut [f32]),
     /// `y[r - rows.start] = Σ_k w[r, k] x[k]`, `w` row-major f16 `M × K`.
-    pub gemv_f16: unsafe fn(w: &[u16], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]),
+    pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.
-    pub gemv_q8_0: unsafe fn(w: &[u8], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]),
+    pub gemv_q8_0: GemvFn<u8>,
 }
 
 /// A handle on one supported ISA's kernels. Cheap to copy.

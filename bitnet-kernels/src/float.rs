@@ -140,7 +140,7 @@ impl Dispatch {
         rows: Range<usize>,
         y: &mut [f32],
     ) -> Result<(), Error> {
-        if k % Q8_0_BLOCK != 0 {
+        if !k.is_multiple_of(Q8_0_BLOCK) {
             return Err(Error::KNotMultiple {
                 k,
                 block: Q8_0_BLOCK,
@@ -154,13 +154,13 @@ impl Dispatch {
 }
 
 fn check_rope(x: &[f32], head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<(), Error> {
-    if head_dim == 0 || head_dim % 2 != 0 {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
         return Err(Error::KNotMultiple {
             k: head_dim,
             block: 2,
         });
     }
-    if x.len() % head_dim != 0 {
+    if !x.len().is_multiple_of(head_dim) {
         return Err(Error::KNotMultiple {
             k: x.len(),
             block: head_dim,
@@ -184,7 +184,7 @@ fn check_gemv(
             what: "K (columns)",
         });
     }
-    if w_len % row_len != 0 {
+    if !w_len.is_multiple_of(row_len) {
         return Err(Error::BufferLength {
             what: "GEMV weights (a multiple of the row size)",
             expected: row_len * (w_len / row_len).max(1),

@@ -49,8 +49,8 @@ mod tests {
                     let mut next = 0;
                     for chunk in partition(rows, threads, tile) {
                         assert_eq!(chunk.start, next.min(rows));
-                        assert!(chunk.start % tile == 0 || chunk.start == rows);
-                        assert!(chunk.end % tile == 0 || chunk.end == rows);
+                        assert!(chunk.start.is_multiple_of(tile) || chunk.start == rows);
+                        assert!(chunk.end.is_multiple_of(tile) || chunk.end == rows);
                         next = chunk.end.max(next);
                     }
                     assert_eq!(next, rows);

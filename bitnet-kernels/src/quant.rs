@@ -90,7 +90,7 @@ pub(crate) fn check_quantize_buffers(
             what: "K (columns)",
         });
     }
-    if x.is_empty() || x.len() % k != 0 {
+    if x.is_empty() || !x.len().is_multiple_of(k) {
         return Err(Error::BufferLength {
             what: "activations (a positive multiple of K)",
             expected: k * (x.len() / k).max(1),

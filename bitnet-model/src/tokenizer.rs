@@ -196,7 +196,7 @@ impl Tokenizer {
             }
             ids.entry(t.to_string()).or_insert(i as u32);
         }
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         let mut byte_ids = [0u32; 256];
         for (b, c) in chars.iter().enumerate() {
             byte_ids[b] = *ids

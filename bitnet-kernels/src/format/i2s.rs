@@ -59,7 +59,7 @@ impl<'a> I2sMatrix<'a> {
         match scale {
             WeightScale::Tensor(s) => check_scale("I2_S tensor scale", s)?,
             WeightScale::Blocks256(s) => {
-                if k % 256 != 0 {
+                if !k.is_multiple_of(256) {
                     return Err(Error::KNotMultiple { k, block: 256 });
                 }
                 check_len("block scales", m * (k / 256), s.len())?;
@@ -122,7 +122,7 @@ fn checked_code_bytes(m: usize, k: usize) -> Result<usize, Error> {
             what: "K (columns)",
         });
     }
-    if k % I2S_BLOCK != 0 {
+    if !k.is_multiple_of(I2S_BLOCK) {
         return Err(Error::KNotMultiple {
             k,
             block: I2S_BLOCK,
@@ -149,7 +149,7 @@ pub(crate) fn check_scale(what: &'static str, s: f32) -> Result<(), Error> {
 /// Packs one row of trits (`K` values in `{-1, 0, 1}`, `K % 128 == 0`) into
 /// `K/4` I2_S code bytes.
 pub fn encode_i2s_row(trits: &[i8], out: &mut [u8]) -> Result<(), Error> {
-    if trits.len() % I2S_BLOCK != 0 {
+    if !trits.len().is_multiple_of(I2S_BLOCK) {
         return Err(Error::KNotMultiple {
             k: trits.len(),
             block: I2S_BLOCK,
@@ -170,7 +170,7 @@ pub fn encode_i2s_row(trits: &[i8], out: &mut [u8]) -> Result<(), Error> {
 
 /// Unpacks `K/4` I2_S code bytes into `K` trits. Code 3 is an error.
 pub fn decode_i2s_row(codes: &[u8], out: &mut [i8]) -> Result<(), Error> {
-    if out.len() % I2S_BLOCK != 0 {
+    if !out.len().is_multiple_of(I2S_BLOCK) {
         return Err(Error::KNotMultiple {
             k: out.len(),
             block: I2S_BLOCK,

@@ -92,7 +92,7 @@ pub(crate) fn tq_blocks(m: usize, k: usize) -> Result<usize, Error> {
             what: "K (columns)",
         });
     }
-    if k % TQ_BLOCK != 0 {
+    if !k.is_multiple_of(TQ_BLOCK) {
         return Err(Error::KNotMultiple { k, block: TQ_BLOCK });
     }
     m.checked_mul(k / TQ_BLOCK).ok_or(Error::BufferLength {

@@ -236,7 +236,7 @@ impl TensorType {
     fn size(self, tensor: &str, dims: &[u64]) -> Result<u64> {
         let (block, bytes) = self.block();
         let row = dims[0];
-        if row % block != 0 {
+        if !row.is_multiple_of(block) {
             return Err(GgufError::BlockMismatch {
                 tensor: tensor.into(),
                 elements: row,
