@@ -1,8 +1,645 @@
-//! NEON float helpers (placeholder: scalar until specialised).
-pub(crate) use crate::arch::scalar::{
-    axpy_f16 as axpy_f16_neon, axpy_f32 as axpy_f32_neon, dot_f16 as dot_f16_neon,
-    dot_f32 as dot_f32_neon, f16_to_f32 as f16_to_f32_neon, f32_to_f16 as f32_to_f16_neon,
-    gemv_f16 as gemv_f16_neon, gemv_q8_0 as gemv_q8_0_neon, rms_norm as rms_norm_neon,
-    rope_interleaved as rope_interleaved_neon, rope_neox as rope_neox_neon,
-    softmax as softmax_neon,
-};
+//! NEON float helpers. Same contracts as the scalar reference; sums are
+//! reassociated across lanes and use FMA, so results agree to a tolerance.
+//!
+//! The f16 conversions use `fcvtl`/`fcvtn` through `asm!`: their intrinsics
+//! (`vcvt_f32_f16`, …) need Rust's unstable `f16` type, but the instructions
+//! are baseline AArch64 SIMD (FEAT_FP16 is only needed for f16 arithmetic).
+//! One instruction per four values instead of about ten for a bit-level
+//! conversion matters for the f16 LM head. They are exact and match
+//! `math::f16_to_f32` / `math::f32_to_f16` bit for bit, except that `fcvtl`
+//! quiets signalling NaNs (as F16C does); the tests below check every half.
+
+use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+use crate::math::{self, exp_consts};
+use core::arch::aarch64::*;
+use core::ops::Range;
+
+#[target_feature(enable = "neon")]
+#[inline]
+pub(super) fn ld(s: &[f32]) -> float32x4_t {
+    let s = &s[..4];
+    // SAFETY: `s` has 4 readable floats; NEON is baseline on AArch64.
+    unsafe { vld1q_f32(s.as_ptr()) }
+}
+
+#[target_feature(enable = "neon")]
+#[inline]
+fn st(d: &mut [f32], v: float32x4_t) {
+    let d = &mut d[..4];
+    // SAFETY: `d` has 4 writable floats; NEON is baseline on AArch64.
+    unsafe { vst1q_f32(d.as_mut_ptr(), v) }
+}
+
+#[target_feature(enable = "neon")]
+#[inline]
+fn ld_h(s: &[u16]) -> uint16x8_t {
+    let s = &s[..8];
+    // SAFETY: `s` has 8 readable halves; NEON is baseline on AArch64.
+    unsafe { vld1q_u16(s.as_ptr()) }
+}
+
+#[target_feature(enable = "neon")]
+#[inline]
+fn hsum(v: [float32x4_t; 4]) -> f32 {
+    vaddvq_f32(vaddq_f32(vaddq_f32(v[0], v[1]), vaddq_f32(v[2], v[3])))
+}
+
+/// Eight halves to f32, exactly (`fcvtl`, `fcvtl2`). Relies on the AArch64
+/// Linux defaults FPCR.AHP = 0 (IEEE halves) and FPCR.FZ = 0, which Rust
+/// code never changes.
+#[target_feature(enable = "neon")]
+#[inline]
+fn h8_to_f32(h: uint16x8_t) -> [float32x4_t; 2] {
+    let (lo, hi): (float32x4_t, float32x4_t);
+    // SAFETY: two baseline AArch64 SIMD conversions on registers only.
+    unsafe {
+        core::arch::asm!(
+            "fcvtl {lo:v}.4s, {h:v}.4h",
+            "fcvtl2 {hi:v}.4s, {h:v}.8h",
+            h = in(vreg) h,
+            lo = out(vreg) lo,
+            hi = out(vreg) hi,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    [lo, hi]
+}
+
+/// Eight f32 to f16 bits (`fcvtn`, `fcvtn2`): round to nearest even (FPCR's
+/// default mode), overflow to inf, NaNs quieted with their top payload bits,
+/// exactly as `math::f32_to_f16`.
+#[target_feature(enable = "neon")]
+#[inline]
+fn f32x8_to_h(lo: float32x4_t, hi: float32x4_t) -> uint16x8_t {
+    let h: uint16x8_t;
+    // SAFETY: two baseline AArch64 SIMD conversions on registers only; `h`
+    // is an early-clobber output, so it cannot share a register with `hi`.
+    unsafe {
+        core::arch::asm!(
+            "fcvtn {h:v}.4h, {lo:v}.4s",
+            "fcvtn2 {h:v}.8h, {hi:v}.4s",
+            lo = in(vreg) lo,
+            hi = in(vreg) hi,
+            h = out(vreg) h,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    h
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn f16_to_f32_neon(src: &[u16], dst: &mut [f32]) {
+    let mut s = src.chunks_exact(8);
+    let mut d = dst.chunks_exact_mut(8);
+    for (s, d) in (&mut s).zip(&mut d) {
+        let [lo, hi] = h8_to_f32(ld_h(s));
+        st(&mut d[..4], lo);
+        st(&mut d[4..], hi);
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = math::f16_to_f32(s);
+    }
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn f32_to_f16_neon(src: &[f32], dst: &mut [u16]) {
+    let mut s = src.chunks_exact(8);
+    let mut d = dst.chunks_exact_mut(8);
+    for (s, d) in (&mut s).zip(&mut d) {
+        let h = f32x8_to_h(ld(&s[..4]), ld(&s[4..]));
+        let d = &mut d[..8];
+        // SAFETY: `d` has 8 writable halves; NEON is baseline on AArch64.
+        unsafe { vst1q_u16(d.as_mut_ptr(), h) };
+    }
+    for (d, &s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = math::f32_to_f16(s);
+    }
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn rms_norm_neon(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (i, a) in acc.iter_mut().enumerate() {
+            let v = ld(&c[4 * i..]);
+            *a = vfmaq_f32(*a, v, v);
+        }
+    }
+    let mut ss = hsum(acc);
+    for &v in chunks.remainder() {
+        ss += v * v;
+    }
+    let inv = 1.0 / math::sqrt(ss / x.len() as f32 + eps);
+    let vinv = vdupq_n_f32(inv);
+    let mut o = out.chunks_exact_mut(4);
+    let mut xs = x.chunks_exact(4);
+    let mut ws = w.chunks_exact(4);
+    for ((o, x), w) in (&mut o).zip(&mut xs).zip(&mut ws) {
+        st(o, vmulq_f32(vmulq_f32(ld(x), vinv), ld(w)));
+    }
+    for ((o, &v), &g) in o
+        .into_remainder()
+        .iter_mut()
+        .zip(xs.remainder())
+        .zip(ws.remainder())
+    {
+        *o = v * inv * g;
+    }
+}
+
+/// `math::exp` on four lanes: the same clamp, reduction and polynomial,
+/// evaluated with FMA.
+#[target_feature(enable = "neon")]
+#[inline]
+fn exp4(x: float32x4_t) -> float32x4_t {
+    use exp_consts::*;
+    let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(LO)), vdupq_n_f32(HI));
+    let n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(LOG2E)));
+    let r = vfmsq_f32(vfmsq_f32(x, n, vdupq_n_f32(LN2_HI)), n, vdupq_n_f32(LN2_LO));
+    let mut p = vdupq_n_f32(P[0]);
+    for &c in &P[1..] {
+        p = vfmaq_f32(vdupq_n_f32(c), p, r);
+    }
+    let y = vaddq_f32(vfmaq_f32(r, vmulq_f32(p, r), r), vdupq_n_f32(1.0));
+    let pow2 = vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)));
+    vmulq_f32(y, vreinterpretq_f32_s32(pow2))
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn softmax_neon(x: &mut [f32]) {
+    // `maxnm` skips NaN like the scalar `f32::max` fold.
+    let mut m = vdupq_n_f32(f32::NEG_INFINITY);
+    let mut chunks = x.chunks_exact(4);
+    for c in &mut chunks {
+        m = vmaxnmq_f32(m, ld(c));
+    }
+    let mut max = vmaxnmvq_f32(m);
+    for &v in chunks.remainder() {
+        max = max.max(v);
+    }
+    let vmax = vdupq_n_f32(max);
+    let mut sum = vdupq_n_f32(0.0);
+    let mut chunks = x.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let e = exp4(vsubq_f32(ld(c), vmax));
+        st(c, e);
+        sum = vaddq_f32(sum, e);
+    }
+    let mut s = vaddvq_f32(sum);
+    for v in chunks.into_remainder() {
+        *v = math::exp(*v - max);
+        s += *v;
+    }
+    let inv = 1.0 / s;
+    let vinv = vdupq_n_f32(inv);
+    let mut chunks = x.chunks_exact_mut(4);
+    for c in &mut chunks {
+        st(c, vmulq_f32(ld(c), vinv));
+    }
+    for v in chunks.into_remainder() {
+        *v *= inv;
+    }
+}
+
+/// `(a, b) → (a·c − b·s, a·s + b·c)` on four pairs.
+#[target_feature(enable = "neon")]
+#[inline]
+fn rotate(a: float32x4_t, b: float32x4_t, c: float32x4_t, s: float32x4_t) -> [float32x4_t; 2] {
+    [
+        vfmsq_f32(vmulq_f32(a, c), b, s),
+        vfmaq_f32(vmulq_f32(a, s), b, c),
+    ]
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn rope_neox_neon(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    let main = half - half % 4;
+    for head in x.chunks_exact_mut(head_dim) {
+        let (lo, hi) = head.split_at_mut(half);
+        for i in (0..main).step_by(4) {
+            let [l, h] = rotate(ld(&lo[i..]), ld(&hi[i..]), ld(&cos[i..]), ld(&sin[i..]));
+            st(&mut lo[i..], l);
+            st(&mut hi[i..], h);
+        }
+        for i in main..half {
+            let (a, b) = (lo[i], hi[i]);
+            lo[i] = a * cos[i] - b * sin[i];
+            hi[i] = a * sin[i] + b * cos[i];
+        }
+    }
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn rope_interleaved_neon(
+    x: &mut [f32],
+    head_dim: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    let half = head_dim / 2;
+    let main = half - half % 4;
+    for head in x.chunks_exact_mut(head_dim) {
+        for i in (0..main).step_by(4) {
+            let p = &mut head[2 * i..2 * i + 8];
+            // SAFETY: `p` has 8 readable floats; NEON is baseline on AArch64.
+            let v = unsafe { vld2q_f32(p.as_ptr()) };
+            let [a, b] = rotate(v.0, v.1, ld(&cos[i..]), ld(&sin[i..]));
+            // SAFETY: `p` has 8 writable floats.
+            unsafe { vst2q_f32(p.as_mut_ptr(), float32x4x2_t(a, b)) };
+        }
+        for i in main..half {
+            let (a, b) = (head[2 * i], head[2 * i + 1]);
+            head[2 * i] = a * cos[i] - b * sin[i];
+            head[2 * i + 1] = a * sin[i] + b * cos[i];
+        }
+    }
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_f32_neon(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut ac = a.chunks_exact(16);
+    let mut bc = b.chunks_exact(16);
+    for (a, b) in (&mut ac).zip(&mut bc) {
+        for (i, s) in acc.iter_mut().enumerate() {
+            *s = vfmaq_f32(*s, ld(&a[4 * i..]), ld(&b[4 * i..]));
+        }
+    }
+    let mut sum = hsum(acc);
+    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// Accumulates `Σ a·f32(b)` over whole 16-wide chunks into `acc`; returns
+/// how many elements that covered.
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_f16_chunks(acc: &mut [float32x4_t; 4], a: &[f32], b: &[u16]) -> usize {
+    let n = a.len().min(b.len());
+    let main = n - n % 16;
+    for (a, b) in a[..main].chunks_exact(16).zip(b[..main].chunks_exact(16)) {
+        let [b0, b1] = h8_to_f32(ld_h(b));
+        let [b2, b3] = h8_to_f32(ld_h(&b[8..]));
+        acc[0] = vfmaq_f32(acc[0], ld(a), b0);
+        acc[1] = vfmaq_f32(acc[1], ld(&a[4..]), b1);
+        acc[2] = vfmaq_f32(acc[2], ld(&a[8..]), b2);
+        acc[3] = vfmaq_f32(acc[3], ld(&a[12..]), b3);
+    }
+    main
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_f16_neon(a: &[f32], b: &[u16]) -> f32 {
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let main = dot_f16_chunks(&mut acc, a, b);
+    let mut sum = hsum(acc);
+    for (x, &y) in a[main..].iter().zip(&b[main..]) {
+        sum += x * math::f16_to_f32(y);
+    }
+    sum
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn axpy_f32_neon(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let va = vdupq_n_f32(alpha);
+    let mut xs = x.chunks_exact(4);
+    let mut ys = y.chunks_exact_mut(4);
+    for (x, y) in (&mut xs).zip(&mut ys) {
+        st(y, vfmaq_f32(ld(y), ld(x), va));
+    }
+    for (o, &v) in ys.into_remainder().iter_mut().zip(xs.remainder()) {
+        *o += alpha * v;
+    }
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn axpy_f16_neon(alpha: f32, x: &[u16], y: &mut [f32]) {
+    let va = vdupq_n_f32(alpha);
+    let mut xs = x.chunks_exact(8);
+    let mut ys = y.chunks_exact_mut(8);
+    for (x, y) in (&mut xs).zip(&mut ys) {
+        let [lo, hi] = h8_to_f32(ld_h(x));
+        st(y, vfmaq_f32(ld(y), lo, va));
+        let y_hi = vfmaq_f32(ld(&y[4..]), hi, va);
+        st(&mut y[4..], y_hi);
+    }
+    for (o, &v) in ys.into_remainder().iter_mut().zip(xs.remainder()) {
+        *o += alpha * math::f16_to_f32(v);
+    }
+}
+
+/// Rows are taken four at a time so each 8-wide slice of `x` is loaded once
+/// for four rows (the LM head streams far more weights than it has inputs).
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn gemv_f16_neon(
+    w: &[u16],
+    k: usize,
+    x: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+) {
+    const R: usize = 4;
+    let main = k - k % 8;
+    let mut ys = y.chunks_exact_mut(R);
+    let mut r = rows.start;
+    for out in &mut ys {
+        let wr: [&[u16]; R] = core::array::from_fn(|i| &w[(r + i) * k..(r + i + 1) * k]);
+        let mut acc = [[vdupq_n_f32(0.0); 2]; R];
+        for j in (0..main).step_by(8) {
+            let (x0, x1) = (ld(&x[j..]), ld(&x[j + 4..]));
+            for (a, wr) in acc.iter_mut().zip(&wr) {
+                let [w0, w1] = h8_to_f32(ld_h(&wr[j..]));
+                a[0] = vfmaq_f32(a[0], x0, w0);
+                a[1] = vfmaq_f32(a[1], x1, w1);
+            }
+        }
+        for ((o, a), wr) in out.iter_mut().zip(&acc).zip(&wr) {
+            let mut s = vaddvq_f32(vaddq_f32(a[0], a[1]));
+            for j in main..k {
+                s += x[j] * math::f16_to_f32(wr[j]);
+            }
+            *o = s;
+        }
+        r += R;
+    }
+    for o in ys.into_remainder() {
+        // SAFETY: same contract as ours.
+        *o = unsafe { dot_f16_neon(x, &w[r * k..(r + 1) * k]) };
+        r += 1;
+    }
+}
+
+/// `Σ_i q[i]·x[i]` over one Q8_0 block, as four partial lanes.
+#[target_feature(enable = "neon")]
+#[inline]
+fn q8_block(q: &[u8], x: &[f32]) -> float32x4_t {
+    let q = &q[..Q8_0_BLOCK];
+    let x = &x[..Q8_0_BLOCK];
+    // SAFETY: `q` has 32 readable bytes; NEON is baseline on AArch64.
+    let (q0, q1) = unsafe {
+        let p = q.as_ptr() as *const i8;
+        (vld1q_s8(p), vld1q_s8(p.add(16)))
+    };
+    let mut s = [vdupq_n_f32(0.0); 2];
+    for (h, v) in [q0, q1].into_iter().enumerate() {
+        for (j, w) in [vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v)]
+            .into_iter()
+            .enumerate()
+        {
+            let base = 16 * h + 8 * j;
+            let lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(w)));
+            let hi = vcvtq_f32_s32(vmovl_high_s16(w));
+            s[0] = vfmaq_f32(s[0], lo, ld(&x[base..]));
+            s[1] = vfmaq_f32(s[1], hi, ld(&x[base + 4..]));
+        }
+    }
+    vaddq_f32(s[0], s[1])
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn gemv_q8_0_neon(
+    w: &[u8],
+    k: usize,
+    x: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+) {
+    let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
+    for (o, r) in y.iter_mut().zip(rows) {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        // Two accumulators so consecutive blocks' FMAs do not serialise.
+        let mut acc = [vdupq_n_f32(0.0); 2];
+        for (i, (block, xs)) in row
+            .chunks_exact(Q8_0_BLOCK_BYTES)
+            .zip(x.chunks_exact(Q8_0_BLOCK))
+            .enumerate()
+        {
+            let d = math::f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            let s = q8_block(&block[2..], xs);
+            acc[i & 1] = vfmaq_f32(acc[i & 1], s, vdupq_n_f32(d));
+        }
+        *o = vaddvq_f32(vaddq_f32(acc[0], acc[1]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! NEON against the scalar reference (bit for bit for the conversions,
+    //! to a tolerance elsewhere). Run under qemu by `.ci/test-aarch64`.
+    extern crate std;
+    use super::*;
+    use crate::arch::scalar;
+    use std::vec::Vec;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+        fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+            (0..n).map(|_| self.f32() * scale).collect()
+        }
+        fn halves(&mut self, n: usize) -> Vec<u16> {
+            (0..n).map(|_| math::f32_to_f16(self.f32() * 4.0)).collect()
+        }
+    }
+
+    fn close(got: f32, want: f32, tol: f32, what: &str) {
+        assert!(
+            (got - want).abs() <= tol * (1.0 + want.abs()),
+            "{what}: got {got}, want {want}"
+        );
+    }
+
+    fn close_all(got: &[f32], want: &[f32], tol: f32, what: &str) {
+        assert_eq!(got.len(), want.len());
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            close(g, w, tol, &std::format!("{what}[{i}]"));
+        }
+    }
+
+    const LENS: [usize; 9] = [1, 3, 7, 8, 15, 16, 33, 100, 1027];
+
+    #[test]
+    fn f16_to_f32_every_half() {
+        let src: Vec<u16> = (0..=u16::MAX).collect();
+        let mut got = std::vec![0.0f32; src.len()];
+        // SAFETY: NEON is baseline; lengths match.
+        unsafe { f16_to_f32_neon(&src, &mut got) };
+        for (&h, g) in src.iter().zip(&got) {
+            let want = math::f16_to_f32(h);
+            if want.is_nan() {
+                // Signalling NaNs come out quiet; sign and payload stay.
+                assert_eq!(g.to_bits(), want.to_bits() | 0x0040_0000, "h = {h:#06x}");
+            } else {
+                assert_eq!(g.to_bits(), want.to_bits(), "h = {h:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn f32_to_f16_matches_scalar() {
+        let mut bits: Vec<u32> = (0..=u32::MAX).step_by(4099).collect();
+        // Every rounding boundary of every half: the midpoint and its neighbours.
+        for h in 0..0x7bffu32 {
+            let mid =
+                (math::f16_to_f32(h as u16) as f64 + math::f16_to_f32(h as u16 + 1) as f64) / 2.0;
+            let m = (mid as f32).to_bits();
+            for b in [m - 1, m, m + 1] {
+                bits.extend([b, b | 0x8000_0000]);
+            }
+        }
+        bits.extend([
+            0x7f80_0000,
+            0xff80_0000,
+            0x7fc0_0000,
+            0x7f80_0001,
+            0xffff_ffff,
+            0x477f_f000,
+        ]);
+        let src: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+        let mut got = std::vec![0u16; src.len()];
+        // SAFETY: NEON is baseline; lengths match.
+        unsafe { f32_to_f16_neon(&src, &mut got) };
+        for (&x, &g) in src.iter().zip(&got) {
+            assert_eq!(g, math::f32_to_f16(x), "x = {x:e} ({:#010x})", x.to_bits());
+        }
+    }
+
+    #[test]
+    fn reductions_and_maps_match_scalar() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for n in LENS {
+            let (a, b) = (rng.vec(n, 3.0), rng.vec(n, 3.0));
+            let h = rng.halves(n);
+            // SAFETY: NEON is baseline; lengths match (all calls below).
+            unsafe {
+                close(
+                    dot_f32_neon(&a, &b),
+                    scalar::dot_f32(&a, &b),
+                    1e-5,
+                    "dot_f32",
+                );
+                close(
+                    dot_f16_neon(&a, &h),
+                    scalar::dot_f16(&a, &h),
+                    1e-5,
+                    "dot_f16",
+                );
+
+                let (mut y1, mut y2) = (b.clone(), b.clone());
+                axpy_f32_neon(0.7, &a, &mut y1);
+                scalar::axpy_f32(0.7, &a, &mut y2);
+                close_all(&y1, &y2, 1e-6, "axpy_f32");
+                let (mut y1, mut y2) = (b.clone(), b.clone());
+                axpy_f16_neon(-1.3, &h, &mut y1);
+                scalar::axpy_f16(-1.3, &h, &mut y2);
+                close_all(&y1, &y2, 1e-6, "axpy_f16");
+
+                let (mut o1, mut o2) = (std::vec![0.0; n], std::vec![0.0; n]);
+                rms_norm_neon(&a, &b, 1e-6, &mut o1);
+                scalar::rms_norm(&a, &b, 1e-6, &mut o2);
+                close_all(&o1, &o2, 1e-5, "rms_norm");
+
+                let logits: Vec<f32> = a.iter().map(|v| v * 30.0).collect();
+                let (mut s1, mut s2) = (logits.clone(), logits.clone());
+                softmax_neon(&mut s1);
+                scalar::softmax(&mut s2);
+                close_all(&s1, &s2, 1e-6, "softmax");
+                close(s1.iter().sum(), 1.0, 1e-5, "softmax sum");
+            }
+        }
+    }
+
+    #[test]
+    fn exp_matches_scalar() {
+        let mut x = -100.0f32;
+        while x < 89.0 {
+            let v: [f32; 4] = [x, x + 0.01, x + 0.02, x + 0.03];
+            let mut e = [0.0f32; 4];
+            // SAFETY: NEON is baseline on AArch64.
+            unsafe { st(&mut e, exp4(ld(&v))) };
+            for (g, &x) in e.iter().zip(&v) {
+                let want = math::exp(x);
+                assert!(
+                    (g - want).abs() <= 2.0 * f32::EPSILON * want,
+                    "exp({x}) = {g}, want {want}"
+                );
+            }
+            x += 0.137;
+        }
+    }
+
+    #[test]
+    fn rope_matches_scalar() {
+        let mut rng = Rng(77);
+        for head_dim in [2usize, 6, 8, 16, 64, 128, 130] {
+            let half = head_dim / 2;
+            let x = rng.vec(head_dim * 3, 2.0);
+            let ang = rng.vec(half, 3.0);
+            let cos: Vec<f32> = ang.iter().map(|a| a.cos()).collect();
+            let sin: Vec<f32> = ang.iter().map(|a| a.sin()).collect();
+            // SAFETY: NEON is baseline; shapes are valid.
+            unsafe {
+                let (mut a, mut b) = (x.clone(), x.clone());
+                rope_neox_neon(&mut a, head_dim, &cos, &sin);
+                scalar::rope_neox(&mut b, head_dim, &cos, &sin);
+                close_all(&a, &b, 1e-6, "rope_neox");
+                let (mut a, mut b) = (x.clone(), x.clone());
+                rope_interleaved_neon(&mut a, head_dim, &cos, &sin);
+                scalar::rope_interleaved(&mut b, head_dim, &cos, &sin);
+                close_all(&a, &b, 1e-6, "rope_interleaved");
+            }
+        }
+    }
+
+    #[test]
+    fn gemv_matches_scalar() {
+        let mut rng = Rng(99);
+        for (m, k) in [
+            (1usize, 1usize),
+            (5, 7),
+            (9, 64),
+            (13, 96),
+            (4, 1000),
+            (11, 2048),
+        ] {
+            let x = rng.vec(k, 1.0);
+            let w = rng.halves(m * k);
+            for rows in [0..m, m / 3..m, 1.min(m)..m / 2 + 1] {
+                let (mut a, mut b) = (std::vec![0.0; rows.len()], std::vec![0.0; rows.len()]);
+                // SAFETY: NEON is baseline; shapes are valid.
+                unsafe {
+                    gemv_f16_neon(&w, k, &x, rows.clone(), &mut a);
+                    scalar::gemv_f16(&w, k, &x, rows.clone(), &mut b);
+                }
+                close_all(&a, &b, 1e-5, "gemv_f16");
+            }
+            if k % Q8_0_BLOCK != 0 {
+                continue;
+            }
+            let mut q8 = Vec::new();
+            for _ in 0..m * k / Q8_0_BLOCK {
+                q8.extend(math::f32_to_f16(rng.f32() * 0.1).to_le_bytes());
+                q8.extend((0..Q8_0_BLOCK).map(|_| rng.next() as u8));
+            }
+            let (mut a, mut b) = (std::vec![0.0; m], std::vec![0.0; m]);
+            // SAFETY: NEON is baseline; shapes are valid.
+            unsafe {
+                gemv_q8_0_neon(&q8, k, &x, 0..m, &mut a);
+                scalar::gemv_q8_0(&q8, k, &x, 0..m, &mut b);
+            }
+            close_all(&a, &b, 1e-4, "gemv_q8_0");
+        }
+    }
+}
