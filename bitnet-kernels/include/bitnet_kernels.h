@@ -41,7 +41,7 @@ int32_t bitnet_quantize_i8(const float *x, size_t n, size_t k,
 /* Y[n x m] = X[n x k] * W^T for rows row_start..row_end of W:
  * codes: m*k/4 bytes of I2_S codes (bitnet.cpp x86 layout, k % 128 == 0),
  * w_scale: the tensor's f32 scale; q, act_scales, act_sums as written by
- * bitnet_quantize_i8; y: the whole n*m output, row-major (only the given
+ * bitnet_quantize_i8; y = dot / (act_scale * (1 / w_scale)); y: the whole n*m output, row-major (only the given
  * row range of each token row is written). Exact integer dot; equal bit for
  * bit on every kernel path. */
 int32_t bitnet_gemm_i2s(const uint8_t *codes, size_t m, size_t k, float w_scale,

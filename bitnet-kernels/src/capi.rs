@@ -100,7 +100,7 @@ pub unsafe extern "C" fn bitnet_quantize_i8(
     }
 }
 
-/// `y[t·m + r] = (Σ_k trit(r,k)·q[t·k + k']) / act_scales[t] × w_scale` for
+/// `y[t·m + r] = (Σ_k trit(r,k)·q[t·k + k']) / (act_scales[t] · (1 / w_scale))` for
 /// `t < n` and `row_start ≤ r < row_end`. `codes` are `m·k/4` I2_S bytes;
 /// `y` is the whole `n × m` output (only the row range is written).
 ///

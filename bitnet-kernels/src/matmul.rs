@@ -11,11 +11,17 @@ use core::ops::Range;
 /// the unused code 3 and activations of −128, far inside `i32`.
 pub const MAX_K: usize = 1 << 20;
 
-/// The shared epilogue: a row's signed integer dot `Σ trit·q` to f32.
-/// Every path computes exactly this, in this order, so outputs are bitwise equal.
+/// The shared epilogue: a row's signed integer dot `Σ trit·q` to f32, as
+/// `dot / (act_scale · (1 / weight_scale))`.
+///
+/// That is transformers' BitLinear order (it stores the reciprocal of the
+/// GGUF scale and divides by `input_scale · weight_scale`); with the
+/// reciprocal rounded to f32 it reproduces the reference bit for bit, which
+/// keeps downstream int8 roundings where the reference puts them. Every path
+/// computes exactly this, so outputs are bitwise equal across paths.
 #[inline(always)]
 pub fn dequantize_dot(dot: i32, act_scale: f32, weight_scale: f32) -> f32 {
-    dot as f32 / act_scale * weight_scale
+    dot as f32 / (act_scale * (1.0 / weight_scale))
 }
 
 impl Dispatch {

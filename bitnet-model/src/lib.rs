@@ -9,6 +9,7 @@ pub mod hw;
 mod kv_cache;
 mod model;
 pub mod ops;
+pub mod pool;
 pub mod sampler;
 mod session;
 pub mod synthetic;

@@ -7,6 +7,12 @@ use crate::error::ModelError;
 use crate::gguf::Gguf;
 use crate::kv_cache::KvCache;
 use crate::ops;
+use crate::pool::{SharedOut, ThreadPool};
+use bitnet_kernels::partition_chunk;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Rows per chunk of a static split: whole register tiles of every kernel.
+const ROW_TILE: usize = 32;
 use crate::weights::{load_vector, Dense, Ternary};
 use bitnet_kernels::{Dispatch, QuantizedActs};
 use std::path::Path;
@@ -37,6 +43,7 @@ pub struct Model {
     /// `None`: the LM head is tied to the token embedding.
     output: Option<Dense>,
     dispatch: Dispatch,
+    pool: ThreadPool,
 }
 
 impl std::fmt::Debug for Model {
@@ -110,7 +117,45 @@ impl Model {
             output_norm,
             output,
             dispatch: Dispatch::detect(),
+            pool: ThreadPool::new(1, false),
         })
+    }
+
+    /// Runs every forward pass on `threads` workers (the caller included),
+    /// optionally pinned one per CPU.
+    pub fn with_threads(mut self, threads: usize, pin: bool) -> Model {
+        self.pool = ThreadPool::new(threads, pin);
+        self
+    }
+
+    /// The worker pool (its per-worker busy/wait counters).
+    pub fn pool(&self) -> &ThreadPool {
+        &self.pool
+    }
+
+    /// `y = W · x` for every token, rows split statically over the pool.
+    fn matmul(&self, w: &Ternary, x: &QuantizedActs<'_>, y: &mut [f32]) -> Result<(), ModelError> {
+        let (d, file) = (self.dispatch, self.file.bytes());
+        let m = w.m;
+        debug_assert_eq!(y.len(), x.n() * m);
+        let out = SharedOut(y.as_mut_ptr());
+        let failed = AtomicBool::new(false);
+        self.pool.run(&|i, n| {
+            let rows = partition_chunk(m, n, ROW_TILE, i);
+            let out = out;
+            // SAFETY: `y` holds N rows of stride M; each worker writes only
+            // its own columns `rows`, and `run` returns after all are done.
+            if unsafe { d.gemm_i2s_strided(&w.matrix(file), x, rows, out.0, m) }.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+        });
+        if failed.load(Ordering::Relaxed) {
+            return Err(ModelError::Config(format!(
+                "matmul shapes disagree ({m} rows, K = {})",
+                x.k()
+            )));
+        }
+        Ok(())
     }
 
     /// Runs the kernels of another path (tests, benches).
@@ -201,7 +246,7 @@ impl Model {
             c.ffn,
             c.head_dim,
         );
-        let mut s = Scratch::new(n, h, q_dim, kv_dim, ffn, start + n);
+        let mut s = Scratch::new(n, h, q_dim, kv_dim, ffn);
 
         for (t, &id) in tokens.iter().enumerate() {
             self.embed
@@ -213,9 +258,9 @@ impl Model {
             // Attention: RMSNorm → Q, K, V (one shared quantization) → RoPE → causal GQA.
             rms_norm_rows(&s.x, &layer.attn_norm, c.rms_eps, &mut s.xn, h);
             let acts = s.quant.quantize(d, &s.xn, h, diag.as_deref_mut())?;
-            d.gemm_i2s(&layer.wq.matrix(file), &acts, 0..q_dim, &mut s.q)?;
-            d.gemm_i2s(&layer.wk.matrix(file), &acts, 0..kv_dim, &mut s.k)?;
-            d.gemm_i2s(&layer.wv.matrix(file), &acts, 0..kv_dim, &mut s.v)?;
+            self.matmul(&layer.wq, &acts, &mut s.q)?;
+            self.matmul(&layer.wk, &acts, &mut s.k)?;
+            self.matmul(&layer.wv, &acts, &mut s.v)?;
             for t in 0..n {
                 rope.apply(d, c, t, &mut s.q[t * q_dim..(t + 1) * q_dim])?;
                 rope.apply(d, c, t, &mut s.k[t * kv_dim..(t + 1) * kv_dim])?;
@@ -229,31 +274,40 @@ impl Model {
             }
             let group = c.heads / c.kv_heads;
             let scale = 1.0 / (hd as f32).sqrt();
-            for t in 0..n {
-                let visible = start + t + 1;
-                for head in 0..c.heads {
-                    let q = &s.q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
-                    let scores = &mut s.scores[..visible];
-                    cache.key_scores(li, head / group, hd, q, scores);
-                    scores.iter_mut().for_each(|v| *v *= scale);
-                    ops::softmax(scores);
-                    let out = &mut s.attn[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
-                    cache.mix_values(li, head / group, hd, scores, &mut s.mix, out);
+            let (q_all, out, cache_ref) = (&s.q, SharedOut(s.attn.as_mut_ptr()), &*cache);
+            self.pool.run(&|i, workers| {
+                let heads = partition_chunk(c.heads, workers, 1, i);
+                let mut scores = vec![0f32; start + n];
+                let mut acc = vec![0f64; hd];
+                let out = out;
+                for t in 0..n {
+                    let visible = start + t + 1;
+                    for head in heads.clone() {
+                        let at = t * q_dim + head * hd;
+                        let scores = &mut scores[..visible];
+                        cache_ref.key_scores(li, head / group, hd, &q_all[at..at + hd], scores);
+                        scores.iter_mut().for_each(|v| *v *= scale);
+                        ops::softmax(scores);
+                        // SAFETY: head `head` of token `t` is this worker's alone
+                        // (heads are split), inside `s.attn` (N × q_dim).
+                        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), hd) };
+                        cache_ref.mix_values(li, head / group, hd, scores, &mut acc, dst);
+                    }
                 }
-            }
+            });
             if let Some(w) = &layer.attn_sub_norm {
                 rms_norm_rows(&s.attn, w, c.rms_eps, &mut s.attn_n, q_dim);
                 std::mem::swap(&mut s.attn, &mut s.attn_n);
             }
             let acts = s.quant.quantize(d, &s.attn, q_dim, diag.as_deref_mut())?;
-            d.gemm_i2s(&layer.wo.matrix(file), &acts, 0..h, &mut s.proj)?;
+            self.matmul(&layer.wo, &acts, &mut s.proj)?;
             add_in_place(&mut s.x, &s.proj);
 
             // Feed-forward: RMSNorm → gate, up (one shared quantization) → act(gate) ⊙ up → [sub-norm] → down.
             rms_norm_rows(&s.x, &layer.ffn_norm, c.rms_eps, &mut s.xn, h);
             let acts = s.quant.quantize(d, &s.xn, h, diag.as_deref_mut())?;
-            d.gemm_i2s(&layer.w_gate.matrix(file), &acts, 0..ffn, &mut s.gate)?;
-            d.gemm_i2s(&layer.w_up.matrix(file), &acts, 0..ffn, &mut s.up)?;
+            self.matmul(&layer.w_gate, &acts, &mut s.gate)?;
+            self.matmul(&layer.w_up, &acts, &mut s.up)?;
             for (g, &u) in s.gate.iter_mut().zip(&s.up) {
                 *g = activate(c.activation, *g) * u;
             }
@@ -262,7 +316,7 @@ impl Model {
                 std::mem::swap(&mut s.gate, &mut s.up);
             }
             let acts = s.quant.quantize(d, &s.gate, ffn, diag.as_deref_mut())?;
-            d.gemm_i2s(&layer.w_down.matrix(file), &acts, 0..h, &mut s.proj)?;
+            self.matmul(&layer.w_down, &acts, &mut s.proj)?;
             add_in_place(&mut s.x, &s.proj);
         }
         cache.set_len(start + n);
@@ -317,20 +371,11 @@ struct Scratch {
     proj: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    scores: Vec<f32>,
-    mix: Vec<f64>,
     quant: QuantBuffers,
 }
 
 impl Scratch {
-    fn new(
-        n: usize,
-        h: usize,
-        q_dim: usize,
-        kv_dim: usize,
-        ffn: usize,
-        positions: usize,
-    ) -> Scratch {
+    fn new(n: usize, h: usize, q_dim: usize, kv_dim: usize, ffn: usize) -> Scratch {
         Scratch {
             x: vec![0.0; n * h],
             xn: vec![0.0; n * h],
@@ -342,8 +387,6 @@ impl Scratch {
             proj: vec![0.0; n * h],
             gate: vec![0.0; n * ffn],
             up: vec![0.0; n * ffn],
-            scores: vec![0.0; positions],
-            mix: vec![0.0; q_dim],
             quant: QuantBuffers::default(),
         }
     }

@@ -259,3 +259,30 @@ fn bad_requests_are_errors() {
     assert!(KvCache::new(&model.config, 0, KvType::F16).is_err());
     assert!(KvCache::new(&model.config, model.config.ctx + 1, KvType::F16).is_err());
 }
+
+#[test]
+fn thread_count_does_not_change_a_single_bit() {
+    for dir in ["tiny-b158", "tiny-llama"] {
+        let (_, cases) = cases(dir);
+        let path = fixtures().join(dir).join("model-i2s.gguf");
+        let run = |threads: usize| {
+            let model = Model::load(&path).unwrap().with_threads(threads, false);
+            let mut cache = KvCache::new(&model.config, 128, KvType::F16).unwrap();
+            let mut logits = Vec::new();
+            model
+                .forward(&cases[4].ids, &mut cache, Logits::All, &mut logits)
+                .unwrap();
+            model
+                .forward(&[7], &mut cache, Logits::Last, &mut logits)
+                .unwrap();
+            logits
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(
+                run(threads) == one,
+                "{dir}: {threads} threads differ from 1"
+            );
+        }
+    }
+}

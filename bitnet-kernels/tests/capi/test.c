@@ -44,7 +44,7 @@ int main(void) {
         for (int r = 0; r < M; r++) {
             int32_t dot = 0;
             for (int c = 0; c < K; c++) dot += trits[r][c] * q[t * K + c];
-            float want = (float)dot / scales[t] * 0.25f;
+            float want = (float)dot / (scales[t] * (1.0f / 0.25f));
             if (memcmp(&want, &y[t * M + r], sizeof want) != 0) return fail("gemm value");
         }
     if (bitnet_gemm_i2s(codes, M, 100, 0.25f, q, scales, sums, N, 0, M, y) != BITNET_BAD_K) return fail("bad k");
