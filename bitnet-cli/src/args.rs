@@ -34,6 +34,12 @@ pub struct RunArgs {
     /// Tokens to generate at most.
     #[arg(short = 'n', long, default_value_t = 128)]
     pub n_predict: usize,
+    /// Worker threads: `auto` (every core this process may use) or a count.
+    #[arg(short = 't', long, default_value = "auto", value_parser = parse_threads)]
+    pub threads: Threads,
+    /// Pin each worker thread to its own core.
+    #[arg(long)]
+    pub pin: bool,
     /// Context size in tokens (default: the model's, at most 4096).
     #[arg(short = 'c', long)]
     pub ctx: Option<usize>,
@@ -109,4 +115,33 @@ pub struct KernelsArgs {
     /// Skip the measurements; only the self-check.
     #[arg(long)]
     pub no_bench: bool,
+}
+
+/// `-t auto|N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    Auto,
+    Count(usize),
+}
+
+impl Threads {
+    /// The count to use on this machine.
+    pub fn resolve(self) -> usize {
+        match self {
+            Threads::Count(n) => n,
+            Threads::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+fn parse_threads(s: &str) -> Result<Threads, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Threads::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(Threads::Count(n)),
+        _ => Err(format!(
+            "{s:?} is not `auto` or a thread count from 1 to 1024"
+        )),
+    }
 }

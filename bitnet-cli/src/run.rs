@@ -23,7 +23,10 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
         None => demo_model()?,
     };
     let load_start = Instant::now();
-    let model = Model::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let threads = args.threads.resolve();
+    let model = Model::load(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .with_threads(threads, args.pin);
     let tok = Tokenizer::from_gguf(model.gguf()).map_err(|e| format!("{}: {e}", path.display()))?;
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
 
@@ -96,7 +99,7 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
                 "load_ms": load_ms,
                 "prompt_tok_s": t.prefill_tok_s(),
                 "decode_tok_s": t.decode_tok_s(),
-                "threads": 1,
+                "threads": threads,
                 "kernels": model.dispatch().describe().to_string(),
             },
         });
@@ -105,7 +108,7 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
         writeln!(stdout, "{tail}")?;
     }
     eprintln!(
-        "load {load_ms:.0} ms | prompt {} tok, {:.1} tok/s | generated {} tok, {:.1} tok/s | stop: {stop} | threads 1 | kernels {}",
+        "load {load_ms:.0} ms | prompt {} tok, {:.1} tok/s | generated {} tok, {:.1} tok/s | stop: {stop} | threads {threads} | kernels {}",
         t.prefill_tokens,
         t.prefill_tok_s(),
         t.decode_tokens,

@@ -92,7 +92,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
-/// Exact IEEE binary16 → binary32.
+/// Exact IEEE binary16 → binary32 (signalling NaNs are quieted).
 pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h as u32) & 0x8000) << 16;
     let exp = ((h >> 10) & 0x1f) as u32;
@@ -104,7 +104,9 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
             let v = man as f32 * (1.0 / 16_777_216.0);
             return if sign != 0 { -v } else { v };
         }
-        0x1f => sign | 0x7f80_0000 | (man << 13),
+        // NaNs come out quiet, as F16C and `fcvtl` make them.
+        0x1f if man != 0 => sign | 0x7fc0_0000 | (man << 13),
+        0x1f => sign | 0x7f80_0000,
         _ => sign | ((exp + 112) << 23) | (man << 13),
     };
     f32::from_bits(bits)

@@ -1,12 +1,981 @@
-//! x86 float helpers (placeholder: scalar until specialised).
-pub(crate) use crate::arch::scalar::{
-    axpy_f16 as axpy_f16_avx2, axpy_f16 as axpy_f16_avx512, axpy_f32 as axpy_f32_avx2,
-    axpy_f32 as axpy_f32_avx512, dot_f16 as dot_f16_avx2, dot_f16 as dot_f16_avx512,
-    dot_f32 as dot_f32_avx2, dot_f32 as dot_f32_avx512, f16_to_f32 as f16_to_f32_avx2,
-    f16_to_f32 as f16_to_f32_avx512, f32_to_f16 as f32_to_f16_avx2,
-    f32_to_f16 as f32_to_f16_avx512, gemv_f16 as gemv_f16_avx2, gemv_f16 as gemv_f16_avx512,
-    gemv_q8_0 as gemv_q8_0_avx2, gemv_q8_0 as gemv_q8_0_avx512, rms_norm as rms_norm_avx2,
-    rms_norm as rms_norm_avx512, rope_interleaved as rope_interleaved_avx2,
-    rope_interleaved as rope_interleaved_avx512, rope_neox as rope_neox_avx2,
-    rope_neox as rope_neox_avx512, softmax as softmax_avx2, softmax as softmax_avx512,
-};
+//! x86 float helpers: AVX2 (+FMA, F16C) and AVX-512.
+//!
+//! Same algorithms as `arch::scalar`, but with FMA and several independent
+//! accumulators, so reductions differ from the sequential scalar order by
+//! rounding only (bounded in `tests/float.rs`); `axpy` differs by the FMA's
+//! single rounding. RoPE and `rms_norm`'s output scaling round like the
+//! scalar code and match it exactly. The f16 conversions are the
+//! exact F16C instructions and agree with the scalar code bit for bit, with
+//! one exception: `vcvtph2ps` quiets signalling-NaN halves (sets the f32
+//! quiet bit) where the scalar code copies the payload unchanged. Both stay
+//! NaN with their sign, which is all the contract asks.
+//!
+//! Every entry point tolerates mismatched slice lengths (it works on the
+//! common prefix or panics through a bounds check, as the scalar zips do), so
+//! the raw-pointer loads below stay in bounds even if a caller breaks the
+//! table contract; the shape checks themselves live in `crate::float`.
+//!
+//! The entry points are `unsafe fn` because the dispatch table stores
+//! `unsafe fn` pointers; the helpers are safe `#[target_feature]` functions,
+//! callable without `unsafe` from code that enables the same features, so
+//! only the pointer loads and stores need `unsafe` (a loop body's block also
+//! holds the arithmetic between them).
+//!
+//! Toolchain: safe `#[target_feature]` functions need Rust 1.86, calling
+//! value-only intrinsics without `unsafe` 1.87, the AVX-512 intrinsics 1.89
+//! (the workspace's `rust-version`).
+
+use crate::math::{self, exp_consts};
+use core::arch::x86_64::*;
+use core::ops::Range;
+
+// ---------------------------------------------------------------------------
+// AVX2
+// ---------------------------------------------------------------------------
+
+/// `Σ` of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_avx2(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// `max` of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hmax_avx2(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// `math::exp` lane-wise: same clamp, reduction and polynomial; FMA only
+/// changes the last bit now and then (`n·LN2_HI` is exact either way).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn exp_avx2(x: __m256) -> __m256 {
+    use exp_consts::*;
+    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(LO)), _mm256_set1_ps(HI));
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(LOG2E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    let mut p = _mm256_set1_ps(P[0]);
+    for &c in &P[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let y = _mm256_add_ps(
+        _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r),
+        _mm256_set1_ps(1.0),
+    );
+    // n ∈ [-126, 127] after the clamp, so the biased exponent is normal.
+    let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    ));
+    _mm256_mul_ps(y, _mm256_castsi256_ps(e))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_to_f32_avx2(src: &[u16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, so both ranges lie inside their slices;
+        // loadu/storeu need no alignment.
+        unsafe { _mm256_storeu_ps(d.add(i), _mm256_cvtph_ps(_mm_loadu_si128(s.add(i).cast()))) };
+        i += 8;
+    }
+    for j in i..n {
+        dst[j] = math::f16_to_f32(src[j]);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f32_to_f16_avx2(src: &[f32], dst: &mut [u16]) {
+    let n = src.len().min(dst.len());
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, so both ranges lie inside their slices.
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.add(i)));
+            _mm_storeu_si128(d.add(i).cast(), h);
+        }
+        i += 8;
+    }
+    for j in i..n {
+        dst[j] = math::f32_to_f16(src[j]);
+    }
+}
+
+/// `Σ x²` with four accumulators (latency-bound otherwise).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sum_sq_avx2(x: &[f32]) -> f32 {
+    let (n, p) = (x.len(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 <= n = x.len().
+        unsafe {
+            for (u, a) in acc.iter_mut().enumerate() {
+                let v = _mm256_loadu_ps(p.add(i + 8 * u));
+                *a = _mm256_fmadd_ps(v, v, *a);
+            }
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n = x.len().
+        let v = unsafe { _mm256_loadu_ps(p.add(i)) };
+        acc[0] = _mm256_fmadd_ps(v, v, acc[0]);
+        i += 8;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut s = hsum_avx2(v);
+    for &v in &x[i..] {
+        s += v * v;
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rms_norm_avx2(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let inv = 1.0 / math::sqrt(sum_sq_avx2(x) / x.len() as f32 + eps);
+    let n = x.len().min(w.len()).min(out.len());
+    let (xp, wp, op) = (x.as_ptr(), w.as_ptr(), out.as_mut_ptr());
+    let vinv = _mm256_set1_ps(inv);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within all three slices.
+        unsafe {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(xp.add(i)), vinv);
+            _mm256_storeu_ps(op.add(i), _mm256_mul_ps(v, _mm256_loadu_ps(wp.add(i))));
+        }
+        i += 8;
+    }
+    for j in i..n {
+        out[j] = x[j] * inv * w[j];
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn softmax_avx2(x: &mut [f32]) {
+    let (n, p) = (x.len(), x.as_mut_ptr());
+    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n = x.len().
+        vmax = _mm256_max_ps(vmax, unsafe { _mm256_loadu_ps(p.add(i)) });
+        i += 8;
+    }
+    let mut max = hmax_avx2(vmax);
+    for j in i..n {
+        max = max.max(x[j]);
+    }
+
+    let vm = _mm256_set1_ps(max);
+    let mut vsum = [_mm256_setzero_ps(); 2];
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n = x.len().
+        unsafe {
+            for (u, s) in vsum.iter_mut().enumerate() {
+                let q = p.add(i + 8 * u);
+                let e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(q), vm));
+                _mm256_storeu_ps(q, e);
+                *s = _mm256_add_ps(*s, e);
+            }
+        }
+        i += 16;
+    }
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n = x.len().
+        unsafe {
+            let q = p.add(i);
+            let e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(q), vm));
+            _mm256_storeu_ps(q, e);
+            vsum[0] = _mm256_add_ps(vsum[0], e);
+        }
+        i += 8;
+    }
+    let mut sum = hsum_avx2(_mm256_add_ps(vsum[0], vsum[1]));
+    for v in &mut x[i..] {
+        *v = math::exp(*v - max);
+        sum += *v;
+    }
+
+    let inv = 1.0 / sum;
+    let p = x.as_mut_ptr();
+    let vinv = _mm256_set1_ps(inv);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n = x.len().
+        unsafe { _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), vinv)) };
+        i += 8;
+    }
+    for v in &mut x[i..] {
+        *v *= inv;
+    }
+}
+
+/// Separate multiplies and adds, no FMA: RoPE is a few hundred flops per
+/// token, and rounding each product like the scalar code makes every x86
+/// path reproduce it bit for bit. (FMA would only help accuracy where
+/// `a·c ≈ b·s` cancel, and make results depend on the ISA.)
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rope_neox_avx2(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    // Vector part limited to what cos/sin really hold; the scalar tail below
+    // bounds-checks the rest.
+    let m = half.min(cos.len()).min(sin.len());
+    for head in x.chunks_exact_mut(head_dim) {
+        let (lo, hi) = head.split_at_mut(half);
+        let (lp, hp) = (lo.as_mut_ptr(), hi.as_mut_ptr());
+        let mut i = 0;
+        while i + 8 <= m {
+            // SAFETY: i + 8 <= m <= half = lo.len() = hi.len(), and m is at
+            // most the cos/sin lengths.
+            unsafe {
+                let a = _mm256_loadu_ps(lp.add(i));
+                let b = _mm256_loadu_ps(hp.add(i));
+                let c = _mm256_loadu_ps(cos.as_ptr().add(i));
+                let s = _mm256_loadu_ps(sin.as_ptr().add(i));
+                _mm256_storeu_ps(
+                    lp.add(i),
+                    _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, s)),
+                );
+                _mm256_storeu_ps(
+                    hp.add(i),
+                    _mm256_add_ps(_mm256_mul_ps(a, s), _mm256_mul_ps(b, c)),
+                );
+            }
+            i += 8;
+        }
+        for j in i..half {
+            let (a, b) = (lo[j], hi[j]);
+            lo[j] = a * cos[j] - b * sin[j];
+            hi[j] = a * sin[j] + b * cos[j];
+        }
+    }
+}
+
+/// No FMA, as in [`rope_neox_avx2`]: equal to the scalar code bit for bit.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rope_interleaved_avx2(
+    x: &mut [f32],
+    head_dim: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    let half = head_dim / 2;
+    let m = half.min(cos.len()).min(sin.len());
+    for head in x.chunks_exact_mut(head_dim) {
+        let hp = head.as_mut_ptr();
+        let mut i = 0; // pair index
+        while i + 4 <= m {
+            // SAFETY: pairs i..i+4 are floats 2i..2i+8 <= 2m <= head_dim;
+            // cos/sin i..i+4 are within m.
+            unsafe {
+                let v = _mm256_loadu_ps(hp.add(2 * i));
+                let c = _mm_loadu_ps(cos.as_ptr().add(i));
+                let s = _mm_loadu_ps(sin.as_ptr().add(i));
+                // [c0 c0 c1 c1 | c2 c2 c3 c3], matching [a0 b0 a1 b1 | ...].
+                let cc = _mm256_set_m128(_mm_unpackhi_ps(c, c), _mm_unpacklo_ps(c, c));
+                let ss = _mm256_set_m128(_mm_unpackhi_ps(s, s), _mm_unpacklo_ps(s, s));
+                // [b0 a0 b1 a1 ...]; then even lanes get a·c − b·s and odd
+                // lanes b·c + a·s from one addsub.
+                let swapped = _mm256_permute_ps::<0b1011_0001>(v);
+                let r = _mm256_addsub_ps(_mm256_mul_ps(v, cc), _mm256_mul_ps(swapped, ss));
+                _mm256_storeu_ps(hp.add(2 * i), r);
+            }
+            i += 4;
+        }
+        for j in i..half {
+            let (a, b) = (head[2 * j], head[2 * j + 1]);
+            head[2 * j] = a * cos[j] - b * sin[j];
+            head[2 * j + 1] = a * sin[j] + b * cos[j];
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f32_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 <= n, within both slices.
+        unsafe {
+            for (u, s) in acc.iter_mut().enumerate() {
+                let o = i + 8 * u;
+                *s = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(o)), _mm256_loadu_ps(bp.add(o)), *s);
+            }
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        unsafe {
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(ap.add(i)),
+                _mm256_loadu_ps(bp.add(i)),
+                acc[0],
+            );
+        }
+        i += 8;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut s = hsum_avx2(v);
+    for j in i..n {
+        s += a[j] * b[j];
+    }
+    s
+}
+
+/// `Σ a[i]·f32(b[i])` over the common prefix.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f16_impl_avx2(a: &[f32], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 <= n, within both slices.
+        unsafe {
+            for (u, s) in acc.iter_mut().enumerate() {
+                let o = i + 8 * u;
+                let h = _mm256_cvtph_ps(_mm_loadu_si128(bp.add(o).cast()));
+                *s = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(o)), h, *s);
+            }
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        unsafe {
+            let h = _mm256_cvtph_ps(_mm_loadu_si128(bp.add(i).cast()));
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(i)), h, acc[0]);
+        }
+        i += 8;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut s = hsum_avx2(v);
+    for j in i..n {
+        s += a[j] * math::f16_to_f32(b[j]);
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
+    dot_f16_impl_avx2(a, b)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f32_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+    let va = _mm256_set1_ps(alpha);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        unsafe {
+            let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(yp.add(i)));
+            _mm256_storeu_ps(yp.add(i), r);
+        }
+        i += 8;
+    }
+    for j in i..n {
+        y[j] += alpha * x[j];
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f16_avx2(alpha: f32, x: &[u16], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+    let va = _mm256_set1_ps(alpha);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        unsafe {
+            let h = _mm256_cvtph_ps(_mm_loadu_si128(xp.add(i).cast()));
+            _mm256_storeu_ps(
+                yp.add(i),
+                _mm256_fmadd_ps(va, h, _mm256_loadu_ps(yp.add(i))),
+            );
+        }
+        i += 8;
+    }
+    for j in i..n {
+        y[j] += alpha * math::f16_to_f32(x[j]);
+    }
+}
+
+/// One matrix row at a time, each a single sequential stream through
+/// [`dot_f16_impl_avx2`] (four FMA chains; `x` stays in L1).
+///
+/// Why not several rows per pass to share the `x` loads: on the development
+/// machine (EPYC VM, one thread, 128256 × 2560) four interleaved row streams
+/// ran at ~12 GB/s against ~19 GB/s for one row at a time (two rows were
+/// worse still, software prefetch did not help), although the four-row
+/// kernel was twice as fast with the matrix in L2. Loads of `x` hit L1 and
+/// cost nothing that matters in a DRAM-bound GEMV; one sequential stream per
+/// core is what the memory system served best. Worth re-measuring on other
+/// CPUs before changing.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn gemv_f16_avx2(
+    w: &[u16],
+    k: usize,
+    x: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+) {
+    let x = &x[..k];
+    for (o, r) in y.iter_mut().zip(rows) {
+        *o = dot_f16_impl_avx2(x, &w[r * k..(r + 1) * k]);
+    }
+}
+
+/// `acc + d·Σ q·x` over one Q8_0 block (f16 scale `d`, 32 × i8 `q`), as 8
+/// partial lanes; `x` holds the block's 32 activations.
+///
+/// # Safety
+/// `q` must be valid for reading 34 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_block_avx2(acc: __m256, q: *const u8, x: &[__m256; 4]) -> __m256 {
+    // SAFETY: the caller guarantees 34 readable bytes: the scale at 0..2, the
+    // weights at 2..34, read 8 at a time; no alignment needed.
+    unsafe {
+        let h = u16::from_le(q.cast::<u16>().read_unaligned());
+        let d = _mm256_cvtph_ps(_mm_set1_epi16(h as i16));
+        let mut s = _mm256_setzero_ps();
+        for (u, xv) in x.iter().enumerate() {
+            let b = _mm_loadl_epi64(q.add(2 + 8 * u).cast());
+            s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), *xv, s);
+        }
+        _mm256_fmadd_ps(d, s, acc)
+    }
+}
+
+/// One row at a time for the same reason as [`gemv_f16_avx2`] (measured the
+/// same way: 11–17 GB/s of Q8_0 bytes against ~5 GB/s with four rows per
+/// pass).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn gemv_q8_0_avx2(
+    w: &[u8],
+    k: usize,
+    x: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+) {
+    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+    let nb = k / Q8_0_BLOCK;
+    let row_bytes = nb * Q8_0_BLOCK_BYTES;
+    let x = &x[..nb * Q8_0_BLOCK];
+    let xp = x.as_ptr();
+    for (o, r) in y.iter_mut().zip(rows) {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        let wp = row.as_ptr();
+        let block = |acc, b: usize| {
+            // SAFETY: floats 32b .. 32b + 32 <= nb·32 = x.len(); block b is
+            // bytes 34b .. 34b + 34 <= row_bytes = row.len().
+            unsafe {
+                let xv = [0, 8, 16, 24].map(|u| _mm256_loadu_ps(xp.add(32 * b + u)));
+                q8_block_avx2(acc, wp.add(b * Q8_0_BLOCK_BYTES), &xv)
+            }
+        };
+        // Two accumulators so consecutive blocks' final FMAs overlap.
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for b in (0..nb - nb % 2).step_by(2) {
+            acc = [block(acc[0], b), block(acc[1], b + 1)];
+        }
+        if nb % 2 == 1 {
+            acc[0] = block(acc[0], nb - 1);
+        }
+        *o = hsum_avx2(_mm256_add_ps(acc[0], acc[1]));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// AVX-512: 16 lanes, and masked loads/stores turn every tail into one more
+// vector step instead of a scalar loop.
+// ---------------------------------------------------------------------------
+
+/// Mask of the first `n` (< 16) lanes.
+#[inline(always)]
+fn tail_mask(n: usize) -> __mmask16 {
+    debug_assert!(n < 16);
+    (1u32 << n) as u16 - 1
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn exp_avx512(x: __m512) -> __m512 {
+    use exp_consts::*;
+    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(LO)), _mm512_set1_ps(HI));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let mut p = _mm512_set1_ps(P[0]);
+    for &c in &P[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let y = _mm512_add_ps(
+        _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r),
+        _mm512_set1_ps(1.0),
+    );
+    let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+        _mm512_cvtps_epi32(n),
+        _mm512_set1_epi32(127),
+    ));
+    _mm512_mul_ps(y, _mm512_castsi512_ps(e))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn f16_to_f32_avx512(src: &[u16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n, within both slices.
+        unsafe {
+            _mm512_storeu_ps(
+                d.add(i),
+                _mm512_cvtph_ps(_mm256_loadu_si256(s.add(i).cast())),
+            )
+        };
+        i += 16;
+    }
+    if i < n {
+        let m = tail_mask(n - i);
+        // SAFETY: masked-off lanes are neither read nor written (no faults),
+        // the enabled ones are i .. n.
+        unsafe {
+            let h = _mm256_maskz_loadu_epi16(m, s.add(i).cast());
+            _mm512_mask_storeu_ps(d.add(i), m, _mm512_cvtph_ps(h));
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn f32_to_f16_avx512(src: &[f32], dst: &mut [u16]) {
+    let n = src.len().min(dst.len());
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n, within both slices.
+        unsafe {
+            let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_loadu_ps(s.add(i)));
+            _mm256_storeu_si256(d.add(i).cast(), h);
+        }
+        i += 16;
+    }
+    if i < n {
+        let m = tail_mask(n - i);
+        // SAFETY: masked lanes only, i .. n.
+        unsafe {
+            let h =
+                _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm512_maskz_loadu_ps(m, s.add(i)));
+            _mm256_mask_storeu_epi16(d.add(i).cast(), m, h);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn rms_norm_avx512(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let (n, xp) = (x.len(), x.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        // SAFETY: i + 64 <= n = x.len().
+        unsafe {
+            for (u, a) in acc.iter_mut().enumerate() {
+                let v = _mm512_loadu_ps(xp.add(i + 16 * u));
+                *a = _mm512_fmadd_ps(v, v, *a);
+            }
+        }
+        i += 64;
+    }
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are read.
+        let v = unsafe { _mm512_maskz_loadu_ps(m, xp.add(i)) };
+        acc[0] = _mm512_fmadd_ps(v, v, acc[0]);
+        i += 16;
+    }
+    let v = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    let inv = 1.0 / math::sqrt(_mm512_reduce_add_ps(v) / n as f32 + eps);
+
+    let n = n.min(w.len()).min(out.len());
+    let (wp, op) = (w.as_ptr(), out.as_mut_ptr());
+    let vinv = _mm512_set1_ps(inv);
+    let mut i = 0;
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are touched, within all three slices.
+        unsafe {
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xp.add(i)), vinv);
+            let g = _mm512_maskz_loadu_ps(m, wp.add(i));
+            _mm512_mask_storeu_ps(op.add(i), m, _mm512_mul_ps(v, g));
+        }
+        i += 16;
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn softmax_avx512(x: &mut [f32]) {
+    let (n, p) = (x.len(), x.as_mut_ptr());
+    let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are read; the others keep -inf.
+        vmax = unsafe { _mm512_mask_max_ps(vmax, m, vmax, _mm512_maskz_loadu_ps(m, p.add(i))) };
+        i += 16;
+    }
+    let vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+
+    let mut vsum = [_mm512_setzero_ps(); 2];
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: i + 32 <= n = x.len().
+        unsafe {
+            for (u, s) in vsum.iter_mut().enumerate() {
+                let q = p.add(i + 16 * u);
+                let e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(q), vm));
+                _mm512_storeu_ps(q, e);
+                *s = _mm512_add_ps(*s, e);
+            }
+        }
+        i += 32;
+    }
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are touched; masked-off lanes
+        // add 0 to the sum.
+        unsafe {
+            let q = p.add(i);
+            let e = exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, q), vm));
+            _mm512_mask_storeu_ps(q, m, e);
+            vsum[0] = _mm512_mask_add_ps(vsum[0], m, vsum[0], e);
+        }
+        i += 16;
+    }
+    let sum = _mm512_reduce_add_ps(_mm512_add_ps(vsum[0], vsum[1]));
+
+    let vinv = _mm512_set1_ps(1.0 / sum);
+    let mut i = 0;
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are touched.
+        unsafe {
+            let q = p.add(i);
+            _mm512_mask_storeu_ps(q, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, q), vinv));
+        }
+        i += 16;
+    }
+}
+
+/// No FMA, as in [`rope_neox_avx2`]: equal to the scalar code bit for bit.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn rope_neox_avx512(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    let m = half.min(cos.len()).min(sin.len());
+    for head in x.chunks_exact_mut(head_dim) {
+        let (lo, hi) = head.split_at_mut(half);
+        let (lp, hp) = (lo.as_mut_ptr(), hi.as_mut_ptr());
+        let mut i = 0;
+        while i < m {
+            let k = if i + 16 <= m {
+                0xffff
+            } else {
+                tail_mask(m - i)
+            };
+            // SAFETY: only lanes i .. min(i + 16, m) are touched; m <= half =
+            // lo.len() = hi.len() and m <= cos/sin lengths.
+            unsafe {
+                let a = _mm512_maskz_loadu_ps(k, lp.add(i));
+                let b = _mm512_maskz_loadu_ps(k, hp.add(i));
+                let c = _mm512_maskz_loadu_ps(k, cos.as_ptr().add(i));
+                let s = _mm512_maskz_loadu_ps(k, sin.as_ptr().add(i));
+                let lo = _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, s));
+                let hi = _mm512_add_ps(_mm512_mul_ps(a, s), _mm512_mul_ps(b, c));
+                _mm512_mask_storeu_ps(lp.add(i), k, lo);
+                _mm512_mask_storeu_ps(hp.add(i), k, hi);
+            }
+            i += 16;
+        }
+        // Only reached if cos/sin are shorter than the contract says: panics.
+        for j in m..half {
+            let (a, b) = (lo[j], hi[j]);
+            lo[j] = a * cos[j] - b * sin[j];
+            hi[j] = a * sin[j] + b * cos[j];
+        }
+    }
+}
+
+/// No FMA, as in [`rope_neox_avx2`]: equal to the scalar code bit for bit.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn rope_interleaved_avx512(
+    x: &mut [f32],
+    head_dim: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    let half = head_dim / 2;
+    let m = half.min(cos.len()).min(sin.len());
+    // Lane 2j and 2j + 1 both take cos/sin[j].
+    let dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    for head in x.chunks_exact_mut(head_dim) {
+        let hp = head.as_mut_ptr();
+        let mut i = 0; // pair index
+        while i < m {
+            let pairs = (m - i).min(8);
+            let k8 = ((1u32 << pairs) - 1) as __mmask8;
+            let k16 = ((1u32 << (2 * pairs)) - 1) as __mmask16;
+            // SAFETY: reads/writes floats 2i .. 2(i + pairs) <= 2m <= head_dim
+            // and cos/sin i .. i + pairs <= m, all through masks.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(k16, hp.add(2 * i));
+                let c = _mm256_maskz_loadu_ps(k8, cos.as_ptr().add(i));
+                let s = _mm256_maskz_loadu_ps(k8, sin.as_ptr().add(i));
+                let cc = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(c));
+                let ss = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(s));
+                let swapped = _mm512_permute_ps::<0b1011_0001>(v);
+                let (p, q) = (_mm512_mul_ps(v, cc), _mm512_mul_ps(swapped, ss));
+                // AVX-512 has no addsub: add everywhere, subtract in even lanes.
+                let r = _mm512_mask_sub_ps(_mm512_add_ps(p, q), 0x5555, p, q);
+                _mm512_mask_storeu_ps(hp.add(2 * i), k16, r);
+            }
+            i += 8;
+        }
+        for j in m..half {
+            let (a, b) = (head[2 * j], head[2 * j + 1]);
+            head[2 * j] = a * cos[j] - b * sin[j];
+            head[2 * j + 1] = a * sin[j] + b * cos[j];
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f32_avx512(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        // SAFETY: i + 64 <= n, within both slices.
+        unsafe {
+            for (u, s) in acc.iter_mut().enumerate() {
+                let o = i + 16 * u;
+                *s = _mm512_fmadd_ps(_mm512_loadu_ps(ap.add(o)), _mm512_loadu_ps(bp.add(o)), *s);
+            }
+        }
+        i += 64;
+    }
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are read.
+        unsafe {
+            let va = _mm512_maskz_loadu_ps(m, ap.add(i));
+            acc[0] = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, bp.add(i)), acc[0]);
+        }
+        i += 16;
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[1]),
+        _mm512_add_ps(acc[2], acc[3]),
+    ))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn dot_f16_impl_avx512(a: &[f32], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        // SAFETY: i + 64 <= n, within both slices.
+        unsafe {
+            for (u, s) in acc.iter_mut().enumerate() {
+                let o = i + 16 * u;
+                let h = _mm512_cvtph_ps(_mm256_loadu_si256(bp.add(o).cast()));
+                *s = _mm512_fmadd_ps(_mm512_loadu_ps(ap.add(o)), h, *s);
+            }
+        }
+        i += 64;
+    }
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are read.
+        unsafe {
+            let h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, bp.add(i).cast()));
+            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ap.add(i)), h, acc[0]);
+        }
+        i += 16;
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[1]),
+        _mm512_add_ps(acc[2], acc[3]),
+    ))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16_avx512(a: &[f32], b: &[u16]) -> f32 {
+    dot_f16_impl_avx512(a, b)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f32_avx512(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+    let va = _mm512_set1_ps(alpha);
+    let mut i = 0;
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are touched.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(m, xp.add(i));
+            let r = _mm512_fmadd_ps(va, v, _mm512_maskz_loadu_ps(m, yp.add(i)));
+            _mm512_mask_storeu_ps(yp.add(i), m, r);
+        }
+        i += 16;
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f16_avx512(alpha: f32, x: &[u16], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+    let va = _mm512_set1_ps(alpha);
+    let mut i = 0;
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are touched.
+        unsafe {
+            let h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, xp.add(i).cast()));
+            let r = _mm512_fmadd_ps(va, h, _mm512_maskz_loadu_ps(m, yp.add(i)));
+            _mm512_mask_storeu_ps(yp.add(i), m, r);
+        }
+        i += 16;
+    }
+}
+
+/// One row at a time; see [`gemv_f16_avx2`] for why.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn gemv_f16_avx512(
+    w: &[u16],
+    k: usize,
+    x: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+) {
+    let x = &x[..k];
+    for (o, r) in y.iter_mut().zip(rows) {
+        *o = dot_f16_impl_avx512(x, &w[r * k..(r + 1) * k]);
+    }
+}
+
+/// `acc + d·Σ q·x` over one Q8_0 block, as 16 partial lanes.
+///
+/// # Safety
+/// `q` must be valid for reading 34 bytes (one Q8_0 block).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn q8_block_avx512(acc: __m512, q: *const u8, x0: __m512, x1: __m512) -> __m512 {
+    // SAFETY: bytes 0..2 (scale) and 2..34 (weights) are readable (caller).
+    unsafe {
+        let h = u16::from_le(q.cast::<u16>().read_unaligned());
+        let d = _mm512_cvtph_ps(_mm256_set1_epi16(h as i16));
+        let q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(2).cast())));
+        let q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(18).cast())));
+        _mm512_fmadd_ps(d, _mm512_fmadd_ps(q1, x1, _mm512_mul_ps(q0, x0)), acc)
+    }
+}
+
+/// One row at a time; see [`gemv_q8_0_avx2`] for why.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn gemv_q8_0_avx512(
+    w: &[u8],
+    k: usize,
+    x: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+) {
+    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+    let nb = k / Q8_0_BLOCK;
+    let row_bytes = nb * Q8_0_BLOCK_BYTES;
+    let x = &x[..nb * Q8_0_BLOCK];
+    let xp = x.as_ptr();
+    for (o, r) in y.iter_mut().zip(rows) {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        let wp = row.as_ptr();
+        let block = |acc, b: usize| {
+            // SAFETY: floats 32b .. 32b + 32 <= nb·32 = x.len(); block b is
+            // bytes 34b .. 34b + 34 <= row_bytes = row.len().
+            unsafe {
+                let x0 = _mm512_loadu_ps(xp.add(32 * b));
+                let x1 = _mm512_loadu_ps(xp.add(32 * b + 16));
+                q8_block_avx512(acc, wp.add(b * Q8_0_BLOCK_BYTES), x0, x1)
+            }
+        };
+        let mut acc = [_mm512_setzero_ps(); 2];
+        for b in (0..nb - nb % 2).step_by(2) {
+            acc = [block(acc[0], b), block(acc[1], b + 1)];
+        }
+        if nb % 2 == 1 {
+            acc[0] = block(acc[0], nb - 1);
+        }
+        *o = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+    }
+}
