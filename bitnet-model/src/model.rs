@@ -142,10 +142,9 @@ impl Model {
         let failed = AtomicBool::new(false);
         self.pool.run(&|i, n| {
             let rows = partition_chunk(m, n, ROW_TILE, i);
-            let out = out;
             // SAFETY: `y` holds N rows of stride M; each worker writes only
             // its own columns `rows`, and `run` returns after all are done.
-            if unsafe { d.gemm_i2s_strided(&w.matrix(file), x, rows, out.0, m) }.is_err() {
+            if unsafe { d.gemm_i2s_strided(&w.matrix(file), x, rows, out.ptr(), m) }.is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
         });
@@ -279,7 +278,6 @@ impl Model {
                 let heads = partition_chunk(c.heads, workers, 1, i);
                 let mut scores = vec![0f32; start + n];
                 let mut acc = vec![0f64; hd];
-                let out = out;
                 for t in 0..n {
                     let visible = start + t + 1;
                     for head in heads.clone() {
@@ -290,7 +288,7 @@ impl Model {
                         ops::softmax(scores);
                         // SAFETY: head `head` of token `t` is this worker's alone
                         // (heads are split), inside `s.attn` (N × q_dim).
-                        let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), hd) };
+                        let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), hd) };
                         cache_ref.mix_values(li, head / group, hd, scores, &mut acc, dst);
                     }
                 }

@@ -118,8 +118,8 @@ impl ThreadPool {
             record(&self.shared.stats[0], start, Instant::now());
             return;
         }
-        // SAFETY (lifetime erasure): workers only call the job between the
-        // generation bump below and their `pending` decrement, and this
+        // SAFETY: only the lifetime is erased. Workers call the job between
+        // the generation bump below and their `pending` decrement, and this
         // function waits for `pending` to reach zero before returning, so
         // `f` outlives every call.
         let job: JobRef =
@@ -264,6 +264,14 @@ extern "C" {
 /// A raw output pointer handed to workers that write disjoint parts of it.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedOut(pub *mut f32);
+
+impl SharedOut {
+    /// The pointer. (A method, so closures capture the whole `Sync` wrapper
+    /// rather than its raw-pointer field.)
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: only used to write disjoint ranges from different workers, inside
 // one `ThreadPool::run` that the owner of the buffer waits on.
 unsafe impl Send for SharedOut {}

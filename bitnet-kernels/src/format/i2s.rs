@@ -113,7 +113,8 @@ impl<'a> I2sMatrix<'a> {
     }
 }
 
-fn checked_code_bytes(m: usize, k: usize) -> Result<usize, Error> {
+/// `M·K/4`, after checking that the shape is one I2_S can hold.
+pub(crate) fn checked_code_bytes(m: usize, k: usize) -> Result<usize, Error> {
     if m == 0 {
         return Err(Error::ZeroDim { what: "M (rows)" });
     }

@@ -1,6 +1,6 @@
 //! The lookup-table kernels' weight layout: row-interleaved tiles of 4-bit
 //! pair indices.
-use super::i2s::{check_scale, I2sMatrix, WeightScale, I2S_BLOCK};
+use super::i2s::{check_scale, checked_code_bytes, I2sMatrix, WeightScale, I2S_BLOCK};
 use crate::error::{check_len, Error};
 use core::fmt;
 
@@ -114,28 +114,8 @@ impl<'a> TlMatrix<'a> {
         k: usize,
         scale: f32,
     ) -> Result<TlMatrix<'a>, Error> {
-        if m == 0 {
-            return Err(Error::ZeroDim { what: "M (rows)" });
-        }
-        if k == 0 {
-            return Err(Error::ZeroDim {
-                what: "K (columns)",
-            });
-        }
-        if !k.is_multiple_of(I2S_BLOCK) {
-            return Err(Error::KNotMultiple {
-                k,
-                block: I2S_BLOCK,
-            });
-        }
-        let expected = m
-            .div_ceil(TL_ROW_TILE)
-            .checked_mul(TL_ROW_TILE * (k / 4))
-            .ok_or(Error::BufferLength {
-                what: "TL packed bytes (overflow)",
-                expected: usize::MAX,
-                actual: bytes.len(),
-            })?;
+        // The layout is I2_S's 2 bits per weight over whole 64-row tiles.
+        let expected = checked_code_bytes(m.div_ceil(TL_ROW_TILE) * TL_ROW_TILE, k)?;
         check_len("TL packed bytes", expected, bytes.len())?;
         check_scale("TL tensor scale", scale)?;
         Ok(TlMatrix { bytes, m, k, scale })
