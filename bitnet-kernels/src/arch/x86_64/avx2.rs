@@ -1,10 +1,10 @@
 //! AVX2 kernels: activation quantization and the multiply-add ternary GEMM
 //! (`vpmaddubsw` on the 2-bit I2_S codes). Everything else is shared code.
+use super::mad::{self, Gemm, MadTiles};
 use crate::arch::scalar;
 use crate::dispatch::{Isa, Table};
-use crate::format::{I2sMatrix, WeightScale, I2S_BLOCK};
+use crate::format::{I2sMatrix, I2S_BLOCK};
 use crate::math;
-use crate::matmul::dequantize_dot;
 use crate::quant::{QuantizedActs, RowScale};
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -138,18 +138,6 @@ const PANEL_BYTES: usize = 192 * 1024;
 /// blocks, up to `32 · 4 · 512 = 65 536` even for valid codes, and can wrap.)
 const I16_BLOCKS: usize = 8;
 
-/// Everything a tile needs; pointers are to the first code byte / activation.
-struct Gemm<'a> {
-    codes: *const u8,
-    row_bytes: usize,
-    acts: *const i8,
-    k: usize,
-    x: &'a QuantizedActs<'a>,
-    ws: f32,
-    y: *mut f32,
-    y_stride: usize,
-}
-
 /// The four 2-bit code groups of a 32-byte block: group `g` holds the codes
 /// of weights `32g .. 32g + 32` of the block, in lane order, still unmasked.
 #[inline]
@@ -238,10 +226,8 @@ unsafe fn tile<const R: usize, const T: usize>(g: &Gemm<'_>, r0: usize, rs: usiz
         // SAFETY: `s` is 16 bytes.
         unsafe { _mm_storeu_si128(s.as_mut_ptr().cast(), v) };
         for (j, &dot) in s.iter().enumerate().take(R * T - i) {
-            let (r, t) = ((i + j) / T * rs, t0 + (i + j) % T);
-            let v = dequantize_dot(dot.wrapping_sub(g.x.sum(t)), g.x.scale(t), g.ws);
             // SAFETY: the caller guarantees this output is writable.
-            unsafe { g.y.add(t * g.y_stride + r0 + r).write(v) };
+            unsafe { g.store(r0 + (i + j) / T * rs, t0 + (i + j) % T, dot) };
         }
         i += 4;
     }
@@ -317,21 +303,22 @@ unsafe fn gemv_tile<const R: usize>(g: &Gemm<'_>, r0: usize, rs: usize) {
         // SAFETY: `s` is 16 bytes.
         unsafe { _mm_storeu_si128(s.as_mut_ptr().cast(), v) };
         for (j, &dot) in s.iter().enumerate().take(R - i) {
-            let r = r0 + (i + j) * rs;
-            let v = dequantize_dot(dot.wrapping_sub(g.x.sum(0)), g.x.scale(0), g.ws);
             // SAFETY: the caller guarantees this output is writable.
-            unsafe { g.y.add(r).write(v) };
+            unsafe { g.store(r0 + (i + j) * rs, 0, dot) };
         }
         i += 4;
     }
 }
+
+/// The multiply-add register tiles of this ISA.
+struct Avx2;
 
 /// Runs the `R × tt` tile, `tt` being any token count up to the full tile
 /// (const generics need one instantiation per shape).
 macro_rules! dispatch_tile {
     ($R:expr; $g:expr, $r0:expr, $rs:expr, $t0:expr, $tt:expr; $($T:literal),+) => {
         match $tt {
-            // SAFETY: every use passes rows `r0 + j·rs < rows.end` and tokens
+            // SAFETY: the driver passes rows `r0 + j·rs < rows.end` and tokens
             // `t0 + tt ≤ N`, whose outputs `gemm_i2s`'s caller vouches for.
             $($T => unsafe { tile::<{ $R }, $T>($g, $r0, $rs, $t0) },)+
             _ => unreachable!("tile shape out of range"),
@@ -339,11 +326,39 @@ macro_rules! dispatch_tile {
     };
 }
 
-/// See [`Table::gemm_i2s`].
+impl MadTiles for Avx2 {
+    const GEMM_R: usize = GEMM_R;
+    const GEMM_T: usize = GEMM_T;
+    const GEMV_R: usize = GEMV_R;
+    const PANEL_BYTES: usize = PANEL_BYTES;
+
+    #[inline(always)]
+    unsafe fn tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize, t0: usize, tt: usize) {
+        if full {
+            dispatch_tile!(GEMM_R; g, r0, rs, t0, tt; 4, 3, 2, 1);
+        } else {
+            dispatch_tile!(1; g, r0, rs, t0, tt; 4, 3, 2, 1);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn gemv_tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize) {
+        if full {
+            // SAFETY: forwarded from the driver's contract.
+            unsafe { gemv_tile::<GEMV_R>(g, r0, rs) }
+        } else {
+            // SAFETY: as above.
+            unsafe { gemv_tile::<1>(g, r0, 0) }
+        }
+    }
+}
+
+/// See [`Table::gemm_i2s`]: the shared driver ([`mad::gemm_i2s`]) over this
+/// ISA's tiles.
 ///
 /// # Safety
-/// AVX2 + FMA; shapes validated by the caller; `y[t·y_stride + r]` writable
-/// for `t < N`, `r ∈ rows`.
+/// The ISA is present; shapes validated by the caller; `y[t·y_stride + r]`
+/// writable for `t < N`, `r ∈ rows`.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn gemm_i2s(
     w: &I2sMatrix<'_>,
@@ -352,55 +367,6 @@ pub(crate) unsafe fn gemm_i2s(
     y: *mut f32,
     y_stride: usize,
 ) {
-    let WeightScale::Tensor(ws) = w.scale() else {
-        unreachable!("block-scaled matrices take gemm_i2s_block_scaled")
-    };
-    let g = Gemm {
-        codes: w.codes().as_ptr(),
-        row_bytes: w.k() / 4,
-        acts: x.values().as_ptr(),
-        k: w.k(),
-        x,
-        ws,
-        y,
-        y_stride,
-    };
-    let n = x.n();
-    if n == 1 {
-        // R far-apart sequential streams: rows interleaved at a short
-        // distance confuse the hardware prefetchers and halve DRAM bandwidth
-        // on Zen 4, while independent streams run at full speed.
-        let l = rows.len() / GEMV_R;
-        for i in 0..l {
-            // SAFETY: rows start + i + j·l < end; the caller vouches for y.
-            unsafe { gemv_tile::<GEMV_R>(&g, rows.start + i, l) };
-        }
-        for r in rows.start + GEMV_R * l..rows.end {
-            // SAFETY: as above.
-            unsafe { gemv_tile::<1>(&g, r, 0) };
-        }
-        return;
-    }
-    let panel = (PANEL_BYTES / g.row_bytes).max(GEMM_R) / GEMM_R * GEMM_R;
-    let mut p = rows.start;
-    while p < rows.end {
-        let pend = (p + panel).min(rows.end);
-        // Within a panel, tile `i` takes rows `p + i + j·l` (far apart, for the
-        // prefetchers on the first pass); the last `< R` rows go one by one.
-        let l = (pend - p) / GEMM_R;
-        let mut t = 0;
-        while t < n {
-            // Near-equal chunks: 5 tokens run as 3 + 2, not 4 + 1.
-            let left = n - t;
-            let tt = left.div_ceil(left.div_ceil(GEMM_T));
-            for i in 0..l {
-                dispatch_tile!(GEMM_R; &g, p + i, l, t, tt; 4, 3, 2, 1);
-            }
-            for r in p + GEMM_R * l..pend {
-                dispatch_tile!(1; &g, r, 0, t, tt; 4, 3, 2, 1);
-            }
-            t += tt;
-        }
-        p = pend;
-    }
+    // SAFETY: forwarded contract.
+    unsafe { mad::gemm_i2s::<Avx2>(w, x, rows, y, y_stride) }
 }

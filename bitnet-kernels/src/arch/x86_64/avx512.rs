@@ -1,10 +1,10 @@
 //! AVX-512 kernels: activation quantization and the multiply-add ternary GEMM
 //! (VNNI `vpdpbusd` on the 2-bit I2_S codes, exact in i32). Everything else
 //! is shared code.
+use super::mad::{self, Gemm, MadTiles};
 use crate::arch::scalar;
 use crate::dispatch::{Isa, Table};
-use crate::format::{I2sMatrix, WeightScale, I2S_BLOCK};
-use crate::matmul::dequantize_dot;
+use crate::format::{I2sMatrix, I2S_BLOCK};
 use crate::quant::{QuantizedActs, RowScale};
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -166,18 +166,6 @@ const GEMV_R: usize = 4;
 /// chunk passes over them.
 const PANEL_BYTES: usize = 256 * 1024;
 
-/// Everything a tile needs; pointers are to the first code byte / activation.
-struct Gemm<'a> {
-    codes: *const u8,
-    row_bytes: usize,
-    acts: *const i8,
-    k: usize,
-    x: &'a QuantizedActs<'a>,
-    ws: f32,
-    y: *mut f32,
-    y_stride: usize,
-}
-
 /// The byte mask `M` of the unpacking scheme, shifted left by `2·shift`.
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -209,17 +197,6 @@ fn reduce4(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> __m128i {
         _mm512_extracti64x4_epi64::<1>(abcd),
     );
     _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
-}
-
-/// Writes `y[t·y_stride + r]` from `dot = Σ code·q` (the shared epilogue).
-///
-/// # Safety
-/// That output must be writable.
-#[inline(always)]
-unsafe fn store(g: &Gemm<'_>, r: usize, t: usize, dot: i32) {
-    let v = dequantize_dot(dot.wrapping_sub(g.x.sum(t)), g.x.scale(t), g.ws);
-    // SAFETY: the caller guarantees this output is writable.
-    unsafe { g.y.add(t * g.y_stride + r).write(v) };
 }
 
 /// `Σ code·q` for rows `r0 + j·rs` (`j < R`) × tokens `t0 .. t0 + T`, then
@@ -283,7 +260,7 @@ unsafe fn tile<const R: usize, const T: usize>(g: &Gemm<'_>, r0: usize, rs: usiz
         unsafe { _mm_storeu_si128(s.as_mut_ptr().cast(), v) };
         for (j, &dot) in s.iter().enumerate().take(R * T - i) {
             // SAFETY: forwarded from our caller.
-            unsafe { store(g, r0 + (i + j) / T * rs, t0 + (i + j) % T, dot) };
+            unsafe { g.store(r0 + (i + j) / T * rs, t0 + (i + j) % T, dot) };
         }
         i += 4;
     }
@@ -337,18 +314,21 @@ unsafe fn gemv_tile<const R: usize>(g: &Gemm<'_>, r0: usize, rs: usize) {
         unsafe { _mm_storeu_si128(s.as_mut_ptr().cast(), v) };
         for (j, &dot) in s.iter().enumerate().take(R - i) {
             // SAFETY: forwarded from our caller.
-            unsafe { store(g, r0 + (i + j) * rs, 0, dot) };
+            unsafe { g.store(r0 + (i + j) * rs, 0, dot) };
         }
         i += 4;
     }
 }
+
+/// The multiply-add register tiles of this ISA.
+struct Avx512;
 
 /// Runs the `R × tt` tile, `tt` being any token count up to the full tile
 /// (const generics need one instantiation per shape).
 macro_rules! dispatch_tile {
     ($R:expr; $g:expr, $r0:expr, $rs:expr, $t0:expr, $tt:expr; $($T:literal),+) => {
         match $tt {
-            // SAFETY: every use passes rows `r0 + j·rs < rows.end` and tokens
+            // SAFETY: the driver passes rows `r0 + j·rs < rows.end` and tokens
             // `t0 + tt ≤ N`, whose outputs `gemm_i2s`'s caller vouches for.
             $($T => unsafe { tile::<{ $R }, $T>($g, $r0, $rs, $t0) },)+
             _ => unreachable!("tile shape out of range"),
@@ -356,11 +336,39 @@ macro_rules! dispatch_tile {
     };
 }
 
-/// See [`Table::gemm_i2s`].
+impl MadTiles for Avx512 {
+    const GEMM_R: usize = GEMM_R;
+    const GEMM_T: usize = GEMM_T;
+    const GEMV_R: usize = GEMV_R;
+    const PANEL_BYTES: usize = PANEL_BYTES;
+
+    #[inline(always)]
+    unsafe fn tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize, t0: usize, tt: usize) {
+        if full {
+            dispatch_tile!(GEMM_R; g, r0, rs, t0, tt; 6, 5, 4, 3, 2, 1);
+        } else {
+            dispatch_tile!(1; g, r0, rs, t0, tt; 6, 5, 4, 3, 2, 1);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn gemv_tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize) {
+        if full {
+            // SAFETY: forwarded from the driver's contract.
+            unsafe { gemv_tile::<GEMV_R>(g, r0, rs) }
+        } else {
+            // SAFETY: as above.
+            unsafe { gemv_tile::<1>(g, r0, 0) }
+        }
+    }
+}
+
+/// See [`Table::gemm_i2s`]: the shared driver ([`mad::gemm_i2s`]) over this
+/// ISA's tiles.
 ///
 /// # Safety
-/// AVX-512 F/BW/VL/VNNI + AVX2; shapes validated by the caller;
-/// `y[t·y_stride + r]` writable for `t < N`, `r ∈ rows`.
+/// The ISA is present; shapes validated by the caller; `y[t·y_stride + r]`
+/// writable for `t < N`, `r ∈ rows`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 pub(crate) unsafe fn gemm_i2s(
     w: &I2sMatrix<'_>,
@@ -369,55 +377,6 @@ pub(crate) unsafe fn gemm_i2s(
     y: *mut f32,
     y_stride: usize,
 ) {
-    let WeightScale::Tensor(ws) = w.scale() else {
-        unreachable!("block-scaled matrices take gemm_i2s_block_scaled")
-    };
-    let g = Gemm {
-        codes: w.codes().as_ptr(),
-        row_bytes: w.k() / 4,
-        acts: x.values().as_ptr(),
-        k: w.k(),
-        x,
-        ws,
-        y,
-        y_stride,
-    };
-    let n = x.n();
-    if n == 1 {
-        // R far-apart sequential streams: rows interleaved at a short
-        // distance confuse the hardware prefetchers and halve DRAM bandwidth
-        // on Zen 4, while independent streams run at full speed.
-        let l = rows.len() / GEMV_R;
-        for i in 0..l {
-            // SAFETY: rows start + i + j·l < end; the caller vouches for y.
-            unsafe { gemv_tile::<GEMV_R>(&g, rows.start + i, l) };
-        }
-        for r in rows.start + GEMV_R * l..rows.end {
-            // SAFETY: as above.
-            unsafe { gemv_tile::<1>(&g, r, 0) };
-        }
-        return;
-    }
-    let panel = (PANEL_BYTES / g.row_bytes).max(GEMM_R) / GEMM_R * GEMM_R;
-    let mut p = rows.start;
-    while p < rows.end {
-        let pend = (p + panel).min(rows.end);
-        // Within a panel, tile `i` takes rows `p + i + j·l` (far apart, for the
-        // prefetchers on the first pass); the last `< R` rows go one by one.
-        let l = (pend - p) / GEMM_R;
-        let mut t = 0;
-        while t < n {
-            // Near-equal chunks: 7 tokens run as 4 + 3, not 6 + 1.
-            let left = n - t;
-            let tt = left.div_ceil(left.div_ceil(GEMM_T));
-            for i in 0..l {
-                dispatch_tile!(GEMM_R; &g, p + i, l, t, tt; 6, 5, 4, 3, 2, 1);
-            }
-            for r in p + GEMM_R * l..pend {
-                dispatch_tile!(1; &g, r, 0, t, tt; 6, 5, 4, 3, 2, 1);
-            }
-            t += tt;
-        }
-        p = pend;
-    }
+    // SAFETY: forwarded contract.
+    unsafe { mad::gemm_i2s::<Avx512>(w, x, rows, y, y_stride) }
 }

@@ -10,6 +10,8 @@ mod avx512;
 mod float;
 #[cfg(target_arch = "x86_64")]
 mod lut;
+#[cfg(target_arch = "x86_64")]
+mod mad;
 
 /// Detects a feature at run time under `std`, else at compile time.
 #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,126 @@
+//! The multiply-add GEMM driver, written once for AVX2 and AVX-512: how
+//! output rows and tokens are cut into register tiles. Each ISA supplies
+//! only its tile shapes and the two tile kernels ([`MadTiles`]).
+
+use crate::format::{I2sMatrix, WeightScale};
+use crate::matmul::dequantize_dot;
+use crate::quant::QuantizedActs;
+use core::ops::Range;
+
+/// Everything a tile needs; pointers are to the first code byte / activation.
+pub(super) struct Gemm<'a> {
+    pub codes: *const u8,
+    pub row_bytes: usize,
+    pub acts: *const i8,
+    pub k: usize,
+    pub x: &'a QuantizedActs<'a>,
+    pub ws: f32,
+    pub y: *mut f32,
+    pub y_stride: usize,
+}
+
+impl Gemm<'_> {
+    /// Writes `y[t·y_stride + r]` from `dot = Σ code·q` (the shared epilogue).
+    ///
+    /// # Safety
+    /// That output must be writable.
+    #[inline(always)]
+    pub unsafe fn store(&self, r: usize, t: usize, dot: i32) {
+        let v = dequantize_dot(dot.wrapping_sub(self.x.sum(t)), self.x.scale(t), self.ws);
+        // SAFETY: the caller guarantees this output is writable.
+        unsafe { self.y.add(t * self.y_stride + r).write(v) };
+    }
+}
+
+/// An ISA's register tiles for the multiply-add family.
+pub(super) trait MadTiles {
+    /// Weight rows × tokens of a full prefill tile.
+    const GEMM_R: usize;
+    const GEMM_T: usize;
+    /// Weight rows of a full decode tile (they share each activation load).
+    const GEMV_R: usize;
+    /// Rows per panel: one panel's weights stay in L2 while every token
+    /// chunk passes over them.
+    const PANEL_BYTES: usize;
+
+    /// Rows `r0 + j·rs` for `j < GEMM_R` (or just `r0` when `!full`) ×
+    /// tokens `t0 .. t0 + tt`, `1 ≤ tt ≤ GEMM_T`.
+    ///
+    /// # Safety
+    /// The ISA is present; the rows and tokens exist and their outputs are writable.
+    unsafe fn tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize, t0: usize, tt: usize);
+
+    /// Decode (`N = 1`): rows `r0 + j·rs` for `j < GEMV_R` (or just `r0`).
+    ///
+    /// # Safety
+    /// As for [`MadTiles::tile`].
+    unsafe fn gemv_tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize);
+}
+
+/// See `Table::gemm_i2s`. Inlined into each ISA's `#[target_feature]` entry.
+///
+/// # Safety
+/// `K`'s ISA is present; shapes validated by the caller; `y[t·y_stride + r]`
+/// writable for `t < N`, `r ∈ rows`.
+#[inline(always)]
+pub(super) unsafe fn gemm_i2s<K: MadTiles>(
+    w: &I2sMatrix<'_>,
+    x: &QuantizedActs<'_>,
+    rows: Range<usize>,
+    y: *mut f32,
+    y_stride: usize,
+) {
+    let WeightScale::Tensor(ws) = w.scale() else {
+        unreachable!("block-scaled matrices take gemm_i2s_block_scaled")
+    };
+    let g = Gemm {
+        codes: w.codes().as_ptr(),
+        row_bytes: w.k() / 4,
+        acts: x.values().as_ptr(),
+        k: w.k(),
+        x,
+        ws,
+        y,
+        y_stride,
+    };
+    let n = x.n();
+    if n == 1 {
+        // R far-apart sequential streams: rows interleaved at a short
+        // distance confuse the hardware prefetchers and halve DRAM bandwidth
+        // on Zen 4, while independent streams run at full speed.
+        let l = rows.len() / K::GEMV_R;
+        for i in 0..l {
+            // SAFETY: rows start + i + j·l < end; the caller vouches for y.
+            unsafe { K::gemv_tile(&g, true, rows.start + i, l) };
+        }
+        for r in rows.start + K::GEMV_R * l..rows.end {
+            // SAFETY: as above.
+            unsafe { K::gemv_tile(&g, false, r, 0) };
+        }
+        return;
+    }
+    let panel = (K::PANEL_BYTES / g.row_bytes).max(K::GEMM_R) / K::GEMM_R * K::GEMM_R;
+    let mut p = rows.start;
+    while p < rows.end {
+        let pend = (p + panel).min(rows.end);
+        // Within a panel, tile `i` takes rows `p + i + j·l` (far apart, for the
+        // prefetchers on the first pass); the last `< R` rows go one by one.
+        let l = (pend - p) / K::GEMM_R;
+        let mut t = 0;
+        while t < n {
+            // Near-equal chunks: with 4-token tiles, 5 tokens run as 3 + 2, not 4 + 1.
+            let left = n - t;
+            let tt = left.div_ceil(left.div_ceil(K::GEMM_T));
+            for i in 0..l {
+                // SAFETY: rows p + i + j·l < pend ≤ rows.end, tokens t + tt ≤ N.
+                unsafe { K::tile(&g, true, p + i, l, t, tt) };
+            }
+            for r in p + K::GEMM_R * l..pend {
+                // SAFETY: as above.
+                unsafe { K::tile(&g, false, r, 0, t, tt) };
+            }
+            t += tt;
+        }
+        p = pend;
+    }
+}
