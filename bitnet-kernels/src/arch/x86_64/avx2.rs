@@ -1,6 +1,6 @@
 //! AVX2 kernels: activation quantization and the multiply-add ternary GEMM
 //! (`vpmaddubsw` on the 2-bit I2_S codes). Everything else is shared code.
-use super::mad::{self, Gemm, MadTiles};
+use super::mad::{mad_isa, Gemm};
 use crate::arch::scalar;
 use crate::dispatch::{Isa, Table};
 use crate::format::{I2sMatrix, I2S_BLOCK};
@@ -310,63 +310,4 @@ unsafe fn gemv_tile<const R: usize>(g: &Gemm<'_>, r0: usize, rs: usize) {
     }
 }
 
-/// The multiply-add register tiles of this ISA.
-struct Avx2;
-
-/// Runs the `R × tt` tile, `tt` being any token count up to the full tile
-/// (const generics need one instantiation per shape).
-macro_rules! dispatch_tile {
-    ($R:expr; $g:expr, $r0:expr, $rs:expr, $t0:expr, $tt:expr; $($T:literal),+) => {
-        match $tt {
-            // SAFETY: the driver passes rows `r0 + j·rs < rows.end` and tokens
-            // `t0 + tt ≤ N`, whose outputs `gemm_i2s`'s caller vouches for.
-            $($T => unsafe { tile::<{ $R }, $T>($g, $r0, $rs, $t0) },)+
-            _ => unreachable!("tile shape out of range"),
-        }
-    };
-}
-
-impl MadTiles for Avx2 {
-    const GEMM_R: usize = GEMM_R;
-    const GEMM_T: usize = GEMM_T;
-    const GEMV_R: usize = GEMV_R;
-    const PANEL_BYTES: usize = PANEL_BYTES;
-
-    #[inline(always)]
-    unsafe fn tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize, t0: usize, tt: usize) {
-        if full {
-            dispatch_tile!(GEMM_R; g, r0, rs, t0, tt; 4, 3, 2, 1);
-        } else {
-            dispatch_tile!(1; g, r0, rs, t0, tt; 4, 3, 2, 1);
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn gemv_tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize) {
-        if full {
-            // SAFETY: forwarded from the driver's contract.
-            unsafe { gemv_tile::<GEMV_R>(g, r0, rs) }
-        } else {
-            // SAFETY: as above.
-            unsafe { gemv_tile::<1>(g, r0, 0) }
-        }
-    }
-}
-
-/// See [`Table::gemm_i2s`]: the shared driver ([`mad::gemm_i2s`]) over this
-/// ISA's tiles.
-///
-/// # Safety
-/// The ISA is present; shapes validated by the caller; `y[t·y_stride + r]`
-/// writable for `t < N`, `r ∈ rows`.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn gemm_i2s(
-    w: &I2sMatrix<'_>,
-    x: &QuantizedActs<'_>,
-    rows: Range<usize>,
-    y: *mut f32,
-    y_stride: usize,
-) {
-    // SAFETY: forwarded contract.
-    unsafe { mad::gemm_i2s::<Avx2>(w, x, rows, y, y_stride) }
-}
+mad_isa!(Avx2, "avx2,fma", [4, 3, 2, 1]);

@@ -57,6 +57,68 @@ pub(super) trait MadTiles {
     unsafe fn gemv_tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize);
 }
 
+/// The glue between an ISA's tile kernels and the driver: declares `$isa`,
+/// implements [`MadTiles`] from the module's `GEMM_R`, `GEMM_T`, `GEMV_R`,
+/// `PANEL_BYTES`, `tile::<R, T>` and `gemv_tile::<R>`, and defines the
+/// table entry `gemm_i2s` under `$features`. `$T` lists every token count a
+/// tile can take (const generics need one instantiation each).
+macro_rules! mad_isa {
+    ($isa:ident, $features:literal, [$($T:literal),+]) => {
+        /// The multiply-add register tiles of this ISA.
+        struct $isa;
+
+        impl $crate::arch::x86_64::mad::MadTiles for $isa {
+            const GEMM_R: usize = GEMM_R;
+            const GEMM_T: usize = GEMM_T;
+            const GEMV_R: usize = GEMV_R;
+            const PANEL_BYTES: usize = PANEL_BYTES;
+
+            #[inline(always)]
+            unsafe fn tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize, t0: usize, tt: usize) {
+                // SAFETY: the driver passes rows `r0 + j·rs < rows.end` and
+                // tokens `t0 + tt ≤ N`, whose outputs the caller of
+                // `gemm_i2s` vouches for.
+                unsafe {
+                    match (full, tt) {
+                        $((true, $T) => tile::<GEMM_R, $T>(g, r0, rs, t0),)+
+                        $((false, $T) => tile::<1, $T>(g, r0, rs, t0),)+
+                        _ => unreachable!("tile shape out of range"),
+                    }
+                }
+            }
+
+            #[inline(always)]
+            unsafe fn gemv_tile(g: &Gemm<'_>, full: bool, r0: usize, rs: usize) {
+                if full {
+                    // SAFETY: forwarded from the driver's contract.
+                    unsafe { gemv_tile::<GEMV_R>(g, r0, rs) }
+                } else {
+                    // SAFETY: as above.
+                    unsafe { gemv_tile::<1>(g, r0, 0) }
+                }
+            }
+        }
+
+        /// See [`Table::gemm_i2s`]: the shared driver over this ISA's tiles.
+        ///
+        /// # Safety
+        /// The ISA is present; shapes validated by the caller;
+        /// `y[t·y_stride + r]` writable for `t < N`, `r ∈ rows`.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn gemm_i2s(
+            w: &I2sMatrix<'_>,
+            x: &QuantizedActs<'_>,
+            rows: Range<usize>,
+            y: *mut f32,
+            y_stride: usize,
+        ) {
+            // SAFETY: forwarded contract.
+            unsafe { $crate::arch::x86_64::mad::gemm_i2s::<$isa>(w, x, rows, y, y_stride) }
+        }
+    };
+}
+pub(super) use mad_isa;
+
 /// See `Table::gemm_i2s`. Inlined into each ISA's `#[target_feature]` entry.
 ///
 /// # Safety
