@@ -116,7 +116,7 @@ impl Model {
             embed,
             output_norm,
             output,
-            dispatch: Dispatch::detect(),
+            dispatch: Dispatch::from_env()?,
             pool: ThreadPool::new(1, false),
         })
     }
