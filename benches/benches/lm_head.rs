@@ -49,6 +49,7 @@ fn main() {
                     roofline.record(
                         &format!("lm_head {id}"),
                         bytes,
+                        iters,
                         t.as_secs_f64() / iters as f64,
                     );
                     t

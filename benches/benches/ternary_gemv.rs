@@ -32,6 +32,7 @@ fn main() {
                         roofline.record(
                             &format!("gemv {} {id}", shape.id()),
                             pool.bytes(family),
+                            iters,
                             t.as_secs_f64() / iters as f64,
                         );
                         t

@@ -195,8 +195,13 @@ pub struct Roofline {
 }
 
 impl Roofline {
-    /// Records `bytes` streamed in `secs` (keeps the best per name).
-    pub fn record(&self, name: &str, bytes: usize, secs: f64) {
+    /// Records one batch of `iters` calls, each streaming `bytes`, at `secs`
+    /// per call (keeps the best per name). Batches shorter than 20 ms
+    /// (criterion's first warm-up calls) are ignored: a lucky call is not a rate.
+    pub fn record(&self, name: &str, bytes: usize, iters: u64, secs: f64) {
+        if secs * (iters as f64) < 0.02 {
+            return;
+        }
         let mut rows = self.rows.lock().unwrap();
         match rows.iter_mut().find(|r| r.0 == name) {
             Some(r) => r.2 = r.2.min(secs),
