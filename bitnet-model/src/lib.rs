@@ -20,7 +20,7 @@ pub use bitnet_kernels::{Dispatch, Isa};
 pub use config::{Activation, Arch, Config, RopeStyle};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvType};
-pub use model::{Logits, Model, NearTie, RoundingTrace};
+pub use model::{Logits, Model, NearTie, RoundingTrace, Sequence};
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::{Session, TextStream, Timings};
 pub use tokenizer::{PreTokenizer, Tokenizer};

@@ -192,7 +192,21 @@ impl Model {
         which: Logits,
         logits: &mut Vec<f32>,
     ) -> Result<(), ModelError> {
-        self.forward_inner(tokens, cache, which, logits, None)
+        self.forward_batch(&mut [Sequence { tokens, cache }], which, logits)
+    }
+
+    /// One forward step over several independent sequences, each with its
+    /// own KV cache: their tokens go through every matmul together, so the
+    /// weights are read once for all of them. Logits are written per
+    /// sequence in order: its last token's (`Last`) or every token's (`All`).
+    /// On error no cache changes.
+    pub fn forward_batch(
+        &self,
+        seqs: &mut [Sequence<'_>],
+        which: Logits,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        self.forward_inner(seqs, which, logits, None)
     }
 
     /// [`Model::forward`] that also records activations within an ulp-scale
@@ -209,13 +223,17 @@ impl Model {
     ) -> Result<(), ModelError> {
         trace.site = 0;
         trace.ties.clear();
-        self.forward_inner(tokens, cache, which, logits, Some(trace))
+        self.forward_inner(
+            &mut [Sequence { tokens, cache }],
+            which,
+            logits,
+            Some(trace),
+        )
     }
 
     fn forward_inner(
         &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
+        seqs: &mut [Sequence<'_>],
         which: Logits,
         logits: &mut Vec<f32>,
         mut diag: Option<&mut RoundingTrace>,
@@ -223,20 +241,25 @@ impl Model {
         let c = &self.config;
         let d = self.dispatch;
         let file = self.file.bytes();
-        let n = tokens.len();
-        let start = cache.len();
+        // Every token row of the step: (sequence, position in its cache).
+        let mut rows: Vec<(usize, usize)> = Vec::new();
+        for (si, seq) in seqs.iter().enumerate() {
+            let start = seq.cache.len();
+            if start + seq.tokens.len() > seq.cache.capacity() {
+                return Err(ModelError::ContextFull {
+                    needed: start + seq.tokens.len(),
+                    ctx: seq.cache.capacity(),
+                });
+            }
+            if let Some(&id) = seq.tokens.iter().find(|&&t| t as usize >= c.vocab) {
+                return Err(ModelError::BadToken { id, vocab: c.vocab });
+            }
+            rows.extend((0..seq.tokens.len()).map(|t| (si, start + t)));
+        }
+        let n = rows.len();
+        logits.clear();
         if n == 0 {
-            logits.clear();
             return Ok(());
-        }
-        if start + n > cache.capacity() {
-            return Err(ModelError::ContextFull {
-                needed: start + n,
-                ctx: cache.capacity(),
-            });
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
-            return Err(ModelError::BadToken { id, vocab: c.vocab });
         }
         let (h, q_dim, kv_dim, ffn, hd) = (
             c.hidden,
@@ -247,11 +270,13 @@ impl Model {
         );
         let mut s = Scratch::new(n, h, q_dim, kv_dim, ffn);
 
-        for (t, &id) in tokens.iter().enumerate() {
+        for (t, &id) in seqs.iter().flat_map(|q| q.tokens).enumerate() {
             self.embed
                 .row(file, d, id as usize, &mut s.x[t * h..(t + 1) * h])?;
         }
-        let rope = RopeTable::new(c, start, n);
+        let positions: Vec<usize> = rows.iter().map(|&(_, p)| p).collect();
+        let rope = RopeTable::new(c, &positions);
+        let longest = positions.iter().max().map_or(0, |p| p + 1);
 
         for (li, layer) in self.layers.iter().enumerate() {
             // Attention: RMSNorm → Q, K, V (one shared quantization) → RoPE → causal GQA.
@@ -260,36 +285,34 @@ impl Model {
             self.matmul(&layer.wq, &acts, &mut s.q)?;
             self.matmul(&layer.wk, &acts, &mut s.k)?;
             self.matmul(&layer.wv, &acts, &mut s.v)?;
-            for t in 0..n {
+            for (t, &(si, pos)) in rows.iter().enumerate() {
                 rope.apply(d, c, t, &mut s.q[t * q_dim..(t + 1) * q_dim])?;
                 rope.apply(d, c, t, &mut s.k[t * kv_dim..(t + 1) * kv_dim])?;
-                cache.store(
-                    d,
-                    li,
-                    start + t,
+                let (k, v) = (
                     &s.k[t * kv_dim..(t + 1) * kv_dim],
                     &s.v[t * kv_dim..(t + 1) * kv_dim],
-                )?;
+                );
+                seqs[si].cache.store(d, li, pos, k, v)?;
             }
             let group = c.heads / c.kv_heads;
             let scale = 1.0 / (hd as f32).sqrt();
-            let (q_all, out, cache_ref) = (&s.q, SharedOut(s.attn.as_mut_ptr()), &*cache);
+            let caches: Vec<&KvCache> = seqs.iter().map(|q| &*q.cache).collect();
+            let (q_all, out, rows) = (&s.q, SharedOut(s.attn.as_mut_ptr()), &rows);
             self.pool.run(&|i, workers| {
                 let heads = partition_chunk(c.heads, workers, 1, i);
-                let mut scores = vec![0f32; start + n];
+                let mut scores = vec![0f32; longest];
                 let mut acc = vec![0f64; hd];
-                for t in 0..n {
-                    let visible = start + t + 1;
+                for (t, &(si, pos)) in rows.iter().enumerate() {
                     for head in heads.clone() {
                         let at = t * q_dim + head * hd;
-                        let scores = &mut scores[..visible];
-                        cache_ref.key_scores(li, head / group, hd, &q_all[at..at + hd], scores);
+                        let scores = &mut scores[..pos + 1];
+                        caches[si].key_scores(li, head / group, hd, &q_all[at..at + hd], scores);
                         scores.iter_mut().for_each(|v| *v *= scale);
                         ops::softmax(scores);
-                        // SAFETY: head `head` of token `t` is this worker's alone
+                        // SAFETY: head `head` of row `t` is this worker's alone
                         // (heads are split), inside `s.attn` (N × q_dim).
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), hd) };
-                        cache_ref.mix_values(li, head / group, hd, scores, &mut acc, dst);
+                        caches[si].mix_values(li, head / group, hd, scores, &mut acc, dst);
                     }
                 }
             });
@@ -317,25 +340,60 @@ impl Model {
             self.matmul(&layer.w_down, &acts, &mut s.proj)?;
             add_in_place(&mut s.x, &s.proj);
         }
-        cache.set_len(start + n);
+        for seq in seqs.iter_mut() {
+            let len = seq.cache.len() + seq.tokens.len();
+            seq.cache.set_len(len);
+        }
 
-        let first = match which {
-            Logits::Last => n - 1,
-            Logits::All => 0,
-        };
+        // Final norm and LM head for the rows whose logits are asked for.
+        let mut wanted = Vec::new();
+        let mut t = 0;
+        for seq in seqs.iter() {
+            let len = seq.tokens.len();
+            match which {
+                Logits::Last if len > 0 => wanted.push(t + len - 1),
+                Logits::Last => {}
+                Logits::All => wanted.extend(t..t + len),
+            }
+            t += len;
+        }
         let head = self.output.as_ref().unwrap_or(&self.embed);
-        logits.resize((n - first) * c.vocab, 0.0);
-        for (t, out) in (first..n).zip(logits.chunks_exact_mut(c.vocab)) {
+        logits.resize(wanted.len() * c.vocab, 0.0);
+        for (&t, out) in wanted.iter().zip(logits.chunks_exact_mut(c.vocab)) {
             ops::rms_norm(
                 &s.x[t * h..(t + 1) * h],
                 &self.output_norm,
                 c.rms_eps,
                 &mut s.xn[..h],
             );
-            head.gemv(file, d, &s.xn[..h], 0..c.vocab, out)?;
+            let (x, dst) = (&s.xn[..h], SharedOut(out.as_mut_ptr()));
+            let failed = AtomicBool::new(false);
+            self.pool.run(&|i, workers| {
+                let rows = partition_chunk(c.vocab, workers, ROW_TILE, i);
+                // SAFETY: each worker writes only its own rows of `out`.
+                let y = unsafe {
+                    std::slice::from_raw_parts_mut(dst.ptr().add(rows.start), rows.len())
+                };
+                if head.gemv(file, d, x, rows, y).is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            });
+            if failed.load(Ordering::Relaxed) {
+                return Err(ModelError::Tensor {
+                    name: head.name.clone(),
+                    problem: "LM head GEMV failed".into(),
+                });
+            }
         }
         Ok(())
     }
+}
+
+/// One sequence of a batched forward step: its new tokens and its cache.
+#[derive(Debug)]
+pub struct Sequence<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
 }
 
 fn activate(a: Activation, x: f32) -> f32 {
@@ -482,7 +540,7 @@ impl RoundingTrace {
     }
 }
 
-/// cos/sin of each rotated pair for positions `start..start + n`, computed as
+/// cos/sin of each rotated pair for the given positions, computed as
 /// transformers does: `inv_freq = 1 / θ^(2i/d)` and `angle = p · inv_freq`,
 /// each rounded to f32.
 struct RopeTable {
@@ -492,7 +550,7 @@ struct RopeTable {
 }
 
 impl RopeTable {
-    fn new(c: &Config, start: usize, n: usize) -> RopeTable {
+    fn new(c: &Config, positions: &[usize]) -> RopeTable {
         let half = c.rope_dim / 2;
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| {
@@ -500,8 +558,11 @@ impl RopeTable {
                 1.0 / ((c.rope_theta as f64).powf(exponent as f64) as f32)
             })
             .collect();
-        let (mut cos, mut sin) = (Vec::with_capacity(n * half), Vec::with_capacity(n * half));
-        for p in start..start + n {
+        let (mut cos, mut sin) = (
+            Vec::with_capacity(positions.len() * half),
+            Vec::with_capacity(positions.len() * half),
+        );
+        for &p in positions {
             for &f in &inv_freq {
                 let angle = (p as f32 * f) as f64;
                 cos.push(angle.cos() as f32);

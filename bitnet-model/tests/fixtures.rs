@@ -2,7 +2,7 @@
 //! fixtures (see ../shared/fixtures/README.md for the tolerances):
 //! every position, every weight format, every kernel path, both KV types.
 
-use bitnet_model::{Dispatch, Isa, KvCache, KvType, Logits, Model, RoundingTrace};
+use bitnet_model::{Dispatch, Isa, KvCache, KvType, Logits, Model, RoundingTrace, Sequence};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -284,5 +284,68 @@ fn thread_count_does_not_change_a_single_bit() {
                 "{dir}: {threads} threads differ from 1"
             );
         }
+    }
+}
+
+#[test]
+fn batched_sequences_equal_separate_runs_bit_for_bit() {
+    let (_, cases) = cases("tiny-b158");
+    let model = Model::load(fixtures().join("tiny-b158/model-i2s.gguf"))
+        .unwrap()
+        .with_threads(2, false);
+    let prompts: Vec<&[u32]> = cases.iter().take(3).map(|c| c.ids.as_slice()).collect();
+    let new_cache = || KvCache::new(&model.config, 128, KvType::F16).unwrap();
+
+    // Separately: prefill, then one decode step with token 5.
+    let mut alone = Vec::new();
+    for p in &prompts {
+        let mut cache = new_cache();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        model.forward(p, &mut cache, Logits::Last, &mut a).unwrap();
+        model
+            .forward(&[5], &mut cache, Logits::Last, &mut b)
+            .unwrap();
+        alone.push((a, b));
+    }
+    // Together.
+    let mut caches: Vec<KvCache> = prompts.iter().map(|_| new_cache()).collect();
+    let mut logits = Vec::new();
+    let mut seqs: Vec<Sequence> = prompts
+        .iter()
+        .zip(caches.iter_mut())
+        .map(|(p, c)| Sequence {
+            tokens: p,
+            cache: c,
+        })
+        .collect();
+    model
+        .forward_batch(&mut seqs, Logits::Last, &mut logits)
+        .unwrap();
+    let vocab = model.config.vocab;
+    for (i, (a, _)) in alone.iter().enumerate() {
+        assert!(
+            &logits[i * vocab..(i + 1) * vocab] == a.as_slice(),
+            "prefill of sequence {i}"
+        );
+    }
+    let step = [5u32];
+    let mut seqs: Vec<Sequence> = caches
+        .iter_mut()
+        .map(|c| Sequence {
+            tokens: &step,
+            cache: c,
+        })
+        .collect();
+    model
+        .forward_batch(&mut seqs, Logits::Last, &mut logits)
+        .unwrap();
+    for (i, (_, b)) in alone.iter().enumerate() {
+        assert!(
+            &logits[i * vocab..(i + 1) * vocab] == b.as_slice(),
+            "decode step of sequence {i}"
+        );
+    }
+    for (c, p) in caches.iter().zip(&prompts) {
+        assert_eq!(c.len(), p.len() + 1);
     }
 }
