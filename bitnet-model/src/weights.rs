@@ -4,6 +4,7 @@
 
 use crate::error::ModelError;
 use crate::gguf::{Gguf, TensorInfo, TensorType};
+use bitnet_kernels::format::f16_to_f32;
 use bitnet_kernels::format::{
     collapse_block_scales, I2sMatrix, Tq1Matrix, Tq2Matrix, WeightScale, TQ_BLOCK,
 };
@@ -158,7 +159,7 @@ pub(crate) fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, 
             .collect(),
         TensorType::F16 => data
             .chunks_exact(2)
-            .map(|c| bitnet_kernels::format::f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
             .collect(),
         other => {
             return Err(tensor_error(
@@ -187,12 +188,16 @@ impl Dense {
         let (info, _) = g.require_tensor(name)?;
         shape2(info, cols, rows)?;
         match info.ty {
-            TensorType::F32 | TensorType::F16 | TensorType::Q8_0 => {}
+            TensorType::F32
+            | TensorType::F16
+            | TensorType::BF16
+            | TensorType::Q8_0
+            | TensorType::Q6K => {}
             other => {
                 return Err(tensor_error(
                     name,
                     format!(
-                        "type {} is not supported for embeddings yet (F32, F16 and Q8_0 are)",
+                        "type {} cannot be an embedding (F32, F16, BF16, Q8_0 and Q6_K can)",
                         other.name()
                     ),
                 ))
@@ -213,6 +218,17 @@ impl Dense {
         &file[self.range.clone()]
     }
 
+    /// Bytes of one row.
+    fn row_bytes(&self) -> usize {
+        match self.ty {
+            TensorType::F32 => self.cols * 4,
+            TensorType::F16 | TensorType::BF16 => self.cols * 2,
+            TensorType::Q8_0 => self.cols / 32 * 34,
+            TensorType::Q6K => self.cols / 256 * Q6K_BLOCK_BYTES,
+            _ => unreachable!("checked at load"),
+        }
+    }
+
     /// Row `i` as f32 (an embedding lookup).
     pub fn row(
         &self,
@@ -221,30 +237,29 @@ impl Dense {
         i: usize,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
-        let bytes = self.bytes(file);
+        let rb = self.row_bytes();
+        let row = &self.bytes(file)[i * rb..(i + 1) * rb];
         match self.ty {
             TensorType::F32 => {
-                let row = &bytes[i * self.cols * 4..(i + 1) * self.cols * 4];
                 for (o, c) in out.iter_mut().zip(row.chunks_exact(4)) {
                     *o = f32::from_le_bytes(c.try_into().expect("4"));
                 }
             }
-            TensorType::F16 => {
-                let halves: &[u16] = aligned(bytes, &self.name)?;
-                d.f16_to_f32(&halves[i * self.cols..(i + 1) * self.cols], out)?;
+            TensorType::F16 => d.f16_to_f32(aligned(row, &self.name)?, out)?,
+            TensorType::BF16 => {
+                for (o, c) in out.iter_mut().zip(row.chunks_exact(2)) {
+                    *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16);
+                }
             }
             TensorType::Q8_0 => {
-                let row_bytes = self.cols / 32 * 34;
-                let row = &bytes[i * row_bytes..(i + 1) * row_bytes];
                 for (block, o) in row.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
-                    let scale = bitnet_kernels::format::f16_to_f32(u16::from_le_bytes([
-                        block[0], block[1],
-                    ]));
+                    let scale = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
                     for (v, &q) in o.iter_mut().zip(&block[2..]) {
                         *v = q as i8 as f32 * scale;
                     }
                 }
             }
+            TensorType::Q6K => dequantize_q6_k(row, out),
             _ => unreachable!("checked at load"),
         }
         Ok(())
@@ -269,9 +284,85 @@ impl Dense {
                     *o = d.dot_f32(&w[r * self.cols..(r + 1) * self.cols], x)?;
                 }
             }
+            // No SIMD kernel yet for these: dequantize a row, then dot.
+            TensorType::BF16 | TensorType::Q6K => {
+                let mut row = vec![0f32; self.cols];
+                for (o, r) in out.iter_mut().zip(rows) {
+                    self.row(file, d, r, &mut row)?;
+                    *o = d.dot_f32(&row, x)?;
+                }
+            }
             _ => unreachable!("checked at load"),
         }
         Ok(())
+    }
+}
+
+/// Bytes per Q6_K block of 256 weights: `ql[128]`, `qh[64]`, `scales[16]` (i8), f16 `d`.
+pub(crate) const Q6K_BLOCK_BYTES: usize = 210;
+
+/// ggml's Q6_K: each weight is `d · scale · (q − 32)` with a 6-bit `q` whose
+/// low 4 bits are in `ql` and high 2 bits in `qh`; per 128-weight half,
+/// byte `l` of `ql` / `qh` serves weights `l`, `l+32`, `l+64`, `l+96`.
+pub(crate) fn dequantize_q6_k(row: &[u8], out: &mut [f32]) {
+    for (block, y) in row
+        .chunks_exact(Q6K_BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(256))
+    {
+        let (ql, rest) = block.split_at(128);
+        let (qh, rest) = rest.split_at(64);
+        let (scales, d) = rest.split_at(16);
+        let d = f16_to_f32(u16::from_le_bytes([d[0], d[1]]));
+        for half in 0..2 {
+            let (ql, qh, sc, y) = (
+                &ql[64 * half..],
+                &qh[32 * half..],
+                &scales[8 * half..],
+                &mut y[128 * half..],
+            );
+            for l in 0..32 {
+                let is = l / 16;
+                let q = [
+                    (ql[l] & 0xf) | ((qh[l] & 3) << 4),
+                    (ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4),
+                    (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
+                    (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
+                ];
+                for (g, &q) in q.iter().enumerate() {
+                    y[l + 32 * g] = d * sc[is + 2 * g] as i8 as f32 * (q as i32 - 32) as f32;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q6_k_follows_the_documented_layout() {
+        // Pack q(i) = (i·7) mod 64 and scale s(j) = j − 8 by the layout, then decode.
+        let mut block = vec![0u8; Q6K_BLOCK_BYTES];
+        let q = |i: usize| ((i * 7) % 64) as u8;
+        for i in 0..256 {
+            let (half, within) = (i / 128, i % 128);
+            let (g, l) = (within / 32, within % 32);
+            let ql_at = 64 * half + l + if g % 2 == 1 { 32 } else { 0 };
+            let nibble_shift = if g >= 2 { 4 } else { 0 };
+            block[ql_at] |= (q(i) & 0xf) << nibble_shift;
+            block[128 + 32 * half + l] |= (q(i) >> 4) << (2 * g);
+        }
+        for j in 0..16 {
+            block[192 + j] = (j as i8 - 8) as u8;
+        }
+        block[208..].copy_from_slice(&bitnet_kernels::format::f32_to_f16(0.5).to_le_bytes());
+        let mut out = vec![0f32; 256];
+        dequantize_q6_k(&block, &mut out);
+        for i in 0..256 {
+            let scale = (i / 16) as f32 - 8.0;
+            assert_eq!(out[i], 0.5 * scale * (q(i) as f32 - 32.0), "weight {i}");
+        }
     }
 }
 
