@@ -336,6 +336,11 @@ pub(crate) fn dequantize_q6_k(row: &[u8], out: &mut [f32]) {
     }
 }
 
+fn aligned<'a, T: bytemuck::Pod>(bytes: &'a [u8], name: &str) -> Result<&'a [T], ModelError> {
+    bytemuck::try_cast_slice(bytes)
+        .map_err(|e| tensor_error(name, format!("cannot be read in place: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,9 +369,4 @@ mod tests {
             assert_eq!(out[i], 0.5 * scale * (q(i) as f32 - 32.0), "weight {i}");
         }
     }
-}
-
-fn aligned<'a, T: bytemuck::Pod>(bytes: &'a [u8], name: &str) -> Result<&'a [T], ModelError> {
-    bytemuck::try_cast_slice(bytes)
-        .map_err(|e| tensor_error(name, format!("cannot be read in place: {e}")))
 }
