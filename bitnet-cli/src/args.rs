@@ -15,6 +15,9 @@ pub struct Cli {
 pub enum Command {
     /// Generate text from a prompt, streaming it as it is produced.
     Run(RunArgs),
+    /// Interactive multi-turn chat; `/reset` starts over, `/exit` quits,
+    /// Ctrl-C stops the current reply.
+    Chat(ChatArgs),
     /// Write a random-weight model of a preset shape (benches, demos).
     GenModel(GenModelArgs),
     /// Show the chosen kernel path, check every path on this CPU against the
@@ -24,16 +27,50 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// GGUF model file. Without it, a small synthetic model (random weights)
-    /// is written to the cache directory and used.
-    #[arg(short = 'm', long)]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// The prompt.
     #[arg(short = 'p', long)]
     pub prompt: String,
     /// Tokens to generate at most.
     #[arg(short = 'n', long, default_value_t = 128)]
     pub n_predict: usize,
+    /// Parse special-token text (e.g. `<|eot_id|>`) in the prompt.
+    #[arg(long)]
+    pub special: bool,
+    /// Print one JSON object (text, token ids, timings) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    /// Wrap the prompt in the model's chat format as a user message.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message (implies --chat).
+    #[arg(long)]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// System message for the conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Tokens per reply at most.
+    #[arg(short = 'n', long, default_value_t = 512)]
+    pub n_predict: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// How to load and run a model (shared by run and chat).
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// GGUF model file (default: the built-in synthetic model).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
     /// Worker threads: `auto` (every core this process may use) or a count.
     #[arg(short = 't', long, default_value = "auto", value_parser = parse_threads)]
     pub threads: Threads,
@@ -46,14 +83,6 @@ pub struct RunArgs {
     /// KV cache element type.
     #[arg(long, value_enum, default_value_t = KvArg::F16)]
     pub kv: KvArg,
-    /// Parse special-token text (e.g. `<|eot_id|>`) in the prompt.
-    #[arg(long)]
-    pub special: bool,
-    /// Print one JSON object (text, token ids, timings) instead of streaming.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
 }
 
 #[derive(Debug, Args)]

@@ -2,8 +2,11 @@
 //! to exit codes.
 
 mod args;
+mod chat;
 mod gen_model;
+mod generate;
 mod kernels;
+mod load;
 mod run;
 
 use clap::Parser;
@@ -16,6 +19,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Run(a) => run::run(&a),
+        args::Command::Chat(a) => chat::run(&a),
         args::Command::GenModel(a) => gen_model::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
     };

@@ -182,3 +182,42 @@ fn kernels_self_check_passes() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn chat_keeps_the_conversation_and_resets() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let model = tiny_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args([
+            "chat",
+            "-m",
+            model.to_str().unwrap(),
+            "-n",
+            "4",
+            "--temp",
+            "0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nagain\n/reset\nhello\n/exit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let replies: Vec<String> = text(&out.stdout)
+        .split("> ")
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(replies.len() >= 3, "{replies:?}");
+    // After /reset, the same first message gets the same greedy reply.
+    assert_eq!(replies[0], replies[2], "{replies:?}");
+    assert!(text(&out.stderr).contains("conversation reset"));
+}

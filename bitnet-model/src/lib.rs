@@ -2,6 +2,7 @@
 //! machine probes benchmarks measure against. Tokenizer, sampler, thread
 //! pool and generation API come next (issue #3).
 
+pub mod chat;
 pub mod config;
 mod error;
 pub mod gguf;
@@ -17,6 +18,7 @@ pub mod tokenizer;
 mod weights;
 
 pub use bitnet_kernels::{Dispatch, Isa};
+pub use chat::{ChatTemplate, Message, Role};
 pub use config::{Activation, Arch, Config, RopeStyle};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvType};
