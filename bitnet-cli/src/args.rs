@@ -18,6 +18,8 @@ pub enum Command {
     /// Interactive multi-turn chat; `/reset` starts over, `/exit` quits,
     /// Ctrl-C stops the current reply.
     Chat(ChatArgs),
+    /// Measure prompt processing and generation speed (llama-bench style).
+    Bench(BenchArgs),
     /// Write a random-weight model of a preset shape (benches, demos).
     GenModel(GenModelArgs),
     /// Show the chosen kernel path, check every path on this CPU against the
@@ -111,6 +113,40 @@ pub struct SamplingArgs {
 pub enum KvArg {
     F16,
     F32,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// GGUF model file (default: the built-in synthetic model).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// Prompt lengths to process in one batch (comma-separated; 0 skips).
+    #[arg(short = 'p', long, value_delimiter = ',', default_value = "128")]
+    pub prompt: Vec<usize>,
+    /// Tokens to generate one at a time (comma-separated; 0 skips).
+    #[arg(short = 'n', long, value_delimiter = ',', default_value = "128")]
+    pub gen: Vec<usize>,
+    /// Thread counts (comma-separated).
+    #[arg(short = 't', long, value_delimiter = ',', value_parser = parse_threads, default_value = "auto")]
+    pub threads: Vec<Threads>,
+    /// Sequences decoded together per step for the generation tests.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub batch: Vec<usize>,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long, default_value_t = 5)]
+    pub reps: usize,
+    /// Pin each worker thread to its own core.
+    #[arg(long)]
+    pub pin: bool,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
+    /// Print a JSON list of rows.
+    #[arg(long, conflicts_with = "md")]
+    pub json: bool,
+    /// Print a Markdown table (the default).
+    #[arg(long)]
+    pub md: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! to exit codes.
 
 mod args;
+mod bench;
 mod chat;
 mod gen_model;
 mod generate;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         args::Command::Run(a) => run::run(&a),
         args::Command::Chat(a) => chat::run(&a),
+        args::Command::Bench(a) => bench::run(&a),
         args::Command::GenModel(a) => gen_model::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
     };

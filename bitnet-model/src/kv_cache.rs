@@ -4,7 +4,6 @@
 use crate::config::Config;
 use crate::error::ModelError;
 use crate::ops;
-use bitnet_kernels::format::f16_to_f32;
 use bitnet_kernels::Dispatch;
 
 /// Element type of the cache.
@@ -105,19 +104,26 @@ impl KvCache {
     }
 
     /// `scores[j] = q · key(j, head)` for positions `0..scores.len()`.
+    /// `row` is scratch of `head_dim` values: f16 rows are widened into it
+    /// by the SIMD kernel (exact), so the f64 dot sees the same values.
     pub(crate) fn key_scores(
         &self,
+        d: Dispatch,
         layer: usize,
         head: usize,
         head_dim: usize,
         q: &[f32],
+        row: &mut [f32],
         scores: &mut [f32],
     ) {
         let off = head * head_dim;
         for (j, s) in scores.iter_mut().enumerate() {
             let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
             *s = match &self.keys[layer] {
-                Rows::F16(r) => ops::dot(q, r[at].iter().map(|&h| f16_to_f32(h))),
+                Rows::F16(r) => {
+                    d.f16_to_f32(&r[at], row).expect("head-sized row");
+                    ops::dot(q, row.iter().copied())
+                }
                 Rows::F32(r) => ops::dot(q, r[at].iter().copied()),
             };
         }
@@ -127,10 +133,12 @@ impl KvCache {
     /// scratch of `head_dim` values).
     pub(crate) fn mix_values(
         &self,
+        d: Dispatch,
         layer: usize,
         head: usize,
         head_dim: usize,
         probs: &[f32],
+        row: &mut [f32],
         acc: &mut [f64],
         out: &mut [f32],
     ) {
@@ -140,10 +148,12 @@ impl KvCache {
             let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
             let p = p as f64;
             match &self.values[layer] {
-                Rows::F16(r) => acc
-                    .iter_mut()
-                    .zip(&r[at])
-                    .for_each(|(a, &v)| *a += p * f16_to_f32(v) as f64),
+                Rows::F16(r) => {
+                    d.f16_to_f32(&r[at], row).expect("head-sized row");
+                    acc.iter_mut()
+                        .zip(row.iter())
+                        .for_each(|(a, &v)| *a += p * v as f64)
+                }
                 Rows::F32(r) => acc
                     .iter_mut()
                     .zip(&r[at])

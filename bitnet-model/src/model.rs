@@ -128,6 +128,11 @@ impl Model {
         self
     }
 
+    /// Replaces the worker pool (e.g. to measure another thread count).
+    pub fn set_threads(&mut self, threads: usize, pin: bool) {
+        self.pool = ThreadPool::new(threads, pin);
+    }
+
     /// The worker pool (its per-worker busy/wait counters).
     pub fn pool(&self) -> &ThreadPool {
         &self.pool
@@ -302,17 +307,35 @@ impl Model {
                 let heads = partition_chunk(c.heads, workers, 1, i);
                 let mut scores = vec![0f32; longest];
                 let mut acc = vec![0f64; hd];
+                let mut row = vec![0f32; hd];
                 for (t, &(si, pos)) in rows.iter().enumerate() {
                     for head in heads.clone() {
                         let at = t * q_dim + head * hd;
                         let scores = &mut scores[..pos + 1];
-                        caches[si].key_scores(li, head / group, hd, &q_all[at..at + hd], scores);
+                        caches[si].key_scores(
+                            d,
+                            li,
+                            head / group,
+                            hd,
+                            &q_all[at..at + hd],
+                            &mut row,
+                            scores,
+                        );
                         scores.iter_mut().for_each(|v| *v *= scale);
                         ops::softmax(scores);
                         // SAFETY: head `head` of row `t` is this worker's alone
                         // (heads are split), inside `s.attn` (N × q_dim).
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), hd) };
-                        caches[si].mix_values(li, head / group, hd, scores, &mut acc, dst);
+                        caches[si].mix_values(
+                            d,
+                            li,
+                            head / group,
+                            hd,
+                            scores,
+                            &mut row,
+                            &mut acc,
+                            dst,
+                        );
                     }
                 }
             });
