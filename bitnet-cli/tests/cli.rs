@@ -221,3 +221,51 @@ fn chat_keeps_the_conversation_and_resets() {
     assert_eq!(replies[0], replies[2], "{replies:?}");
     assert!(text(&out.stderr).contains("conversation reset"));
 }
+
+#[test]
+fn bench_json_rows_have_the_documented_fields() {
+    let model = tiny_model();
+    let out = bitnet(
+        &[
+            "bench",
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            "16",
+            "-n",
+            "4",
+            "-t",
+            "1,2",
+            "--batch",
+            "1,3",
+            "-r",
+            "1",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("a JSON list");
+    // Per thread count: pp16, tg4 at batch 1 and tg4 at batch 3.
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        for key in [
+            "test", "n_prompt", "n_gen", "threads", "batch", "tok_s", "tok_s_sd", "kernel",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+        assert!(r["tok_s"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(rows[0]["test"], "pp16");
+    assert_eq!(rows[2]["batch"], 3);
+    let out = bitnet(
+        &["bench", "-m", model.to_str().unwrap(), "-p", "99999"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("context"),
+        "{}",
+        text(&out.stderr)
+    );
+}
