@@ -381,32 +381,26 @@ impl Model {
             t += len;
         }
         let head = self.output.as_ref().unwrap_or(&self.embed);
+        let mut normed = vec![0f32; wanted.len() * h];
+        for (&t, out) in wanted.iter().zip(normed.chunks_exact_mut(h)) {
+            ops::rms_norm(&s.x[t * h..(t + 1) * h], &self.output_norm, c.rms_eps, out);
+        }
         logits.resize(wanted.len() * c.vocab, 0.0);
-        for (&t, out) in wanted.iter().zip(logits.chunks_exact_mut(c.vocab)) {
-            ops::rms_norm(
-                &s.x[t * h..(t + 1) * h],
-                &self.output_norm,
-                c.rms_eps,
-                &mut s.xn[..h],
-            );
-            let (x, dst) = (&s.xn[..h], SharedOut(out.as_mut_ptr()));
-            let failed = AtomicBool::new(false);
-            self.pool.run(&|i, workers| {
-                let rows = partition_chunk(c.vocab, workers, ROW_TILE, i);
-                // SAFETY: each worker writes only its own rows of `out`.
-                let y = unsafe {
-                    std::slice::from_raw_parts_mut(dst.ptr().add(rows.start), rows.len())
-                };
-                if head.gemv(file, d, x, rows, y).is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-            });
-            if failed.load(Ordering::Relaxed) {
-                return Err(ModelError::Tensor {
-                    name: head.name.clone(),
-                    problem: "LM head GEMV failed".into(),
-                });
+        let (dst, normed) = (SharedOut(logits.as_mut_ptr()), &normed);
+        let failed = AtomicBool::new(false);
+        self.pool.run(&|i, workers| {
+            let rows = partition_chunk(c.vocab, workers, ROW_TILE, i);
+            // SAFETY: `logits` holds one `vocab`-wide row per wanted token;
+            // each worker writes only its own columns `rows`.
+            if unsafe { head.gemv_tokens(file, d, normed, rows, dst.ptr(), c.vocab) }.is_err() {
+                failed.store(true, Ordering::Relaxed);
             }
+        });
+        if failed.load(Ordering::Relaxed) {
+            return Err(ModelError::Tensor {
+                name: head.name.clone(),
+                problem: "LM head GEMV failed".into(),
+            });
         }
         Ok(())
     }

@@ -265,35 +265,73 @@ impl Dense {
         Ok(())
     }
 
-    /// `out[r - rows.start] = row_r · x` for `r ∈ rows` (the LM head).
-    pub fn gemv(
+    /// The LM head over several tokens: `out[t·stride + r] = row_r · x_t` for
+    /// `r ∈ rows` and each `cols`-wide row `x_t` of `xs`. Each weight row is
+    /// read once and dotted with every token while it sits in L1, so N tokens
+    /// cost one pass over the matrix; one token takes the same per-row
+    /// kernel, so results do not depend on how many tokens share the pass.
+    ///
+    /// # Safety
+    /// `out[t·stride + r]` must be writable for every token `t` and `r ∈ rows`,
+    /// and not touched by anyone else during the call.
+    pub unsafe fn gemv_tokens(
         &self,
         file: &[u8],
         d: Dispatch,
-        x: &[f32],
+        xs: &[f32],
         rows: Range<usize>,
-        out: &mut [f32],
+        out: *mut f32,
+        stride: usize,
     ) -> Result<(), ModelError> {
         let bytes = self.bytes(file);
+        let rb = self.row_bytes();
+        let n = xs.len() / self.cols;
+        let put = |t: usize, r: usize, v: f32| {
+            // SAFETY: forwarded from our caller's contract.
+            unsafe { out.add(t * stride + r).write(v) }
+        };
         match self.ty {
-            TensorType::F16 => d.gemv_f16(aligned(bytes, &self.name)?, self.cols, x, rows, out)?,
-            TensorType::Q8_0 => d.gemv_q8_0(bytes, self.cols, x, rows, out)?,
-            TensorType::F32 => {
-                let w: &[f32] = aligned(bytes, &self.name)?;
-                for (o, r) in out.iter_mut().zip(rows) {
-                    *o = d.dot_f32(&w[r * self.cols..(r + 1) * self.cols], x)?;
+            TensorType::F16 => {
+                let w: &[u16] = aligned(bytes, &self.name)?;
+                for r in rows {
+                    let row = &w[r * self.cols..(r + 1) * self.cols];
+                    for (t, x) in xs.chunks_exact(self.cols).enumerate() {
+                        put(t, r, d.dot_f16(x, row)?);
+                    }
                 }
             }
-            // No SIMD kernel yet for these: dequantize a row, then dot.
+            TensorType::Q8_0 => {
+                let mut y = [0f32];
+                for r in rows {
+                    let row = &bytes[r * rb..(r + 1) * rb];
+                    for (t, x) in xs.chunks_exact(self.cols).enumerate() {
+                        d.gemv_q8_0(row, self.cols, x, 0..1, &mut y)?;
+                        put(t, r, y[0]);
+                    }
+                }
+            }
+            TensorType::F32 => {
+                let w: &[f32] = aligned(bytes, &self.name)?;
+                for r in rows {
+                    let row = &w[r * self.cols..(r + 1) * self.cols];
+                    for (t, x) in xs.chunks_exact(self.cols).enumerate() {
+                        put(t, r, d.dot_f32(row, x)?);
+                    }
+                }
+            }
+            // No SIMD kernel yet for these: dequantize a row once, then dot.
             TensorType::BF16 | TensorType::Q6K => {
                 let mut row = vec![0f32; self.cols];
-                for (o, r) in out.iter_mut().zip(rows) {
+                for r in rows {
                     self.row(file, d, r, &mut row)?;
-                    *o = d.dot_f32(&row, x)?;
+                    for (t, x) in xs.chunks_exact(self.cols).enumerate() {
+                        put(t, r, d.dot_f32(&row, x)?);
+                    }
                 }
             }
             _ => unreachable!("checked at load"),
         }
+        debug_assert_eq!(n * self.cols, xs.len());
         Ok(())
     }
 }
