@@ -13,6 +13,9 @@ pub enum PreTokenizer {
     Llama3,
     /// GPT-2's split regex (`default`), what bitnet.cpp falls back to.
     Gpt2,
+    /// SentencePiece (`tokenizer.ggml.model = llama`): no regex; spaces
+    /// become `▁` and the whole text is one piece.
+    SentencePiece,
 }
 
 impl PreTokenizer {
@@ -24,6 +27,8 @@ impl PreTokenizer {
             PreTokenizer::Gpt2 => {
                 r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
             }
+            // Unused: SentencePiece does not split with a regex.
+            PreTokenizer::SentencePiece => r"(?s).+",
         }
     }
 
@@ -32,6 +37,7 @@ impl PreTokenizer {
         match self {
             PreTokenizer::Llama3 => "llama-bpe",
             PreTokenizer::Gpt2 => "default",
+            PreTokenizer::SentencePiece => "none (SentencePiece)",
         }
     }
 }
@@ -46,14 +52,10 @@ pub struct Tokenizer {
     bytes: Vec<Vec<u8>>,
     /// Byte-level-encoded token string → id.
     ids: HashMap<String, u32>,
-    /// (left, right) → (rank, merged id).
-    merges: HashMap<(u32, u32), (u32, u32)>,
-    /// Id of the single-byte token for each byte value.
-    byte_ids: [u32; 256],
+    model: Model,
     /// Special tokens' texts, longest first, for `parse_special`.
     specials: Vec<(String, u32)>,
     is_control: Vec<bool>,
-    split: Regex,
     pub pre: PreTokenizer,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
@@ -70,6 +72,51 @@ impl std::fmt::Debug for Tokenizer {
             .finish()
     }
 }
+
+/// What turns a piece of text into ids.
+enum Model {
+    Bpe {
+        /// (left, right) → (rank, merged id).
+        merges: HashMap<(u32, u32), (u32, u32)>,
+        /// Id of the single-byte token for each byte value.
+        byte_ids: [u32; 256],
+        split: Regex,
+    },
+    Spm {
+        scores: Vec<f32>,
+        /// `<0xXX>` tokens, the fallback for characters outside the vocabulary.
+        byte_ids: [Option<u32>; 256],
+        unk: Option<u32>,
+        add_space_prefix: bool,
+    },
+}
+
+/// Merges the piece's bytes, lowest-ranked pair first (leftmost on ties).
+fn bpe(
+    merges: &HashMap<(u32, u32), (u32, u32)>,
+    byte_ids: &[u32; 256],
+    piece: &str,
+    out: &mut Vec<u32>,
+) {
+    let mut syms: Vec<u32> = piece.bytes().map(|b| byte_ids[b as usize]).collect();
+    loop {
+        let best = syms
+            .windows(2)
+            .enumerate()
+            .filter_map(|(i, w)| merges.get(&(w[0], w[1])).map(|&(rank, id)| (rank, i, id)))
+            .min();
+        let Some((_, i, id)) = best else { break };
+        syms[i] = id;
+        syms.remove(i + 1);
+    }
+    out.extend_from_slice(&syms);
+}
+
+/// SentencePiece's visible space.
+const SPM_SPACE: char = '\u{2581}';
+/// GGUF token type of `<0xXX>` byte tokens.
+const TYPE_BYTE: i32 = 6;
+const TYPE_UNKNOWN: i32 = 2;
 
 /// GPT-2's reversible byte ↔ printable-character map.
 pub(crate) fn byte_chars() -> [char; 256] {
@@ -94,15 +141,16 @@ fn bad(msg: impl Into<String>) -> ModelError {
 
 impl Tokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, ModelError> {
-        match g.get_str("tokenizer.ggml.model")? {
-            Some("gpt2") => {}
+        let spm = match g.get_str("tokenizer.ggml.model")? {
+            Some("gpt2") => false,
+            Some("llama") => true,
             Some(other) => {
                 return Err(bad(format!(
-                    "model {other:?} is not supported yet (gpt2 byte-level BPE is)"
+                    "model {other:?} is not supported (gpt2 byte-level BPE and llama SentencePiece are)"
                 )))
             }
             None => return Err(bad("required metadata \"tokenizer.ggml.model\" is missing")),
-        }
+        };
         let tokens = g
             .get_str_array("tokenizer.ggml.tokens")?
             .ok_or_else(|| bad("required metadata \"tokenizer.ggml.tokens\" is missing"))?;
@@ -121,6 +169,7 @@ impl Tokenizer {
             .get_str_array("tokenizer.ggml.merges")?
             .unwrap_or_default();
         let pre = match g.get_str("tokenizer.ggml.pre")? {
+            _ if spm => PreTokenizer::SentencePiece,
             Some("llama-bpe" | "llama3" | "llama-v3") => PreTokenizer::Llama3,
             Some("default" | "gpt2") => PreTokenizer::Gpt2,
             Some(other) => {
@@ -144,7 +193,25 @@ impl Tokenizer {
                 None => Ok(None),
             }
         };
-        let mut tok = Tokenizer::new(&tokens, &types, &merges, pre)?;
+        let mut tok = if spm {
+            let scores: Vec<f32> = match g.get_array_4byte("tokenizer.ggml.scores", 6)? {
+                Some(v) => v.into_iter().map(f32::from_le_bytes).collect(),
+                None => vec![0.0; tokens.len()],
+            };
+            if scores.len() != tokens.len() {
+                return Err(bad(format!(
+                    "{} scores for {} tokens",
+                    scores.len(),
+                    tokens.len()
+                )));
+            }
+            let prefix = g
+                .get_bool("tokenizer.ggml.add_space_prefix")?
+                .unwrap_or(true);
+            Tokenizer::new_spm(&tokens, &types, &scores, prefix)?
+        } else {
+            Tokenizer::new(&tokens, &types, &merges, pre)?
+        };
         tok.bos = special_id("tokenizer.ggml.bos_token_id")?;
         tok.eos = special_id("tokenizer.ggml.eos_token_id")?;
         tok.eot = match special_id("tokenizer.ggml.eot_token_id")? {
@@ -221,12 +288,68 @@ impl Tokenizer {
         Ok(Tokenizer {
             bytes,
             ids,
-            merges: merge_map,
-            byte_ids,
+            model: Model::Bpe {
+                merges: merge_map,
+                byte_ids,
+                split,
+            },
             specials,
             is_control,
-            split,
             pre,
+            bos: None,
+            eos: None,
+            eot: None,
+            add_bos: false,
+        })
+    }
+
+    /// Builds a SentencePiece tokenizer (llama.cpp's `llama` vocabulary type)
+    /// from tokens, GGUF token types and scores (higher merges first).
+    pub fn new_spm(
+        tokens: &[&str],
+        types: &[i32],
+        scores: &[f32],
+        add_space_prefix: bool,
+    ) -> Result<Tokenizer, ModelError> {
+        let mut ids = HashMap::with_capacity(tokens.len());
+        let mut bytes = Vec::with_capacity(tokens.len());
+        let mut specials = Vec::new();
+        let mut is_control = Vec::with_capacity(tokens.len());
+        let mut byte_ids = [None; 256];
+        let mut unk = None;
+        for (i, (&t, &ty)) in tokens.iter().zip(types).enumerate() {
+            is_control.push(ty == TYPE_CONTROL);
+            let hex = t.strip_prefix("<0x").and_then(|h| h.strip_suffix('>'));
+            let decoded = match (ty, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (TYPE_BYTE, Some(b)) => {
+                    byte_ids[b as usize] = Some(i as u32);
+                    vec![b]
+                }
+                (TYPE_CONTROL | TYPE_USER_DEFINED, _) => {
+                    specials.push((t.to_string(), i as u32));
+                    t.as_bytes().to_vec()
+                }
+                _ => t.replace(SPM_SPACE, " ").into_bytes(),
+            };
+            if ty == TYPE_UNKNOWN && unk.is_none() {
+                unk = Some(i as u32);
+            }
+            bytes.push(decoded);
+            ids.entry(t.to_string()).or_insert(i as u32);
+        }
+        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        Ok(Tokenizer {
+            bytes,
+            ids,
+            model: Model::Spm {
+                scores: scores.to_vec(),
+                byte_ids,
+                unk,
+                add_space_prefix,
+            },
+            specials,
+            is_control,
+            pre: PreTokenizer::SentencePiece,
             bos: None,
             eos: None,
             eot: None,
@@ -250,6 +373,8 @@ impl Tokenizer {
     pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         let mut rest = text;
+        // SentencePiece prefixes a space at the start and after a special token.
+        let mut after_special = true;
         while !rest.is_empty() {
             let next = if parse_special {
                 self.next_special(rest)
@@ -260,10 +385,13 @@ impl Tokenizer {
                 Some((at, len, id)) => (&rest[..at], Some((len, id))),
                 None => (rest, None),
             };
-            self.encode_plain(plain, &mut out);
+            if !plain.is_empty() {
+                self.encode_plain(plain, after_special, &mut out);
+            }
             match special {
                 Some((len, id)) => {
                     out.push(id);
+                    after_special = true;
                     rest = &rest[plain.len() + len..];
                 }
                 None => rest = "",
@@ -290,41 +418,87 @@ impl Tokenizer {
             .min_by_key(|&(at, len, _)| (at, usize::MAX - len))
     }
 
-    fn encode_plain(&self, text: &str, out: &mut Vec<u32>) {
-        let mut last = 0;
-        for m in self.split.find_iter(text) {
-            // The pattern covers every character; a regex error (backtrack
-            // limit) falls back to the rest of the text as one piece.
-            let Ok(m) = m else { break };
-            if m.start() > last {
-                self.bpe(&text[last..m.start()], out);
+    fn encode_plain(&self, text: &str, after_special: bool, out: &mut Vec<u32>) {
+        match &self.model {
+            Model::Bpe {
+                merges,
+                byte_ids,
+                split,
+            } => {
+                let mut last = 0;
+                for m in split.find_iter(text) {
+                    // The pattern covers every character; a regex error (backtrack
+                    // limit) falls back to the rest of the text as one piece.
+                    let Ok(m) = m else { break };
+                    if m.start() > last {
+                        bpe(merges, byte_ids, &text[last..m.start()], out);
+                    }
+                    bpe(merges, byte_ids, m.as_str(), out);
+                    last = m.end();
+                }
+                if last < text.len() {
+                    bpe(merges, byte_ids, &text[last..], out);
+                }
             }
-            self.bpe(m.as_str(), out);
-            last = m.end();
-        }
-        if last < text.len() {
-            self.bpe(&text[last..], out);
+            Model::Spm {
+                scores,
+                byte_ids,
+                unk,
+                add_space_prefix,
+            } => {
+                let mut escaped = String::with_capacity(text.len() + 3);
+                if *add_space_prefix && after_special {
+                    escaped.push(SPM_SPACE);
+                }
+                escaped.extend(text.chars().map(|c| if c == ' ' { SPM_SPACE } else { c }));
+                self.spm(&escaped, scores, byte_ids, *unk, out);
+            }
         }
     }
 
-    /// Merges the piece's bytes, lowest-ranked pair first (leftmost on ties).
-    fn bpe(&self, piece: &str, out: &mut Vec<u32>) {
-        let mut syms: Vec<u32> = piece.bytes().map(|b| self.byte_ids[b as usize]).collect();
+    /// SentencePiece: start from single characters and repeatedly merge the
+    /// adjacent pair whose concatenation is the highest-scoring token
+    /// (leftmost on ties); characters left outside the vocabulary fall back
+    /// to their `<0xXX>` byte tokens.
+    fn spm(
+        &self,
+        text: &str,
+        scores: &[f32],
+        byte_ids: &[Option<u32>; 256],
+        unk: Option<u32>,
+        out: &mut Vec<u32>,
+    ) {
+        // Symbols are byte ranges of `text`.
+        let mut syms: Vec<(usize, usize)> = text
+            .char_indices()
+            .map(|(i, c)| (i, i + c.len_utf8()))
+            .collect();
         loop {
             let best = syms
                 .windows(2)
                 .enumerate()
                 .filter_map(|(i, w)| {
-                    self.merges
-                        .get(&(w[0], w[1]))
-                        .map(|&(rank, id)| (rank, i, id))
+                    let id = *self.ids.get(&text[w[0].0..w[1].1])?;
+                    Some((scores[id as usize], i))
                 })
-                .min();
-            let Some((_, i, id)) = best else { break };
-            syms[i] = id;
+                .fold(None, |best: Option<(f32, usize)>, (score, i)| match best {
+                    Some((s, _)) if s >= score => best,
+                    _ => Some((score, i)),
+                });
+            let Some((_, i)) = best else { break };
+            syms[i].1 = syms[i + 1].1;
             syms.remove(i + 1);
         }
-        out.extend_from_slice(&syms);
+        for (a, b) in syms {
+            match self.ids.get(&text[a..b]) {
+                Some(&id) => out.push(id),
+                None => {
+                    for byte in text[a..b].bytes() {
+                        out.extend(byte_ids[byte as usize].or(unk));
+                    }
+                }
+            }
+        }
     }
 
     /// The bytes token `id` decodes to (control tokens: their text).
@@ -340,6 +514,26 @@ impl Tokenizer {
     /// Decodes ids to text; control tokens are skipped unless `with_special`.
     /// Invalid UTF-8 (a split multi-byte character) becomes U+FFFD.
     pub fn decode(&self, ids: &[u32], with_special: bool) -> String {
+        let text = self.decode_raw(ids, with_special);
+        match &self.model {
+            // The space SentencePiece prefixed at the start is not part of the text.
+            Model::Spm {
+                add_space_prefix: true,
+                ..
+            } => {
+                let start = ids.iter().position(|&i| !self.is_control(i)).unwrap_or(0);
+                if start == 0 || ids[..start].iter().all(|&i| Some(i) == self.bos) {
+                    if let Some(t) = text.strip_prefix(' ') {
+                        return t.to_string();
+                    }
+                }
+                text
+            }
+            _ => text,
+        }
+    }
+
+    fn decode_raw(&self, ids: &[u32], with_special: bool) -> String {
         let mut bytes = Vec::new();
         for &id in ids {
             if with_special || !self.is_control(id) {

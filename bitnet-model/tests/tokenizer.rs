@@ -103,3 +103,75 @@ fn bitnet_chat_format_and_no_special_injection() {
         ChatTemplate::Plain
     );
 }
+
+/// A SentencePiece vocabulary: unk, BOS, EOS, the 256 byte tokens, then pieces.
+fn spm_tokenizer() -> Tokenizer {
+    let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    let mut types = vec![2, 3, 3];
+    let mut scores = vec![0.0f32; 3];
+    for b in 0..256 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6);
+        scores.push(0.0);
+    }
+    // Higher score merges first.
+    for (piece, score) in [
+        ("▁", -10.0),
+        ("h", -10.0),
+        ("e", -10.0),
+        ("l", -10.0),
+        ("o", -10.0),
+        ("w", -10.0),
+        ("r", -10.0),
+        ("d", -10.0),
+        ("ll", -1.0),
+        ("▁h", -2.0),
+        ("he", -3.0),
+        ("llo", -4.0),
+        ("▁he", -5.0),
+        ("▁hello", -6.0),
+        ("▁w", -2.5),
+        ("or", -3.5),
+        ("▁wor", -4.5),
+        ("ld", -5.5),
+        ("▁world", -7.0),
+    ] {
+        tokens.push(piece.into());
+        types.push(1);
+        scores.push(score);
+    }
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let mut tok = Tokenizer::new_spm(&refs, &types, &scores, true).unwrap();
+    tok.bos = Some(1);
+    tok.eos = Some(2);
+    tok.add_bos = true;
+    tok
+}
+
+#[test]
+fn sentencepiece_merges_by_score_and_falls_back_to_bytes() {
+    let tok = spm_tokenizer();
+    let id = |t: &str| tok.token_id(t).unwrap();
+    assert_eq!(
+        tok.encode("hello world", false),
+        vec![id("▁hello"), id("▁world")]
+    );
+    assert_eq!(tok.encode_prompt("hello", false), vec![1, id("▁hello")]);
+    // 'é' is not a piece: its two UTF-8 bytes.
+    assert_eq!(
+        tok.encode("hé", false),
+        vec![id("▁h"), id("<0xC3>"), id("<0xA9>")]
+    );
+    for text in ["hello world", "hé", "world hello  hello", "w o r l d"] {
+        assert_eq!(
+            tok.decode(&tok.encode_prompt(text, false), false),
+            text,
+            "{text:?}"
+        );
+    }
+    // A special token in the text is parsed on request, with a fresh space prefix after it.
+    assert_eq!(
+        tok.encode("hello</s>hello", true),
+        vec![id("▁hello"), 2, id("▁hello")]
+    );
+}
