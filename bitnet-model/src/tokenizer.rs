@@ -79,13 +79,13 @@ enum Model {
         /// (left, right) → (rank, merged id).
         merges: HashMap<(u32, u32), (u32, u32)>,
         /// Id of the single-byte token for each byte value.
-        byte_ids: [u32; 256],
+        byte_ids: Box<[u32; 256]>,
         split: Regex,
     },
     Spm {
         scores: Vec<f32>,
         /// `<0xXX>` tokens, the fallback for characters outside the vocabulary.
-        byte_ids: [Option<u32>; 256],
+        byte_ids: Box<[Option<u32>; 256]>,
         unk: Option<u32>,
         add_space_prefix: bool,
     },
