@@ -290,7 +290,7 @@ impl Tokenizer {
             ids,
             model: Model::Bpe {
                 merges: merge_map,
-                byte_ids,
+                byte_ids: Box::new(byte_ids),
                 split,
             },
             specials,
@@ -343,7 +343,7 @@ impl Tokenizer {
             ids,
             model: Model::Spm {
                 scores: scores.to_vec(),
-                byte_ids,
+                byte_ids: Box::new(byte_ids),
                 unk,
                 add_space_prefix,
             },
