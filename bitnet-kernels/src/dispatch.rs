@@ -162,6 +162,10 @@ pub(crate) struct Table {
     /// `y += alpha * x`.
     pub axpy_f32: unsafe fn(alpha: f32, x: &[f32], y: &mut [f32]),
     pub axpy_f16: unsafe fn(alpha: f32, x: &[u16], y: &mut [f32]),
+    /// `Σ a·b` with exact products summed in f64, rounded once to f32.
+    pub dot_f64acc: unsafe fn(a: &[f32], b: &[f32]) -> f32,
+    /// `acc += alpha · x` in f64 (exact products; bitwise equal on every path).
+    pub axpy_f64acc: unsafe fn(alpha: f32, x: &[f32], acc: &mut [f64]),
     /// `y[r - rows.start] = Σ_k w[r, k] x[k]`, `w` row-major f16 `M × K`.
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.

@@ -114,6 +114,24 @@ impl Dispatch {
         Ok(())
     }
 
+    /// `Σ a[i]·b[i]` accumulated in f64 and rounded once: the correctly
+    /// rounded dot except when the exact value sits on an f32 rounding
+    /// boundary (paths may then differ by one ulp). For attention, where
+    /// each score feeds an int8 rounding downstream.
+    pub fn dot_f64acc(&self, a: &[f32], b: &[f32]) -> Result<f32, Error> {
+        check_len("dot operand", a.len(), b.len())?;
+        // SAFETY: ISA supported (Dispatch invariant); lengths checked.
+        Ok(unsafe { (self.table.dot_f64acc)(a, b) })
+    }
+
+    /// `acc += alpha · x` with f64 accumulators; bitwise equal on every path.
+    pub fn axpy_f64acc(&self, alpha: f32, x: &[f32], acc: &mut [f64]) -> Result<(), Error> {
+        check_len("axpy accumulator", x.len(), acc.len())?;
+        // SAFETY: as above.
+        unsafe { (self.table.axpy_f64acc)(alpha, x, acc) };
+        Ok(())
+    }
+
     /// F16 GEMV (the tied LM head): `w` is `M × K` half bits, row-major;
     /// `y[r - rows.start] = Σ_k w[r,k]·x[k]` for `r ∈ rows`.
     pub fn gemv_f16(

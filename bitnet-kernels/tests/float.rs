@@ -884,3 +884,53 @@ fn bad_shapes_are_errors() {
         assert!(d.gemv_f16(&w, 8, &buf(8), 3..3, &mut []).is_ok());
     }
 }
+
+mod f64_accumulated {
+    use super::common::{paths, scalar, TestRng};
+    use proptest::prelude::*;
+
+    fn values(rng: &mut TestRng, n: usize, spread: i32) -> Vec<f32> {
+        (0..n)
+            .map(|_| rng.f32() * 2f32.powi((rng.below(2 * spread as u64 + 1) as i32) - spread))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn axpy_f64acc_is_bitwise_equal(n in 0usize..300, seed in any::<u64>(), alpha in -4.0f32..4.0) {
+            let mut rng = TestRng::new(seed);
+            let x = values(&mut rng, n, 20);
+            let start: Vec<f64> = (0..n).map(|_| rng.f32() as f64).collect();
+            let mut want = start.clone();
+            scalar().axpy_f64acc(alpha, &x, &mut want).unwrap();
+            for d in paths() {
+                let mut got = start.clone();
+                d.axpy_f64acc(alpha, &x, &mut got).unwrap();
+                prop_assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{}", d.isa());
+            }
+        }
+
+        #[test]
+        fn dot_f64acc_is_within_one_ulp(n in 0usize..600, seed in any::<u64>(), spread in 0i32..30) {
+            let mut rng = TestRng::new(seed);
+            let (a, b) = (values(&mut rng, n, spread), values(&mut rng, n, spread));
+            let want = scalar().dot_f64acc(&a, &b).unwrap();
+            // The exact value, for the reference itself.
+            let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            prop_assert!((want as f64 - exact).abs() <= (exact.abs() * 2f64.powi(-23)).max(1e-300));
+            for d in paths() {
+                let got = d.dot_f64acc(&a, &b).unwrap();
+                let ulp = f32::from_bits(want.abs().to_bits() + 1) - want.abs();
+                prop_assert!((got - want).abs() <= ulp.max(f32::MIN_POSITIVE), "{}: {got} vs {want}", d.isa());
+            }
+        }
+    }
+
+    #[test]
+    fn f64acc_bad_lengths_are_errors() {
+        for d in paths() {
+            assert!(d.dot_f64acc(&[1.0], &[1.0, 2.0]).is_err());
+            assert!(d.axpy_f64acc(1.0, &[1.0], &mut [0.0, 0.0]).is_err());
+        }
+    }
+}

@@ -3,7 +3,6 @@
 
 use crate::config::Config;
 use crate::error::ModelError;
-use crate::ops;
 use bitnet_kernels::Dispatch;
 
 /// Element type of the cache.
@@ -122,9 +121,9 @@ impl KvCache {
             *s = match &self.keys[layer] {
                 Rows::F16(r) => {
                     d.f16_to_f32(&r[at], row).expect("head-sized row");
-                    ops::dot(q, row.iter().copied())
+                    d.dot_f64acc(q, row).expect("head-sized rows")
                 }
-                Rows::F32(r) => ops::dot(q, r[at].iter().copied()),
+                Rows::F32(r) => d.dot_f64acc(q, &r[at]).expect("head-sized rows"),
             };
         }
     }
@@ -146,18 +145,12 @@ impl KvCache {
         let off = head * head_dim;
         for (j, &p) in probs.iter().enumerate() {
             let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
-            let p = p as f64;
             match &self.values[layer] {
                 Rows::F16(r) => {
                     d.f16_to_f32(&r[at], row).expect("head-sized row");
-                    acc.iter_mut()
-                        .zip(row.iter())
-                        .for_each(|(a, &v)| *a += p * v as f64)
+                    d.axpy_f64acc(p, row, acc).expect("head-sized rows")
                 }
-                Rows::F32(r) => acc
-                    .iter_mut()
-                    .zip(&r[at])
-                    .for_each(|(a, &v)| *a += p * v as f64),
+                Rows::F32(r) => d.axpy_f64acc(p, &r[at], acc).expect("head-sized rows"),
             }
         }
         for (o, &a) in out.iter_mut().zip(acc.iter()) {

@@ -37,14 +37,6 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// `Σ a·b`, accumulated in f64.
-pub fn dot(a: &[f32], b: impl IntoIterator<Item = f32>) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, y)| x as f64 * y as f64)
-        .sum::<f64>() as f32
-}
-
 /// `x · sigmoid(x)`, as `x / (1 + e^−x)`.
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))

@@ -23,6 +23,8 @@ pub(crate) static TABLE: Table = Table {
     dot_f16,
     axpy_f32,
     axpy_f16,
+    dot_f64acc,
+    axpy_f64acc,
     gemv_f16,
     gemv_q8_0,
 };
@@ -189,6 +191,20 @@ pub(crate) unsafe fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {
 pub(crate) unsafe fn axpy_f16(alpha: f32, x: &[u16], y: &mut [f32]) {
     for (o, &v) in y.iter_mut().zip(x) {
         *o += alpha * math::f16_to_f32(v);
+    }
+}
+
+pub(crate) unsafe fn dot_f64acc(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| x as f64 * y as f64)
+        .sum::<f64>() as f32
+}
+
+pub(crate) unsafe fn axpy_f64acc(alpha: f32, x: &[f32], acc: &mut [f64]) {
+    let a = alpha as f64;
+    for (o, &v) in acc.iter_mut().zip(x) {
+        *o += a * v as f64;
     }
 }
 

@@ -426,6 +426,50 @@ pub(crate) unsafe fn gemv_q8_0_neon(
     }
 }
 
+// f64-accumulated dot and axpy (attention): f32 × f32 is exact in f64, so
+// FMA equals multiply-then-add and only the dot's summation order differs.
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_f64acc_neon(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let mut acc = [vdupq_n_f64(0.0); 2];
+    let main = n - n % 4;
+    for (x, y) in a[..main].chunks_exact(4).zip(b[..main].chunks_exact(4)) {
+        let (x, y) = (ld(x), ld(y));
+        acc[0] = vfmaq_f64(
+            acc[0],
+            vcvt_f64_f32(vget_low_f32(x)),
+            vcvt_f64_f32(vget_low_f32(y)),
+        );
+        acc[1] = vfmaq_f64(acc[1], vcvt_high_f64_f32(x), vcvt_high_f64_f32(y));
+    }
+    let mut s = vaddvq_f64(vaddq_f64(acc[0], acc[1]));
+    for j in main..n {
+        s += a[j] as f64 * b[j] as f64;
+    }
+    s as f32
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn axpy_f64acc_neon(alpha: f32, x: &[f32], acc: &mut [f64]) {
+    let n = x.len().min(acc.len());
+    let va = vdupq_n_f64(alpha as f64);
+    let main = n - n % 2;
+    for (v, o) in x[..main]
+        .chunks_exact(2)
+        .zip(acc[..main].chunks_exact_mut(2))
+    {
+        // SAFETY: `v` and `o` each hold exactly 2 elements.
+        unsafe {
+            let w = vcvt_f64_f32(vld1_f32(v.as_ptr()));
+            vst1q_f64(o.as_mut_ptr(), vfmaq_f64(vld1q_f64(o.as_ptr()), va, w));
+        }
+    }
+    for j in main..n {
+        acc[j] += alpha as f64 * x[j] as f64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! NEON against the scalar reference (bit for bit for the conversions,

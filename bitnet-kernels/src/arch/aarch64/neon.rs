@@ -30,6 +30,8 @@ pub(crate) static TABLE: Table = Table {
     dot_f16: super::float::dot_f16_neon,
     axpy_f32: super::float::axpy_f32_neon,
     axpy_f16: super::float::axpy_f16_neon,
+    dot_f64acc: super::float::dot_f64acc_neon,
+    axpy_f64acc: super::float::axpy_f64acc_neon,
     gemv_f16: super::float::gemv_f16_neon,
     gemv_q8_0: super::float::gemv_q8_0_neon,
 };

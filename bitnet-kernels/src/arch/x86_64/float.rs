@@ -979,3 +979,108 @@ pub(crate) unsafe fn gemv_q8_0_avx512(
         *o = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
     }
 }
+
+// ---------------------------------------------------------------------------
+// f64-accumulated dot and axpy (attention): f32 × f32 is exact in f64, so
+// FMA equals multiply-then-add and only the dot's summation order differs.
+// ---------------------------------------------------------------------------
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f64acc_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_pd(); 2];
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        let (x, y) = unsafe { (_mm256_loadu_ps(ap.add(i)), _mm256_loadu_ps(bp.add(i))) };
+        let (xl, yl) = (
+            _mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+            _mm256_cvtps_pd(_mm256_castps256_ps128(y)),
+        );
+        let (xh, yh) = (
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(y)),
+        );
+        acc[0] = _mm256_fmadd_pd(xl, yl, acc[0]);
+        acc[1] = _mm256_fmadd_pd(xh, yh, acc[1]);
+        i += 8;
+    }
+    let v = _mm256_add_pd(acc[0], acc[1]);
+    let pair = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+    let mut s = _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+    for j in i..n {
+        s += a[j] as f64 * b[j] as f64;
+    }
+    s as f32
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f64acc_avx2(alpha: f32, x: &[f32], acc: &mut [f64]) {
+    let n = x.len().min(acc.len());
+    let (xp, yp) = (x.as_ptr(), acc.as_mut_ptr());
+    let va = _mm256_set1_pd(alpha as f64);
+    let mut i = 0;
+    while i + 4 <= n {
+        // SAFETY: i + 4 <= n, within both slices.
+        unsafe {
+            let v = _mm256_cvtps_pd(_mm_loadu_ps(xp.add(i)));
+            _mm256_storeu_pd(
+                yp.add(i),
+                _mm256_fmadd_pd(va, v, _mm256_loadu_pd(yp.add(i))),
+            );
+        }
+        i += 4;
+    }
+    for j in i..n {
+        acc[j] += alpha as f64 * x[j] as f64;
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f64acc_avx512(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm512_setzero_pd(); 2];
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n, within both slices.
+        let (x, y) = unsafe { (_mm512_loadu_ps(ap.add(i)), _mm512_loadu_ps(bp.add(i))) };
+        let lo = |v: __m512| _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+        let hi = |v: __m512| {
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                _mm512_castps_pd(v),
+            )))
+        };
+        acc[0] = _mm512_fmadd_pd(lo(x), lo(y), acc[0]);
+        acc[1] = _mm512_fmadd_pd(hi(x), hi(y), acc[1]);
+        i += 16;
+    }
+    let mut s = _mm512_reduce_add_pd(_mm512_add_pd(acc[0], acc[1]));
+    for j in i..n {
+        s += a[j] as f64 * b[j] as f64;
+    }
+    s as f32
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f64acc_avx512(alpha: f32, x: &[f32], acc: &mut [f64]) {
+    let n = x.len().min(acc.len());
+    let (xp, yp) = (x.as_ptr(), acc.as_mut_ptr());
+    let va = _mm512_set1_pd(alpha as f64);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        unsafe {
+            let v = _mm512_cvtps_pd(_mm256_loadu_ps(xp.add(i)));
+            _mm512_storeu_pd(
+                yp.add(i),
+                _mm512_fmadd_pd(va, v, _mm512_loadu_pd(yp.add(i))),
+            );
+        }
+        i += 8;
+    }
+    for j in i..n {
+        acc[j] += alpha as f64 * x[j] as f64;
+    }
+}
