@@ -1,6 +1,9 @@
-//! The BitNet b1.58 model: GGUF loading, the transformer, KV cache, and the
-//! machine probes benchmarks measure against. Tokenizer, sampler, thread
-//! pool and generation API come next (issue #3).
+//! The BitNet b1.58 model over `bitnet-kernels`: a zero-copy GGUF reader and
+//! writer, the `bitnet-b1.58` / `bitnet` / ternary-`llama` transformers
+//! ([`Model::forward_batch`] runs several sequences per step), KV cache,
+//! byte-level BPE and SentencePiece tokenizers, chat formats, sampler,
+//! generation [`Session`], a static thread pool, synthetic models, and the
+//! machine probes benchmarks measure against.
 
 pub mod chat;
 pub mod config;
