@@ -20,6 +20,9 @@ pub enum Command {
     Chat(ChatArgs),
     /// Measure prompt processing and generation speed (llama-bench style).
     Bench(BenchArgs),
+    /// Describe a model file: architecture, shapes, tokenizer, tensor types,
+    /// memory held outside the mapping, and the kernel path.
+    Info(InfoArgs),
     /// Write a random-weight model of a preset shape (benches, demos).
     GenModel(GenModelArgs),
     /// Show the chosen kernel path, check every path on this CPU against the
@@ -147,6 +150,16 @@ pub struct BenchArgs {
     /// Print a Markdown table (the default).
     #[arg(long)]
     pub md: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Also list every metadata key (arrays summarized) and every tensor.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod bench;
 mod chat;
 mod gen_model;
 mod generate;
+mod info;
 mod kernels;
 mod load;
 mod run;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         args::Command::Run(a) => run::run(&a),
         args::Command::Chat(a) => chat::run(&a),
         args::Command::Bench(a) => bench::run(&a),
+        args::Command::Info(a) => info::run(&a),
         args::Command::GenModel(a) => gen_model::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
     };

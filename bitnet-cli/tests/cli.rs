@@ -269,3 +269,50 @@ fn bench_json_rows_have_the_documented_fields() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn info_describes_the_model_and_rejects_bad_files() {
+    let fixtures =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/tiny-b158");
+    let out = bitnet(
+        &[
+            "info",
+            "-m",
+            fixtures.join("model-tq2.gguf").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for needle in [
+        "bitnet-b1.58",
+        "hidden 256",
+        "TQ2_0",
+        "repacked to I2_S",
+        "kernels:",
+    ] {
+        assert!(s.contains(needle), "{needle} missing in:\n{s}");
+    }
+    let out = bitnet(
+        &[
+            "info",
+            "-m",
+            fixtures.join("model-i2s.gguf").to_str().unwrap(),
+            "--all",
+        ],
+        &[],
+    );
+    assert!(
+        text(&out.stdout).contains("in place") && text(&out.stdout).contains("blk.0.attn_q.weight")
+    );
+    let out = bitnet(
+        &["info", "-m", fixtures.join("cases.json").to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not a GGUF file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
