@@ -4,7 +4,7 @@
 use crate::args::ChatArgs;
 use crate::generate::{generate, Stop};
 use crate::load::{load, sampling};
-use bitnet_model::{ChatTemplate, Message, Role, Sampler, Session};
+use bitnet_model::{Message, Role, Sampler, Session};
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,11 +12,7 @@ use std::sync::Arc;
 pub fn run(args: &ChatArgs) -> crate::Result<()> {
     let mut sampler = Sampler::new(sampling(&args.sampling)?);
     let l = load(&args.model)?;
-    let template = ChatTemplate::for_model(
-        l.model.config.arch,
-        l.model.gguf().get_str("tokenizer.chat_template")?,
-        &l.tok,
-    );
+    let template = l.chat_template()?;
     let stops = template.stop_tokens(&l.tok);
     let mut session = Session::new(&l.model, l.ctx, l.kv)?;
     // Ctrl-C ends the current reply; pressed twice while no reply runs, it exits.

@@ -2,7 +2,7 @@
 
 use crate::args::{KvArg, ModelArgs, SamplingArgs};
 use bitnet_model::synthetic::{write_model, Preset, TernaryFormat};
-use bitnet_model::{KvType, Model, SamplerConfig, Tokenizer};
+use bitnet_model::{ChatTemplate, KvType, Model, SamplerConfig, Tokenizer};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,6 +14,18 @@ pub struct Loaded {
     pub kv: KvType,
     pub threads: usize,
     pub load_ms: f64,
+}
+
+impl Loaded {
+    /// The model's chat format (see [`ChatTemplate::for_model`]).
+    pub fn chat_template(&self) -> crate::Result<ChatTemplate> {
+        let file_template = self.model.gguf().get_str("tokenizer.chat_template")?;
+        Ok(ChatTemplate::for_model(
+            self.model.config.arch,
+            file_template,
+            &self.tok,
+        ))
+    }
 }
 
 pub fn load(args: &ModelArgs) -> crate::Result<Loaded> {

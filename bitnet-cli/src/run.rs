@@ -3,17 +3,13 @@
 use crate::args::RunArgs;
 use crate::generate::generate;
 use crate::load::{load, sampling};
-use bitnet_model::{ChatTemplate, Message, Role, Sampler, Session};
+use bitnet_model::{Message, Role, Sampler, Session};
 use std::io::Write;
 
 pub fn run(args: &RunArgs) -> crate::Result<()> {
     let sampling = sampling(&args.sampling)?;
     let l = load(&args.model)?;
-    let template = ChatTemplate::for_model(
-        l.model.config.arch,
-        l.model.gguf().get_str("tokenizer.chat_template")?,
-        &l.tok,
-    );
+    let template = l.chat_template()?;
     let chat = args.chat || args.system.is_some();
     let prompt = if chat {
         let mut msgs: Vec<Message> = args
