@@ -5,6 +5,7 @@
 //! generation [`Session`], a static thread pool, synthetic models, and the
 //! machine probes benchmarks measure against.
 
+pub mod batch;
 pub mod chat;
 pub mod config;
 mod error;
@@ -14,18 +15,21 @@ mod kv_cache;
 mod model;
 pub mod ops;
 pub mod pool;
+pub mod profile;
 pub mod sampler;
 mod session;
 pub mod synthetic;
 pub mod tokenizer;
 mod weights;
 
+pub use batch::{Batcher, Event, FinishReason, Request, SeqId, SeqStats};
 pub use bitnet_kernels::{Dispatch, Isa};
 pub use chat::{ChatTemplate, Message, Role};
 pub use config::{Activation, Arch, Config, RopeStyle};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvType};
-pub use model::{Logits, Model, NearTie, RoundingTrace, Sequence};
+pub use model::{Logits, Model, NearTie, PhaseThreads, RoundingTrace, Sequence};
+pub use profile::{Op, OpProfile, ProfileSnapshot};
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::{Session, TextStream, Timings};
 pub use tokenizer::{PreTokenizer, Tokenizer};

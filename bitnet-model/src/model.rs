@@ -8,8 +8,10 @@ use crate::gguf::Gguf;
 use crate::kv_cache::KvCache;
 use crate::ops;
 use crate::pool::{SharedOut, ThreadPool};
+use crate::profile::{Op, OpProfile};
 use bitnet_kernels::partition_chunk;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Rows per chunk of a static split: whole register tiles of every kernel.
 const ROW_TILE: usize = 32;
@@ -33,17 +35,35 @@ struct Layer {
     ffn_sub_norm: Option<Vec<f32>>,
 }
 
-/// A loaded model: weights in place in the (mapped) file, plus the kernels.
-pub struct Model {
+/// The weights of a model, in place in the (mapped) file; shared by every
+/// [`Model`] instance made with [`Model::instance`].
+struct Weights {
     file: Gguf,
-    pub config: Config,
     layers: Vec<Layer>,
     embed: Dense,
     output_norm: Vec<f32>,
     /// `None`: the LM head is tied to the token embedding.
     output: Option<Dense>,
+}
+
+/// A loaded model: shared weights (in the mapped file), the kernels, and this
+/// instance's own worker pool and per-op counters.
+pub struct Model {
+    weights: Arc<Weights>,
+    pub config: Config,
     dispatch: Dispatch,
     pool: ThreadPool,
+    phase_threads: PhaseThreads,
+    profile: Arc<OpProfile>,
+}
+
+/// Workers used per kind of forward step (at most the pool's size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseThreads {
+    /// Steps that feed some sequence more than one token (prompt processing).
+    pub prefill: usize,
+    /// Steps that feed every sequence one token (generation, batched or not).
+    pub decode: usize,
 }
 
 impl std::fmt::Debug for Model {
@@ -110,27 +130,85 @@ impl Model {
         };
         let output_norm = load_vector(&file, "output_norm.weight", h)?;
         Ok(Model {
-            file,
+            weights: Arc::new(Weights {
+                file,
+                layers,
+                embed,
+                output_norm,
+                output,
+            }),
             config,
-            layers,
-            embed,
-            output_norm,
-            output,
             dispatch: Dispatch::from_env()?,
             pool: ThreadPool::new(1, false),
+            phase_threads: PhaseThreads {
+                prefill: 1,
+                decode: 1,
+            },
+            profile: Arc::default(),
         })
     }
 
     /// Runs every forward pass on `threads` workers (the caller included),
     /// optionally pinned one per CPU.
     pub fn with_threads(mut self, threads: usize, pin: bool) -> Model {
-        self.pool = ThreadPool::new(threads, pin);
+        self.set_threads(threads, pin);
         self
     }
 
-    /// Replaces the worker pool (e.g. to measure another thread count).
+    /// Replaces the worker pool (e.g. to measure another thread count); both
+    /// phases use all of it.
     pub fn set_threads(&mut self, threads: usize, pin: bool) {
-        self.pool = ThreadPool::new(threads, pin);
+        self.set_threads_on(threads, &ThreadPool::default_cpus(pin), pin);
+    }
+
+    /// Replaces the worker pool with `threads` workers, pinned (with `pin`)
+    /// to `cpus` in order: disjoint CPU sets give instances that do not
+    /// compete for cores.
+    pub fn set_threads_on(&mut self, threads: usize, cpus: &[usize], pin: bool) {
+        self.pool = ThreadPool::with_cpus(threads, if pin { cpus } else { &[] });
+        let threads = self.pool.threads();
+        self.phase_threads = PhaseThreads {
+            prefill: threads,
+            decode: threads,
+        };
+    }
+
+    /// Uses fewer workers than the pool has in one phase, e.g. fewer for
+    /// memory-bound decoding than for compute-bound prompt processing.
+    /// Counts are clamped to `1..=pool size`.
+    pub fn set_phase_threads(&mut self, phase: PhaseThreads) {
+        let clamp = |n: usize| n.clamp(1, self.pool.threads());
+        self.phase_threads = PhaseThreads {
+            prefill: clamp(phase.prefill),
+            decode: clamp(phase.decode),
+        };
+    }
+
+    /// Workers used per phase.
+    pub fn phase_threads(&self) -> PhaseThreads {
+        self.phase_threads
+    }
+
+    /// Another instance of this model: the same weights (nothing is copied
+    /// or mapped again) and kernels, with its own single-worker pool and
+    /// counters; give it workers with [`Model::set_threads_on`].
+    pub fn instance(&self) -> Model {
+        Model {
+            weights: Arc::clone(&self.weights),
+            config: self.config.clone(),
+            dispatch: self.dispatch,
+            pool: ThreadPool::new(1, false),
+            phase_threads: PhaseThreads {
+                prefill: 1,
+                decode: 1,
+            },
+            profile: Arc::default(),
+        }
+    }
+
+    /// Time spent per kind of operation by this instance since it was made.
+    pub fn profile(&self) -> &Arc<OpProfile> {
+        &self.profile
     }
 
     /// The worker pool (its per-worker busy/wait counters).
@@ -138,14 +216,20 @@ impl Model {
         &self.pool
     }
 
-    /// `y = W · x` for every token, rows split statically over the pool.
-    fn matmul(&self, w: &Ternary, x: &QuantizedActs<'_>, y: &mut [f32]) -> Result<(), ModelError> {
-        let (d, file) = (self.dispatch, self.file.bytes());
+    /// `y = W · x` for every token, rows split statically over `workers`.
+    fn matmul(
+        &self,
+        workers: usize,
+        w: &Ternary,
+        x: &QuantizedActs<'_>,
+        y: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let (d, file) = (self.dispatch, self.weights.file.bytes());
         let m = w.m;
         debug_assert_eq!(y.len(), x.n() * m);
         let out = SharedOut(y.as_mut_ptr());
         let failed = AtomicBool::new(false);
-        self.pool.run(&|i, n| {
+        self.pool.run_on(workers, &|i, n| {
             let rows = partition_chunk(m, n, ROW_TILE, i);
             // SAFETY: `y` holds N rows of stride M; each worker writes only
             // its own columns `rows`, and `run` returns after all are done.
@@ -175,7 +259,8 @@ impl Model {
 
     /// Bytes of weights held outside the file mapping (TQ repacks).
     pub fn owned_weight_bytes(&self) -> usize {
-        self.layers
+        self.weights
+            .layers
             .iter()
             .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
             .map(Ternary::owned_bytes)
@@ -184,7 +269,7 @@ impl Model {
 
     /// The parsed file (metadata, tokenizer data).
     pub fn gguf(&self) -> &Gguf {
-        &self.file
+        &self.weights.file
     }
 
     /// Feeds `tokens` at positions `cache.len()..`, appends their keys and
@@ -245,7 +330,8 @@ impl Model {
     ) -> Result<(), ModelError> {
         let c = &self.config;
         let d = self.dispatch;
-        let file = self.file.bytes();
+        let w = &*self.weights;
+        let file = w.file.bytes();
         // Every token row of the step: (sequence, position in its cache).
         let mut rows: Vec<(usize, usize)> = Vec::new();
         for (si, seq) in seqs.iter().enumerate() {
@@ -273,26 +359,39 @@ impl Model {
             c.ffn,
             c.head_dim,
         );
+        let workers = if seqs.iter().all(|q| q.tokens.len() <= 1) {
+            self.phase_threads.decode
+        } else {
+            self.phase_threads.prefill
+        };
+        let mut laps = self.profile.step(n);
         let mut s = Scratch::new(n, h, q_dim, kv_dim, ffn);
 
         for (t, &id) in seqs.iter().flat_map(|q| q.tokens).enumerate() {
-            self.embed
+            w.embed
                 .row(file, d, id as usize, &mut s.x[t * h..(t + 1) * h])?;
         }
         let positions: Vec<usize> = rows.iter().map(|&(_, p)| p).collect();
         let rope = RopeTable::new(c, &positions);
         let longest = positions.iter().max().map_or(0, |p| p + 1);
+        laps.lap(Op::NormsRope);
 
-        for (li, layer) in self.layers.iter().enumerate() {
+        for (li, layer) in w.layers.iter().enumerate() {
             // Attention: RMSNorm → Q, K, V (one shared quantization) → RoPE → causal GQA.
             rms_norm_rows(&s.x, &layer.attn_norm, c.rms_eps, &mut s.xn, h);
+            laps.lap(Op::NormsRope);
             let acts = s.quant.quantize(d, &s.xn, h, diag.as_deref_mut())?;
-            self.matmul(&layer.wq, &acts, &mut s.q)?;
-            self.matmul(&layer.wk, &acts, &mut s.k)?;
-            self.matmul(&layer.wv, &acts, &mut s.v)?;
-            for (t, &(si, pos)) in rows.iter().enumerate() {
+            laps.lap(Op::Quantize);
+            self.matmul(workers, &layer.wq, &acts, &mut s.q)?;
+            self.matmul(workers, &layer.wk, &acts, &mut s.k)?;
+            self.matmul(workers, &layer.wv, &acts, &mut s.v)?;
+            laps.lap(Op::TernaryMatmul);
+            for t in 0..n {
                 rope.apply(d, c, t, &mut s.q[t * q_dim..(t + 1) * q_dim])?;
                 rope.apply(d, c, t, &mut s.k[t * kv_dim..(t + 1) * kv_dim])?;
+            }
+            laps.lap(Op::NormsRope);
+            for (t, &(si, pos)) in rows.iter().enumerate() {
                 let (k, v) = (
                     &s.k[t * kv_dim..(t + 1) * kv_dim],
                     &s.v[t * kv_dim..(t + 1) * kv_dim],
@@ -303,7 +402,7 @@ impl Model {
             let scale = 1.0 / (hd as f32).sqrt();
             let caches: Vec<&KvCache> = seqs.iter().map(|q| &*q.cache).collect();
             let (q_all, out, rows) = (&s.q, SharedOut(s.attn.as_mut_ptr()), &rows);
-            self.pool.run(&|i, workers| {
+            self.pool.run_on(workers, &|i, workers| {
                 let heads = partition_chunk(c.heads, workers, 1, i);
                 let mut scores = vec![0f32; longest];
                 let mut acc = vec![0f64; hd];
@@ -339,28 +438,38 @@ impl Model {
                     }
                 }
             });
-            if let Some(w) = &layer.attn_sub_norm {
-                rms_norm_rows(&s.attn, w, c.rms_eps, &mut s.attn_n, q_dim);
+            laps.lap(Op::Attention);
+            if let Some(norm) = &layer.attn_sub_norm {
+                rms_norm_rows(&s.attn, norm, c.rms_eps, &mut s.attn_n, q_dim);
                 std::mem::swap(&mut s.attn, &mut s.attn_n);
+                laps.lap(Op::NormsRope);
             }
             let acts = s.quant.quantize(d, &s.attn, q_dim, diag.as_deref_mut())?;
-            self.matmul(&layer.wo, &acts, &mut s.proj)?;
+            laps.lap(Op::Quantize);
+            self.matmul(workers, &layer.wo, &acts, &mut s.proj)?;
+            laps.lap(Op::TernaryMatmul);
             add_in_place(&mut s.x, &s.proj);
 
             // Feed-forward: RMSNorm → gate, up (one shared quantization) → act(gate) ⊙ up → [sub-norm] → down.
             rms_norm_rows(&s.x, &layer.ffn_norm, c.rms_eps, &mut s.xn, h);
+            laps.lap(Op::NormsRope);
             let acts = s.quant.quantize(d, &s.xn, h, diag.as_deref_mut())?;
-            self.matmul(&layer.w_gate, &acts, &mut s.gate)?;
-            self.matmul(&layer.w_up, &acts, &mut s.up)?;
+            laps.lap(Op::Quantize);
+            self.matmul(workers, &layer.w_gate, &acts, &mut s.gate)?;
+            self.matmul(workers, &layer.w_up, &acts, &mut s.up)?;
+            laps.lap(Op::TernaryMatmul);
             for (g, &u) in s.gate.iter_mut().zip(&s.up) {
                 *g = activate(c.activation, *g) * u;
             }
-            if let Some(w) = &layer.ffn_sub_norm {
-                rms_norm_rows(&s.gate, w, c.rms_eps, &mut s.up, ffn);
+            if let Some(norm) = &layer.ffn_sub_norm {
+                rms_norm_rows(&s.gate, norm, c.rms_eps, &mut s.up, ffn);
                 std::mem::swap(&mut s.gate, &mut s.up);
             }
+            laps.lap(Op::NormsRope);
             let acts = s.quant.quantize(d, &s.gate, ffn, diag.as_deref_mut())?;
-            self.matmul(&layer.w_down, &acts, &mut s.proj)?;
+            laps.lap(Op::Quantize);
+            self.matmul(workers, &layer.w_down, &acts, &mut s.proj)?;
+            laps.lap(Op::TernaryMatmul);
             add_in_place(&mut s.x, &s.proj);
         }
         for seq in seqs.iter_mut() {
@@ -380,15 +489,16 @@ impl Model {
             }
             t += len;
         }
-        let head = self.output.as_ref().unwrap_or(&self.embed);
+        let head = w.output.as_ref().unwrap_or(&w.embed);
         let mut normed = vec![0f32; wanted.len() * h];
         for (&t, out) in wanted.iter().zip(normed.chunks_exact_mut(h)) {
-            ops::rms_norm(&s.x[t * h..(t + 1) * h], &self.output_norm, c.rms_eps, out);
+            ops::rms_norm(&s.x[t * h..(t + 1) * h], &w.output_norm, c.rms_eps, out);
         }
+        laps.lap(Op::NormsRope);
         logits.resize(wanted.len() * c.vocab, 0.0);
         let (dst, normed) = (SharedOut(logits.as_mut_ptr()), &normed);
         let failed = AtomicBool::new(false);
-        self.pool.run(&|i, workers| {
+        self.pool.run_on(workers, &|i, workers| {
             let rows = partition_chunk(c.vocab, workers, ROW_TILE, i);
             // SAFETY: `logits` holds one `vocab`-wide row per wanted token;
             // each worker writes only its own columns `rows`.
@@ -396,6 +506,7 @@ impl Model {
                 failed.store(true, Ordering::Relaxed);
             }
         });
+        laps.lap(Op::LmHead);
         if failed.load(Ordering::Relaxed) {
             return Err(ModelError::Tensor {
                 name: head.name.clone(),

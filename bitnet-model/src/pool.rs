@@ -19,12 +19,19 @@ pub struct WorkerStats {
 /// A type-erased `&dyn Fn(worker, workers)` valid for one job.
 type JobRef = *const (dyn Fn(usize, usize) + Sync);
 
+/// The current job and how many workers (indices `0..active`) take part.
+#[derive(Clone, Copy)]
+struct Job {
+    f: SendJob,
+    active: usize,
+}
+
 struct Shared {
     /// Serializes `run` calls from different threads.
     run_lock: Mutex<()>,
     /// Bumped once per job; workers wait for it to move.
     generation: AtomicU64,
-    job: Mutex<Option<SendJob>>,
+    job: Mutex<Option<Job>>,
     /// Workers (excluding the caller) still running the current job.
     pending: AtomicUsize,
     stop: AtomicBool,
@@ -64,6 +71,23 @@ impl ThreadPool {
     /// `threads` workers in all (the caller counts as one). With `pin`,
     /// worker `i` is bound to the `i`-th CPU this process may run on (Linux).
     pub fn new(threads: usize, pin: bool) -> ThreadPool {
+        ThreadPool::with_cpus(threads, &ThreadPool::default_cpus(pin))
+    }
+
+    /// The CPUs [`ThreadPool::new`] pins to: with `pin`, every CPU this
+    /// process may run on, in order (Linux; empty elsewhere or without `pin`).
+    pub fn default_cpus(pin: bool) -> Vec<usize> {
+        if pin {
+            allowed_cpus()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// `threads` workers; worker `i` is bound to `cpus[i % cpus.len()]`
+    /// (none when `cpus` is empty). The calling thread, worker 0, is bound
+    /// to `cpus[0]` now.
+    pub fn with_cpus(threads: usize, cpus: &[usize]) -> ThreadPool {
         let threads = threads.max(1);
         let shared = Arc::new(Shared {
             run_lock: Mutex::new(()),
@@ -75,7 +99,6 @@ impl ThreadPool {
             wake_lock: Mutex::new(()),
             stats: (0..threads).map(|_| WorkerStats::default()).collect(),
         });
-        let cpus = if pin { allowed_cpus() } else { Vec::new() };
         if let Some(&cpu) = cpus.first() {
             pin_current(cpu);
         }
@@ -89,7 +112,7 @@ impl ThreadPool {
                         if let Some(cpu) = cpu {
                             pin_current(cpu);
                         }
-                        worker(&shared, index, threads)
+                        worker(&shared, index)
                     })
                     .expect("spawning a worker thread")
             })
@@ -113,9 +136,16 @@ impl ThreadPool {
 
     /// Runs `f(worker, workers)` on every worker and returns when all are done.
     pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
+        self.run_on(self.threads, f);
+    }
+
+    /// Runs `f(worker, active)` on workers `0..active` only (clamped to
+    /// `1..=threads`); the others stay idle. Returns when all are done.
+    pub fn run_on(&self, active: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        let active = active.clamp(1, self.threads);
         let _one_job_at_a_time = self.shared.run_lock.lock().expect("pool lock");
         let start = Instant::now();
-        if self.threads == 1 {
+        if active == 1 {
             f(0, 1);
             record(&self.shared.stats[0], start, Instant::now());
             return;
@@ -126,16 +156,17 @@ impl ThreadPool {
         // `f` outlives every call.
         let job: JobRef =
             unsafe { std::mem::transmute::<&(dyn Fn(usize, usize) + Sync), JobRef>(f) };
-        *self.shared.job.lock().expect("pool lock") = Some(SendJob(job));
-        self.shared
-            .pending
-            .store(self.threads - 1, Ordering::Release);
+        *self.shared.job.lock().expect("pool lock") = Some(Job {
+            f: SendJob(job),
+            active,
+        });
+        self.shared.pending.store(active - 1, Ordering::Release);
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         {
             let _guard = self.shared.wake_lock.lock().expect("pool lock");
             self.shared.wake.notify_all();
         }
-        f(0, self.threads);
+        f(0, active);
         let busy_end = Instant::now();
         let mut spins = 0u32;
         while self.shared.pending.load(Ordering::Acquire) != 0 {
@@ -161,7 +192,7 @@ fn record(stats: &WorkerStats, start: Instant, end: Instant) {
     stats.jobs.fetch_add(1, Ordering::Relaxed);
 }
 
-fn worker(shared: &Shared, index: usize, threads: usize) {
+fn worker(shared: &Shared, index: usize) {
     let mut seen = 0u64;
     let stats = &shared.stats[index];
     loop {
@@ -188,16 +219,20 @@ fn worker(shared: &Shared, index: usize, threads: usize) {
         }
         seen = shared.generation.load(Ordering::Acquire);
         let start = Instant::now();
-        stats
-            .wait_ns
-            .fetch_add((start - wait_start).as_nanos() as u64, Ordering::Relaxed);
         let job = shared
             .job
             .lock()
             .expect("pool lock")
             .expect("a job is published before the bump");
-        // SAFETY: see `ThreadPool::run`: the job is alive until `pending` hits zero.
-        unsafe { (*job.0)(index, threads) };
+        if index >= job.active {
+            // Not part of this job: `pending` does not count this worker.
+            continue;
+        }
+        stats
+            .wait_ns
+            .fetch_add((start - wait_start).as_nanos() as u64, Ordering::Relaxed);
+        // SAFETY: see `ThreadPool::run_on`: the job is alive until `pending` hits zero.
+        unsafe { (*job.f.0)(index, job.active) };
         record(stats, start, Instant::now());
         shared.pending.fetch_sub(1, Ordering::AcqRel);
     }
@@ -301,6 +336,23 @@ mod tests {
                 .stats()
                 .iter()
                 .all(|s| s.jobs.load(Ordering::Relaxed) == 200));
+        }
+    }
+
+    #[test]
+    fn run_on_uses_only_the_first_workers() {
+        let pool = ThreadPool::new(3, false);
+        for active in [1, 2, 3, 7] {
+            for _ in 0..100 {
+                let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+                pool.run_on(active, &|i, n| {
+                    assert_eq!(n, active.min(3));
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                for (i, h) in hits.iter().enumerate() {
+                    assert_eq!(h.load(Ordering::Relaxed), usize::from(i < active));
+                }
+            }
         }
     }
 

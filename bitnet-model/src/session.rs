@@ -4,6 +4,7 @@
 use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvType};
 use crate::model::{Logits, Model};
+use crate::profile::Op;
 use crate::sampler::Sampler;
 use std::time::{Duration, Instant};
 
@@ -109,7 +110,10 @@ impl<'m> Session<'m> {
     /// Samples the next token from the current logits (call after
     /// [`Session::prefill`] or [`Session::push`]).
     pub fn sample(&self, sampler: &mut Sampler) -> u32 {
-        sampler.sample(&self.logits, &self.tokens)
+        let start = Instant::now();
+        let token = sampler.sample(&self.logits, &self.tokens);
+        self.model.profile().add(Op::Sampling, start.elapsed());
+        token
     }
 }
 

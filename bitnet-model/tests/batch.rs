@@ -1,0 +1,189 @@
+//! Continuous batching gives every sequence exactly the tokens a lone
+//! session gives it, whatever joins or leaves the batch around it.
+
+use bitnet_model::synthetic::{write_model, Preset, TernaryFormat};
+use bitnet_model::{
+    Batcher, Event, FinishReason, KvType, Model, ModelError, Request, Sampler, SamplerConfig,
+    Session,
+};
+use std::collections::HashMap;
+
+fn tiny_model(tag: &str) -> (Model, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("bitnet-batch-{tag}-{}.gguf", std::process::id()));
+    write_model(&path, Preset::TINY, TernaryFormat::I2s, 3).unwrap();
+    (Model::load(&path).unwrap(), path)
+}
+
+/// What a lone session generates for `req` (the reference).
+fn alone(model: &Model, ctx: usize, req: &Request) -> (Vec<u32>, FinishReason) {
+    let mut session = Session::new(model, ctx, KvType::F32).unwrap();
+    let mut sampler = Sampler::new(req.sampling.clone());
+    session.prefill(&req.prompt).unwrap();
+    let mut out = Vec::new();
+    loop {
+        if out.len() >= req.max_tokens {
+            return (out, FinishReason::Length);
+        }
+        if session.remaining() == 0 {
+            return (out, FinishReason::ContextFull);
+        }
+        let t = session.sample(&mut sampler);
+        if req.stop_tokens.contains(&t) {
+            return (out, FinishReason::Stop);
+        }
+        out.push(t);
+        if out.len() < req.max_tokens {
+            session.push(t).unwrap();
+        }
+    }
+}
+
+fn request(i: usize) -> Request {
+    let len = 1 + (i * 7) % 23;
+    let prompt: Vec<u32> = (0..len).map(|j| ((i * 31 + j * 17) % 250) as u32).collect();
+    let sampling = if i.is_multiple_of(2) {
+        SamplerConfig::greedy()
+    } else {
+        SamplerConfig {
+            seed: i as u64,
+            ..SamplerConfig::default()
+        }
+    };
+    Request {
+        prompt,
+        max_tokens: [0, 1, 5, 17, 40][i % 5],
+        sampling,
+        // A stop token that greedy decoding of some prompts may hit.
+        stop_tokens: if i.is_multiple_of(3) { vec![7] } else { vec![] },
+    }
+}
+
+#[test]
+fn batched_sequences_match_lone_sessions() {
+    let (model, path) = tiny_model("match");
+    let model = model.with_threads(2, false);
+    let ctx = 48;
+    let requests: Vec<Request> = (0..14).map(request).collect();
+    // Small slots and prefill chunks: sequences join and leave mid-flight,
+    // and long prompts take several steps.
+    let mut batcher = Batcher::new(&model, 4, ctx, KvType::F32)
+        .unwrap()
+        .with_prefill_chunk(5);
+    let mut pending = requests.iter().enumerate();
+    let mut got: HashMap<u64, (Vec<u32>, Option<FinishReason>)> = HashMap::new();
+    let mut events = Vec::new();
+    let mut finished = 0;
+    while finished < requests.len() {
+        while batcher.free_slots() > 0 {
+            let Some((i, r)) = pending.next() else { break };
+            batcher.admit(i as u64, r.clone()).unwrap();
+            got.insert(i as u64, (Vec::new(), None));
+        }
+        events.clear();
+        batcher.step(&mut events).unwrap();
+        for e in &events {
+            match *e {
+                Event::Token { id, token } => got.get_mut(&id).unwrap().0.push(token),
+                Event::Finished { id, reason, stats } => {
+                    let entry = got.get_mut(&id).unwrap();
+                    assert_eq!(stats.generated, entry.0.len());
+                    assert_eq!(stats.prompt_tokens, requests[id as usize].prompt.len());
+                    entry.1 = Some(reason);
+                    finished += 1;
+                }
+            }
+        }
+    }
+    assert!(batcher.is_idle());
+    for (i, r) in requests.iter().enumerate() {
+        let (tokens, reason) = &got[&(i as u64)];
+        let (want, want_reason) = alone(&model, ctx, r);
+        assert_eq!(tokens, &want, "request {i}");
+        assert_eq!(reason.unwrap(), want_reason, "request {i}");
+    }
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn bad_requests_are_refused_and_cancel_frees_the_slot() {
+    let (model, path) = tiny_model("errors");
+    let mut batcher = Batcher::new(&model, 1, 16, KvType::F16).unwrap();
+    let mut r = request(1);
+    r.max_tokens = 5;
+    r.prompt = vec![1; 17];
+    assert!(matches!(
+        batcher.admit(0, r.clone()),
+        Err(ModelError::ContextFull {
+            needed: 17,
+            ctx: 16
+        })
+    ));
+    r.prompt = vec![];
+    assert!(batcher.admit(0, r.clone()).is_err());
+    r.prompt = vec![u32::MAX];
+    assert!(matches!(
+        batcher.admit(0, r.clone()),
+        Err(ModelError::BadToken { .. })
+    ));
+    r.prompt = vec![1, 2, 3];
+    batcher.admit(5, r.clone()).unwrap();
+    assert!(batcher.admit(6, r.clone()).is_err(), "no free slot");
+    let mut events = Vec::new();
+    batcher.step(&mut events).unwrap();
+    assert!(batcher.cancel(5).is_some());
+    assert!(batcher.cancel(5).is_none());
+    assert_eq!(batcher.free_slots(), 1);
+    batcher.admit(6, r).unwrap();
+    // A prompt that fills the context ends at once.
+    let mut full = request(0);
+    full.prompt = vec![2; 16];
+    full.max_tokens = 4;
+    let mut batcher = Batcher::new(&model, 1, 16, KvType::F16).unwrap();
+    batcher.admit(9, full).unwrap();
+    events.clear();
+    batcher.step(&mut events).unwrap();
+    assert!(matches!(
+        events[..],
+        [Event::Finished {
+            id: 9,
+            reason: FinishReason::ContextFull,
+            ..
+        }]
+    ));
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn instances_and_phase_threads_give_identical_logits() {
+    use bitnet_model::{KvCache, Logits, PhaseThreads};
+    let (model, path) = tiny_model("instances");
+    let ids: Vec<u32> = (0..20).map(|i| (i * 13 % 250) as u32).collect();
+    let run = |m: &Model| {
+        let mut cache = KvCache::new(&m.config, 32, KvType::F32).unwrap();
+        let (mut all, mut logits) = (Vec::new(), Vec::new());
+        m.forward(&ids[..12], &mut cache, Logits::All, &mut logits)
+            .unwrap();
+        all.extend_from_slice(&logits);
+        for &t in &ids[12..] {
+            m.forward(&[t], &mut cache, Logits::Last, &mut logits)
+                .unwrap();
+            all.extend_from_slice(&logits);
+        }
+        all
+    };
+    let reference = run(&model);
+    let mut other = model.instance();
+    other.set_threads_on(3, &[], false);
+    assert_eq!(run(&other), reference);
+    for (prefill, decode) in [(1, 3), (3, 1), (2, 2)] {
+        other.set_phase_threads(PhaseThreads { prefill, decode });
+        assert_eq!(other.phase_threads(), PhaseThreads { prefill, decode });
+        assert_eq!(run(&other), reference, "prefill {prefill}, decode {decode}");
+    }
+    let p = other.profile().snapshot();
+    assert_eq!(p.steps, 4 * 9);
+    assert_eq!(p.tokens, 4 * 20);
+    assert!(p.get(bitnet_model::Op::TernaryMatmul) > 0);
+    assert_eq!(model.profile().snapshot().steps, 9, "instances count apart");
+    std::fs::remove_file(path).unwrap();
+}
