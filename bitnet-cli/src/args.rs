@@ -150,6 +150,10 @@ pub struct BenchArgs {
     /// Print a Markdown table (the default).
     #[arg(long)]
     pub md: bool,
+    /// Also print where the time goes: milliseconds per token for each kind
+    /// of operation (always in the JSON rows as `ms_per_token`).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 
 use crate::args::{BenchArgs, KvArg, ModelArgs, Threads};
 use crate::load::load;
-use bitnet_model::{KvCache, KvType, Logits, Model, Sequence};
+use bitnet_model::{KvCache, KvType, Logits, Model, Op, ProfileSnapshot, Sequence};
 use std::time::Instant;
 
 /// One result row; the JSON field names are part of the CLI contract.
@@ -17,6 +17,8 @@ struct Row {
     batch: usize,
     tok_s: f64,
     tok_s_sd: f64,
+    /// Time per op over the measured repetitions.
+    ops: ProfileSnapshot,
 }
 
 pub fn run(args: &BenchArgs) -> crate::Result<()> {
@@ -59,13 +61,13 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         let threads = t.resolve();
         l.model.set_threads(threads, args.pin);
         for &n in args.prompt.iter().filter(|&&n| n > 0) {
-            let rates = repeat(args.reps, || prefill(&l.model, kv, n))?;
-            rows.push(row(format!("pp{n}"), n, 0, threads, 1, &rates));
+            let (rates, ops) = repeat(&l.model, args.reps, || prefill(&l.model, kv, n))?;
+            rows.push(row(format!("pp{n}"), n, 0, threads, 1, &rates, ops));
         }
         for &n in args.gen.iter().filter(|&&n| n > 0) {
             for &b in &args.batch {
-                let rates = repeat(args.reps, || generate(&l.model, kv, n, b))?;
-                rows.push(row(format!("tg{n}"), 0, n, threads, b, &rates));
+                let (rates, ops) = repeat(&l.model, args.reps, || generate(&l.model, kv, n, b))?;
+                rows.push(row(format!("tg{n}"), 0, n, threads, b, &rates, ops));
             }
         }
     }
@@ -73,9 +75,14 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         let list: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
+                let ops: serde_json::Map<String, serde_json::Value> = Op::ALL
+                    .iter()
+                    .map(|&op| (op.name().to_string(), ms_per_token(&r.ops, op).into()))
+                    .collect();
                 serde_json::json!({
                     "test": r.test, "n_prompt": r.n_prompt, "n_gen": r.n_gen, "threads": r.threads,
                     "batch": r.batch, "tok_s": r.tok_s, "tok_s_sd": r.tok_s_sd, "kernel": kernel,
+                    "ms_per_token": ops,
                 })
             })
             .collect();
@@ -95,8 +102,29 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                 r.threads, r.batch, r.test, r.tok_s, r.tok_s_sd
             );
         }
+        if args.profile {
+            println!();
+            print!("| threads | batch | test |");
+            Op::ALL.iter().for_each(|op| print!(" {} |", op.name()));
+            println!();
+            println!("| ---: | ---: | --- |{}", " ---: |".repeat(Op::ALL.len()));
+            for r in &rows {
+                print!("| {} | {} | {} |", r.threads, r.batch, r.test);
+                let total = r.ops.total_ns().max(1) as f64;
+                for &op in &Op::ALL {
+                    let share = 100.0 * r.ops.get(op) as f64 / total;
+                    print!(" {:.3} ms ({share:.0} %) |", ms_per_token(&r.ops, op));
+                }
+                println!();
+            }
+        }
     }
     Ok(())
+}
+
+/// Milliseconds of `op` per token that went through the forward pass.
+fn ms_per_token(p: &ProfileSnapshot, op: Op) -> f64 {
+    p.get(op) as f64 / 1e6 / p.tokens.max(1) as f64
 }
 
 /// Token ids that are valid in any vocabulary of at least 256 entries.
@@ -145,10 +173,17 @@ fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::Result<f64>
     Ok((n * b) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// One warm-up run, then `reps` measured ones.
-fn repeat(reps: usize, mut f: impl FnMut() -> crate::Result<f64>) -> crate::Result<Vec<f64>> {
+/// One warm-up run, then `reps` measured ones, with the model's per-op
+/// time over the measured ones.
+fn repeat(
+    model: &Model,
+    reps: usize,
+    mut f: impl FnMut() -> crate::Result<f64>,
+) -> crate::Result<(Vec<f64>, ProfileSnapshot)> {
     f()?;
-    (0..reps).map(|_| f()).collect()
+    let before = model.profile().snapshot();
+    let rates = (0..reps).map(|_| f()).collect::<crate::Result<_>>()?;
+    Ok((rates, model.profile().snapshot().since(&before)))
 }
 
 fn row(
@@ -158,6 +193,7 @@ fn row(
     threads: usize,
     batch: usize,
     rates: &[f64],
+    ops: ProfileSnapshot,
 ) -> Row {
     let mean = rates.iter().sum::<f64>() / rates.len() as f64;
     let var =
@@ -170,5 +206,6 @@ fn row(
         batch,
         tok_s: mean,
         tok_s_sd: var.sqrt(),
+        ops,
     }
 }
