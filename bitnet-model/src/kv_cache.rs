@@ -102,59 +102,29 @@ impl KvCache {
         Ok(())
     }
 
-    /// `scores[j] = q · key(j, head)` for positions `0..scores.len()`.
-    /// `row` is scratch of `head_dim` values: f16 rows are widened into it
-    /// by the SIMD kernel (exact), so the f64 dot sees the same values.
-    pub(crate) fn key_scores(
+    /// The keys and values of KV head `head` at positions `0..len` of
+    /// `layer` as contiguous `len × head_dim` f32 rows (f16 widened exactly
+    /// by the SIMD kernel), for attention to read many times over.
+    pub(crate) fn gather_head(
         &self,
         d: Dispatch,
         layer: usize,
         head: usize,
         head_dim: usize,
-        q: &[f32],
-        row: &mut [f32],
-        scores: &mut [f32],
+        len: usize,
+        keys: &mut Vec<f32>,
+        values: &mut Vec<f32>,
     ) {
         let off = head * head_dim;
-        for (j, s) in scores.iter_mut().enumerate() {
-            let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
-            *s = match &self.keys[layer] {
-                Rows::F16(r) => {
-                    d.f16_to_f32(&r[at], row).expect("head-sized row");
-                    d.dot_f64acc(q, row).expect("head-sized rows")
+        for (rows, dst) in [(&self.keys[layer], keys), (&self.values[layer], values)] {
+            dst.resize(len * head_dim, 0.0);
+            for (j, out) in dst.chunks_exact_mut(head_dim).enumerate() {
+                let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
+                match rows {
+                    Rows::F16(r) => d.f16_to_f32(&r[at], out).expect("head-sized rows"),
+                    Rows::F32(r) => out.copy_from_slice(&r[at]),
                 }
-                Rows::F32(r) => d.dot_f64acc(q, &r[at]).expect("head-sized rows"),
-            };
-        }
-    }
-
-    /// `out = Σ_j probs[j] · value(j, head)`, accumulated in f64 (`acc` is
-    /// scratch of `head_dim` values).
-    pub(crate) fn mix_values(
-        &self,
-        d: Dispatch,
-        layer: usize,
-        head: usize,
-        head_dim: usize,
-        probs: &[f32],
-        row: &mut [f32],
-        acc: &mut [f64],
-        out: &mut [f32],
-    ) {
-        acc.fill(0.0);
-        let off = head * head_dim;
-        for (j, &p) in probs.iter().enumerate() {
-            let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
-            match &self.values[layer] {
-                Rows::F16(r) => {
-                    d.f16_to_f32(&r[at], row).expect("head-sized row");
-                    d.axpy_f64acc(p, row, acc).expect("head-sized rows")
-                }
-                Rows::F32(r) => d.axpy_f64acc(p, &r[at], acc).expect("head-sized rows"),
             }
-        }
-        for (o, &a) in out.iter_mut().zip(acc.iter()) {
-            *o = a as f32;
         }
     }
 }

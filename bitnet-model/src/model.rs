@@ -404,37 +404,44 @@ impl Model {
             let (q_all, out, rows) = (&s.q, SharedOut(s.attn.as_mut_ptr()), &rows);
             self.pool.run_on(workers, &|i, workers| {
                 let heads = partition_chunk(c.heads, workers, 1, i);
+                if heads.is_empty() {
+                    return;
+                }
                 let mut scores = vec![0f32; longest];
                 let mut acc = vec![0f64; hd];
-                let mut row = vec![0f32; hd];
-                for (t, &(si, pos)) in rows.iter().enumerate() {
-                    for head in heads.clone() {
-                        let at = t * q_dim + head * hd;
-                        let scores = &mut scores[..pos + 1];
-                        caches[si].key_scores(
-                            d,
-                            li,
-                            head / group,
-                            hd,
-                            &q_all[at..at + hd],
-                            &mut row,
-                            scores,
-                        );
-                        scores.iter_mut().for_each(|v| *v *= scale);
-                        ops::softmax(scores);
-                        // SAFETY: head `head` of row `t` is this worker's alone
-                        // (heads are split), inside `s.attn` (N × q_dim).
-                        let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), hd) };
-                        caches[si].mix_values(
-                            d,
-                            li,
-                            head / group,
-                            hd,
-                            scores,
-                            &mut row,
-                            &mut acc,
-                            dst,
-                        );
+                let (mut keys, mut values) = (Vec::new(), Vec::new());
+                for (si, cache) in caches.iter().enumerate() {
+                    let mine = || rows.iter().enumerate().filter(move |(_, r)| r.0 == si);
+                    let Some(len) = mine().map(|(_, &(_, pos))| pos + 1).max() else {
+                        continue;
+                    };
+                    // Each KV head is widened once and read by every query
+                    // head of its group, for every token of the step.
+                    for kv_head in heads.start / group..=(heads.end - 1) / group {
+                        cache.gather_head(d, li, kv_head, hd, len, &mut keys, &mut values);
+                        let shared = kv_head * group..(kv_head + 1) * group;
+                        for head in heads.start.max(shared.start)..heads.end.min(shared.end) {
+                            for (t, &(_, pos)) in mine() {
+                                let at = t * q_dim + head * hd;
+                                let scores = &mut scores[..pos + 1];
+                                // SAFETY: head `head` of row `t` is this
+                                // worker's alone (heads are split), inside
+                                // `s.attn` (N × q_dim).
+                                let dst = unsafe {
+                                    std::slice::from_raw_parts_mut(out.ptr().add(at), hd)
+                                };
+                                attend(
+                                    d,
+                                    &q_all[at..at + hd],
+                                    &keys,
+                                    &values,
+                                    scale,
+                                    scores,
+                                    &mut acc,
+                                    dst,
+                                );
+                            }
+                        }
                     }
                 }
             });
@@ -528,6 +535,33 @@ fn activate(a: Activation, x: f32) -> f32 {
     match a {
         Activation::Relu2 => ops::relu2(x),
         Activation::Silu => ops::silu(x),
+    }
+}
+
+/// One query head over positions `0..scores.len()`: `softmax(scale · q·Kᵀ)·V`
+/// with `keys` and `values` the KV head's `head_dim`-wide rows, dots and the
+/// weighted sum accumulated in f64 (`acc`: `head_dim` of scratch).
+fn attend(
+    d: Dispatch,
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    scale: f32,
+    scores: &mut [f32],
+    acc: &mut [f64],
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    for (s, k) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
+        *s = d.dot_f64acc(q, k).expect("head-sized rows") * scale;
+    }
+    ops::softmax(scores);
+    acc.fill(0.0);
+    for (&p, v) in scores.iter().zip(values.chunks_exact(hd)) {
+        d.axpy_f64acc(p, v, acc).expect("head-sized rows");
+    }
+    for (o, &a) in out.iter_mut().zip(acc.iter()) {
+        *o = a as f32;
     }
 }
 
