@@ -1,6 +1,7 @@
 //! Every clap type of the `bitnet` command, and nothing else.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use bitnet_model::Isa;
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Fast, exact BitNet b1.58 inference on CPUs.
@@ -28,6 +29,11 @@ pub enum Command {
     /// Show the chosen kernel path, check every path on this CPU against the
     /// scalar reference, and measure decode GEMV against the read bandwidth.
     Kernels(KernelsArgs),
+    /// Write the logits at every position as a float32 .npy [tokens, vocab]
+    /// (for checking this engine against others).
+    Logits(LogitsArgs),
+    /// Perplexity of a text file over non-overlapping windows.
+    Perplexity(PerplexityArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,18 +76,31 @@ pub struct ChatArgs {
     pub sampling: SamplingArgs,
 }
 
-/// How to load and run a model (shared by run and chat).
+/// Which model to load and how to run it (every subcommand that runs one).
 #[derive(Debug, Args)]
-pub struct ModelArgs {
+pub struct LoadArgs {
     /// GGUF model file (default: the built-in synthetic model).
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
-    /// Worker threads: `auto` (every core this process may use) or a count.
-    #[arg(short = 't', long, default_value = "auto", value_parser = parse_threads)]
-    pub threads: Threads,
-    /// Pin each worker thread to its own core.
-    #[arg(long)]
-    pub pin: bool,
+    /// Worker threads: `auto` (every CPU this process may use) or a count
+    /// [default: $BITNET_THREADS, else $OMP_NUM_THREADS, else auto].
+    #[arg(short = 't', long, value_parser = parse_threads)]
+    pub threads: Option<Threads>,
+    /// `cores` binds worker i to the i-th CPU this process may use
+    /// [default: none, or cores when OMP_PROC_BIND=true or OMP_PLACES=cores].
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "cores")]
+    pub pin: Option<PinArg>,
+    /// Kernel path: scalar, avx2, avx512, neon or neon-dotprod (an error if
+    /// this CPU lacks it) [default: $BITNET_KERNEL, else the best path].
+    #[arg(long, value_parser = parse_isa)]
+    pub kernel: Option<Isa>,
+}
+
+/// A model plus a generation context (run, chat).
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
     /// Context size in tokens (default: the model's, at most 4096).
     #[arg(short = 'c', long)]
     pub ctx: Option<usize>,
@@ -118,6 +137,15 @@ pub enum KvArg {
     F32,
 }
 
+/// `--pin cores|none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PinArg {
+    /// One worker per CPU, in the order this process may use them.
+    Cores,
+    /// Let the OS place the workers.
+    None,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// GGUF model file (default: the built-in synthetic model).
@@ -129,8 +157,9 @@ pub struct BenchArgs {
     /// Tokens to generate one at a time (comma-separated; 0 skips).
     #[arg(short = 'n', long, value_delimiter = ',', default_value = "128")]
     pub gen: Vec<usize>,
-    /// Thread counts (comma-separated).
-    #[arg(short = 't', long, value_delimiter = ',', value_parser = parse_threads, default_value = "auto")]
+    /// Thread counts (comma-separated)
+    /// [default: $BITNET_THREADS, else $OMP_NUM_THREADS, else auto].
+    #[arg(short = 't', long, value_delimiter = ',', value_parser = parse_threads)]
     pub threads: Vec<Threads>,
     /// Sequences decoded together per step for the generation tests.
     #[arg(long, value_delimiter = ',', default_value = "1")]
@@ -138,9 +167,10 @@ pub struct BenchArgs {
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     pub reps: usize,
-    /// Pin each worker thread to its own core.
-    #[arg(long)]
-    pub pin: bool,
+    /// `cores` binds worker i to the i-th CPU this process may use
+    /// [default: none, or cores when OMP_PROC_BIND=true or OMP_PLACES=cores].
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "cores")]
+    pub pin: Option<PinArg>,
     /// KV cache element type.
     #[arg(long, value_enum, default_value_t = KvArg::F16)]
     pub kv: KvArg,
@@ -199,6 +229,47 @@ pub struct KernelsArgs {
     pub no_bench: bool,
 }
 
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("input").required(true).args(["tokens", "prompt"])))]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Token ids, comma-separated, fed as given (no BOS is added).
+    #[arg(long, value_delimiter = ',')]
+    pub tokens: Vec<u32>,
+    /// Text to tokenize (with BOS when the model asks for it).
+    #[arg(short = 'p', long)]
+    pub prompt: Option<String>,
+    /// Parse special-token text (e.g. `<|eot_id|>`) in the prompt.
+    #[arg(long)]
+    pub special: bool,
+    /// Output file: float32 .npy of shape [tokens, vocab].
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// KV cache element type; f32 is what reference implementations keep.
+    #[arg(long, value_enum, default_value_t = KvArg::F32)]
+    pub kv: KvArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Text file to score (UTF-8).
+    #[arg(short = 'f', long)]
+    pub file: PathBuf,
+    /// Window size in tokens, BOS included. Each window starts afresh with
+    /// BOS (when the model adds one) and scores every token after its first.
+    #[arg(short = 'c', long, default_value_t = 512)]
+    pub ctx: usize,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `-t auto|N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
@@ -206,17 +277,8 @@ pub enum Threads {
     Count(usize),
 }
 
-impl Threads {
-    /// The count to use on this machine.
-    pub fn resolve(self) -> usize {
-        match self {
-            Threads::Count(n) => n,
-            Threads::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
-    }
-}
-
-fn parse_threads(s: &str) -> Result<Threads, String> {
+/// `auto` or a count from 1 to 1024 (flag and `BITNET_THREADS` syntax).
+pub fn parse_threads(s: &str) -> Result<Threads, String> {
     if s.eq_ignore_ascii_case("auto") {
         return Ok(Threads::Auto);
     }
@@ -226,4 +288,11 @@ fn parse_threads(s: &str) -> Result<Threads, String> {
             "{s:?} is not `auto` or a thread count from 1 to 1024"
         )),
     }
+}
+
+fn parse_isa(s: &str) -> Result<Isa, String> {
+    Isa::from_name(s).map_err(|_| {
+        let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+        format!("{s:?} is not one of {}", names.join(", "))
+    })
 }

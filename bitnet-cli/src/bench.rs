@@ -2,8 +2,9 @@
 //! (one token per step, optionally several sequences per step) in tokens
 //! per second, mean ± standard deviation over repetitions.
 
-use crate::args::{BenchArgs, KvArg, ModelArgs, Threads};
-use crate::load::load;
+use crate::args::{BenchArgs, LoadArgs, Threads};
+use crate::error::usage;
+use crate::load::{cpus, load_with, process_env, resolve_threads};
 use bitnet_model::{KvCache, KvType, Logits, Model, Op, ProfileSnapshot, Sequence};
 use std::time::Instant;
 
@@ -23,23 +24,33 @@ struct Row {
 
 pub fn run(args: &BenchArgs) -> crate::Result<()> {
     if args.reps == 0 {
-        return Err("-r must be at least 1".into());
+        return Err(usage("-r must be at least 1"));
     }
     if args.batch.contains(&0) {
-        return Err("--batch sizes must be at least 1".into());
+        return Err(usage("--batch sizes must be at least 1"));
     }
-    let model_args = ModelArgs {
+    // No `-t`: one count from the environment (BITNET_THREADS, OMP_NUM_THREADS, auto).
+    let flags: Vec<Option<Threads>> = if args.threads.is_empty() {
+        vec![None]
+    } else {
+        args.threads.iter().copied().map(Some).collect()
+    };
+    let mut warnings = Vec::new();
+    let counts = flags
+        .into_iter()
+        .map(|t| resolve_threads(t, &process_env, cpus(), &mut warnings))
+        .collect::<crate::Result<Vec<usize>>>()?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let load_args = LoadArgs {
         model: args.model.clone(),
-        threads: Threads::Count(1),
+        threads: Some(Threads::Count(1)),
         pin: args.pin,
-        ctx: None,
-        kv: args.kv,
+        kernel: None,
     };
-    let mut l = load(&model_args)?;
-    let kv = match args.kv {
-        KvArg::F16 => KvType::F16,
-        KvArg::F32 => KvType::F32,
-    };
+    let mut l = load_with(&load_args, None, args.kv)?;
+    let kv = l.kv;
     let longest = args
         .prompt
         .iter()
@@ -49,17 +60,15 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         .unwrap_or(0)
         + 1;
     if longest > l.model.config.ctx {
-        return Err(format!(
+        return Err(usage(format!(
             "a test needs {longest} positions but the model's context is {}",
             l.model.config.ctx
-        )
-        .into());
+        )));
     }
     let kernel = l.model.dispatch().describe().to_string();
     let mut rows = Vec::new();
-    for t in &args.threads {
-        let threads = t.resolve();
-        l.model.set_threads(threads, args.pin);
+    for threads in counts {
+        l.model.set_threads(threads, l.pin);
         for &n in args.prompt.iter().filter(|&&n| n > 0) {
             let (rates, ops) = repeat(&l.model, args.reps, || prefill(&l.model, kv, n))?;
             rows.push(row(format!("pp{n}"), n, 0, threads, 1, &rates, ops));

@@ -1,17 +1,18 @@
 //! `bitnet gen-model`: random-weight models of real shapes.
 
 use crate::args::{FormatArg, GenModelArgs};
+use crate::error::usage;
 use bitnet_model::synthetic::{write_model, Preset, TernaryFormat};
 use std::time::Instant;
 
 pub fn run(args: &GenModelArgs) -> crate::Result<()> {
     let preset = Preset::by_name(&args.preset).ok_or_else(|| {
         let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name).collect();
-        format!(
+        usage(format!(
             "unknown preset {:?} (known: {})",
             args.preset,
             names.join(", ")
-        )
+        ))
     })?;
     let format = match args.format {
         FormatArg::I2s => TernaryFormat::I2s,

@@ -2,6 +2,7 @@
 //! close decode gets to the memory bandwidth.
 
 use crate::args::KernelsArgs;
+use crate::error::usage;
 use bitnet_kernels::format::{I2sMatrix, TlMatrix, WeightScale};
 use bitnet_kernels::{Dispatch, Family, Isa, QuantizedActs};
 use bitnet_model::{hw, synthetic};
@@ -10,7 +11,7 @@ use std::time::Instant;
 use crate::Result;
 
 pub fn run(args: &KernelsArgs) -> Result<()> {
-    let chosen = Dispatch::from_env().map_err(|e| format!("BITNET_KERNEL: {e}"))?;
+    let chosen = Dispatch::from_env().map_err(|e| usage(format!("BITNET_KERNEL: {e}")))?;
     let supported: Vec<&str> = Isa::supported().map(Isa::name).collect();
     println!("paths on this CPU: {}", supported.join(", "));
     let forced = std::env::var("BITNET_KERNEL")

@@ -1,14 +1,18 @@
 //! `bitnet`: parse once, dispatch to one module per subcommand, map errors
-//! to exit codes.
+//! to exit codes (2: usage, 1: runtime; see [`error`]).
 
 mod args;
 mod bench;
 mod chat;
+mod error;
 mod gen_model;
 mod generate;
 mod info;
 mod kernels;
 mod load;
+mod logits;
+mod perplexity;
+mod progress;
 mod run;
 
 use clap::Parser;
@@ -26,6 +30,8 @@ fn main() -> ExitCode {
         args::Command::Info(a) => info::run(&a),
         args::Command::GenModel(a) => gen_model::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
+        args::Command::Logits(a) => logits::run(&a),
+        args::Command::Perplexity(a) => perplexity::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,7 +44,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            ExitCode::from(error::exit_code(e.as_ref()))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `bitnet run`: prompt in, streamed text out, timings on stderr.
 
 use crate::args::RunArgs;
+use crate::error::usage;
 use crate::generate::generate;
 use crate::load::{load, sampling};
 use bitnet_model::{Message, Role, Sampler, Session};
@@ -23,15 +24,14 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
         l.tok.encode_prompt(&args.prompt, args.special)
     };
     if prompt.is_empty() {
-        return Err("the prompt is empty and the model adds no BOS token".into());
+        return Err(usage("the prompt is empty and the model adds no BOS token"));
     }
     if prompt.len() > l.ctx {
-        return Err(format!(
+        return Err(usage(format!(
             "the prompt is {} tokens, longer than the context of {} tokens (raise -c)",
             prompt.len(),
             l.ctx
-        )
-        .into());
+        )));
     }
     let mut session = Session::new(&l.model, l.ctx, l.kv)?;
     session.prefill(&prompt)?;
@@ -68,6 +68,7 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
                 "prompt_tok_s": t.prefill_tok_s(),
                 "decode_tok_s": t.decode_tok_s(),
                 "threads": l.threads,
+                "pinned": l.pin,
                 "kernels": kernels,
             },
         });
@@ -76,7 +77,7 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
         writeln!(stdout)?;
     }
     eprintln!(
-        "load {:.0} ms | prompt {} tok, {:.1} tok/s | generated {} tok, {:.1} tok/s | stop: {} | threads {} | kernels {kernels}",
+        "load {:.0} ms | prompt {} tok, {:.1} tok/s | generated {} tok, {:.1} tok/s | stop: {} | threads {}{} | kernels {kernels}",
         l.load_ms,
         t.prefill_tokens,
         t.prefill_tok_s(),
@@ -84,6 +85,7 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
         t.decode_tok_s(),
         reply.stop.name(),
         l.threads,
+        if l.pin { " (pinned)" } else { "" },
     );
     Ok(())
 }

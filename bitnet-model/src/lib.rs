@@ -2,8 +2,8 @@
 //! writer, the `bitnet-b1.58` / `bitnet` / ternary-`llama` transformers
 //! ([`Model::forward_batch`] runs several sequences per step), KV cache,
 //! byte-level BPE and SentencePiece tokenizers, chat formats, sampler,
-//! generation [`Session`], a static thread pool, synthetic models, and the
-//! machine probes benchmarks measure against.
+//! generation [`Session`], a static thread pool, synthetic models, `.npy`
+//! logits files, and the machine probes benchmarks measure against.
 
 pub mod batch;
 pub mod chat;
@@ -13,6 +13,7 @@ pub mod gguf;
 pub mod hw;
 mod kv_cache;
 mod model;
+pub mod npy;
 pub mod ops;
 pub mod pool;
 pub mod profile;

@@ -2,7 +2,7 @@
 //! fixtures (see ../shared/fixtures/README.md for the tolerances):
 //! every position, every weight format, every kernel path, both KV types.
 
-use bitnet_model::{Dispatch, Isa, KvCache, KvType, Logits, Model, RoundingTrace, Sequence};
+use bitnet_model::{npy, Dispatch, Isa, KvCache, KvType, Logits, Model, RoundingTrace, Sequence};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -18,31 +18,8 @@ fn fixtures() -> PathBuf {
 
 /// A little-endian f32 .npy file: (shape, data).
 fn read_npy(path: &PathBuf) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ => (
-            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
-            12,
-        ),
-    };
-    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
-    assert!(
-        header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
-        "{header}"
-    );
-    let shape_src = &header[header.find("'shape': (").unwrap() + 10..];
-    let shape: Vec<usize> = shape_src[..shape_src.find(')').unwrap()]
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
-    let data = bytes[start + header_len..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    (shape, data)
+    npy::read_f32(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 struct Case {
