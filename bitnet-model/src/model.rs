@@ -246,6 +246,63 @@ impl Model {
         Ok(())
     }
 
+    /// A projection's int8 input, one token row at a time, rows split over
+    /// `workers`: `make_row(t, row)` first writes token `t`'s `k` floats
+    /// into its row of `rows` (or, with `None`, `rows` already holds them).
+    fn quantize_rows<'q>(
+        &self,
+        workers: usize,
+        rows: &mut [f32],
+        k: usize,
+        make_row: Option<&MakeRow<'_>>,
+        quant: &'q mut QuantBuffers,
+        trace: &mut Option<&mut RoundingTrace>,
+    ) -> Result<QuantizedActs<'q>, ModelError> {
+        let n = rows.len() / k;
+        quant.resize(n, k);
+        let (d, failed) = (self.dispatch, AtomicBool::new(false));
+        let (x, q) = (
+            SharedOut(rows.as_mut_ptr()),
+            SharedOut(quant.q.as_mut_ptr()),
+        );
+        let (scales, sums) = (
+            SharedOut(quant.scales.as_mut_ptr()),
+            SharedOut(quant.sums.as_mut_ptr()),
+        );
+        // One token is not worth waking the other workers for.
+        self.pool.run_on(if n > 1 { workers } else { 1 }, &|i, w| {
+            for t in partition_chunk(n, w, 1, i) {
+                // SAFETY: token rows are split between workers, so row `t`
+                // of each buffer (`k` floats / bytes, one scale, one sum)
+                // is this worker's alone, and all lie inside the buffers.
+                let (row, qrow) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(x.ptr().add(t * k), k),
+                        std::slice::from_raw_parts_mut(q.ptr().add(t * k), k),
+                    )
+                };
+                if let Some(make_row) = make_row {
+                    make_row(t, row);
+                }
+                match d.quantize_row_i8(row, qrow) {
+                    // SAFETY: as above.
+                    Ok(r) => unsafe {
+                        scales.ptr().add(t).write(r.scale);
+                        sums.ptr().add(t).write(r.sum);
+                    },
+                    Err(_) => failed.store(true, Ordering::Relaxed),
+                }
+            }
+        });
+        if failed.load(Ordering::Relaxed) {
+            return Err(ModelError::Config(format!("quantizing rows of {k} failed")));
+        }
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.visit(rows, k, &mut quant.q, &quant.scales, &mut quant.sums);
+        }
+        Ok(QuantizedActs::new(&quant.q, &quant.scales, &quant.sums, k)?)
+    }
+
     /// Runs the kernels of another path (tests, benches).
     pub fn with_dispatch(mut self, d: Dispatch) -> Model {
         self.dispatch = d;
@@ -378,10 +435,13 @@ impl Model {
 
         for (li, layer) in w.layers.iter().enumerate() {
             // Attention: RMSNorm → Q, K, V (one shared quantization) → RoPE → causal GQA.
-            rms_norm_rows(&s.x, &layer.attn_norm, c.rms_eps, &mut s.xn, h);
+            let x = &s.x;
+            let norm = |t: usize, out: &mut [f32]| {
+                ops::rms_norm(&x[t * h..(t + 1) * h], &layer.attn_norm, c.rms_eps, out)
+            };
+            let acts =
+                self.quantize_rows(workers, &mut s.xn, h, Some(&norm), &mut s.quant, &mut diag)?;
             laps.lap(Op::NormsRope);
-            let acts = s.quant.quantize(d, &s.xn, h, diag.as_deref_mut())?;
-            laps.lap(Op::Quantize);
             self.matmul(workers, &layer.wq, &acts, &mut s.q)?;
             self.matmul(workers, &layer.wk, &acts, &mut s.k)?;
             self.matmul(workers, &layer.wv, &acts, &mut s.v)?;
@@ -446,35 +506,60 @@ impl Model {
                 }
             });
             laps.lap(Op::Attention);
-            if let Some(norm) = &layer.attn_sub_norm {
-                rms_norm_rows(&s.attn, norm, c.rms_eps, &mut s.attn_n, q_dim);
-                std::mem::swap(&mut s.attn, &mut s.attn_n);
-                laps.lap(Op::NormsRope);
-            }
-            let acts = s.quant.quantize(d, &s.attn, q_dim, diag.as_deref_mut())?;
-            laps.lap(Op::Quantize);
+            let acts = match &layer.attn_sub_norm {
+                Some(weight) => {
+                    let attn = &s.attn;
+                    let norm = |t: usize, out: &mut [f32]| {
+                        ops::rms_norm(&attn[t * q_dim..(t + 1) * q_dim], weight, c.rms_eps, out)
+                    };
+                    self.quantize_rows(
+                        workers,
+                        &mut s.attn_n,
+                        q_dim,
+                        Some(&norm),
+                        &mut s.quant,
+                        &mut diag,
+                    )?
+                }
+                None => {
+                    self.quantize_rows(workers, &mut s.attn, q_dim, None, &mut s.quant, &mut diag)?
+                }
+            };
+            laps.lap(Op::NormsRope);
             self.matmul(workers, &layer.wo, &acts, &mut s.proj)?;
             laps.lap(Op::TernaryMatmul);
             add_in_place(&mut s.x, &s.proj);
 
             // Feed-forward: RMSNorm → gate, up (one shared quantization) → act(gate) ⊙ up → [sub-norm] → down.
-            rms_norm_rows(&s.x, &layer.ffn_norm, c.rms_eps, &mut s.xn, h);
+            let x = &s.x;
+            let norm = |t: usize, out: &mut [f32]| {
+                ops::rms_norm(&x[t * h..(t + 1) * h], &layer.ffn_norm, c.rms_eps, out)
+            };
+            let acts =
+                self.quantize_rows(workers, &mut s.xn, h, Some(&norm), &mut s.quant, &mut diag)?;
             laps.lap(Op::NormsRope);
-            let acts = s.quant.quantize(d, &s.xn, h, diag.as_deref_mut())?;
-            laps.lap(Op::Quantize);
             self.matmul(workers, &layer.w_gate, &acts, &mut s.gate)?;
             self.matmul(workers, &layer.w_up, &acts, &mut s.up)?;
             laps.lap(Op::TernaryMatmul);
-            for (g, &u) in s.gate.iter_mut().zip(&s.up) {
-                *g = activate(c.activation, *g) * u;
-            }
-            if let Some(norm) = &layer.ffn_sub_norm {
-                rms_norm_rows(&s.gate, norm, c.rms_eps, &mut s.up, ffn);
-                std::mem::swap(&mut s.gate, &mut s.up);
-            }
+            let (gate, up) = (&s.gate, &s.up);
+            let gated = |t: usize, out: &mut [f32]| {
+                let span = t * ffn..(t + 1) * ffn;
+                for ((o, &g), &u) in out.iter_mut().zip(&gate[span.clone()]).zip(&up[span]) {
+                    *o = activate(c.activation, g) * u;
+                }
+                if let Some(weight) = &layer.ffn_sub_norm {
+                    ops::rms_norm_in_place(out, weight, c.rms_eps);
+                }
+            };
+            let acts = self.quantize_rows(
+                workers,
+                &mut s.ffn_in,
+                ffn,
+                Some(&gated),
+                &mut s.quant,
+                &mut diag,
+            )?;
             laps.lap(Op::NormsRope);
-            let acts = s.quant.quantize(d, &s.gate, ffn, diag.as_deref_mut())?;
-            laps.lap(Op::Quantize);
             self.matmul(workers, &layer.w_down, &acts, &mut s.proj)?;
             laps.lap(Op::TernaryMatmul);
             add_in_place(&mut s.x, &s.proj);
@@ -524,6 +609,9 @@ impl Model {
     }
 }
 
+/// Writes token `t`'s row of a projection input (see `Model::quantize_rows`).
+type MakeRow<'a> = dyn Fn(usize, &mut [f32]) + Sync + 'a;
+
 /// One sequence of a batched forward step: its new tokens and its cache.
 #[derive(Debug)]
 pub struct Sequence<'a> {
@@ -571,12 +659,6 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
     }
 }
 
-fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], width: usize) {
-    for (row, o) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        ops::rms_norm(row, w, eps, o);
-    }
-}
-
 /// Per-forward buffers, `N` tokens wide.
 struct Scratch {
     x: Vec<f32>,
@@ -589,6 +671,8 @@ struct Scratch {
     proj: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// The down projection's input.
+    ffn_in: Vec<f32>,
     quant: QuantBuffers,
 }
 
@@ -605,6 +689,7 @@ impl Scratch {
             proj: vec![0.0; n * h],
             gate: vec![0.0; n * ffn],
             up: vec![0.0; n * ffn],
+            ffn_in: vec![0.0; n * ffn],
             quant: QuantBuffers::default(),
         }
     }
@@ -619,22 +704,10 @@ struct QuantBuffers {
 }
 
 impl QuantBuffers {
-    fn quantize(
-        &mut self,
-        d: Dispatch,
-        x: &[f32],
-        k: usize,
-        trace: Option<&mut RoundingTrace>,
-    ) -> Result<QuantizedActs<'_>, ModelError> {
-        let n = x.len() / k;
-        self.q.resize(x.len(), 0);
+    fn resize(&mut self, n: usize, k: usize) {
+        self.q.resize(n * k, 0);
         self.scales.resize(n, 0.0);
         self.sums.resize(n, 0);
-        d.quantize(x, k, &mut self.q, &mut self.scales, &mut self.sums)?;
-        if let Some(trace) = trace {
-            trace.visit(x, k, &mut self.q, &self.scales, &mut self.sums);
-        }
-        Ok(QuantizedActs::new(&self.q, &self.scales, &self.sums, k)?)
     }
 }
 

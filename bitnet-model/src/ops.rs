@@ -11,11 +11,24 @@
 
 /// `out = w ⊙ (x · 1/sqrt(mean(x²) + eps))`.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let ss = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32;
-    let r = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    let r = inverse_rms(x, eps);
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = g * (v * r);
     }
+}
+
+/// [`rms_norm`] with `out` = `x`.
+pub fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let r = inverse_rms(x, eps);
+    for (v, &g) in x.iter_mut().zip(w) {
+        *v = g * (*v * r);
+    }
+}
+
+/// `1/sqrt(mean(x²) + eps)`, the sum of squares exact per term in f64.
+fn inverse_rms(x: &[f32], eps: f32) -> f32 {
+    let ss = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32;
+    1.0 / (ss / x.len() as f32 + eps).sqrt()
 }
 
 /// `e^x` rounded once from f64.

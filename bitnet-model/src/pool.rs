@@ -300,20 +300,20 @@ extern "C" {
 
 /// A raw output pointer handed to workers that write disjoint parts of it.
 #[derive(Clone, Copy)]
-pub(crate) struct SharedOut(pub *mut f32);
+pub(crate) struct SharedOut<T>(pub *mut T);
 
-impl SharedOut {
+impl<T> SharedOut<T> {
     /// The pointer. (A method, so closures capture the whole `Sync` wrapper
     /// rather than its raw-pointer field.)
-    pub(crate) fn ptr(self) -> *mut f32 {
+    pub(crate) fn ptr(self) -> *mut T {
         self.0
     }
 }
 // SAFETY: only used to write disjoint ranges from different workers, inside
 // one `ThreadPool::run` that the owner of the buffer waits on.
-unsafe impl Send for SharedOut {}
+unsafe impl<T: Send> Send for SharedOut<T> {}
 // SAFETY: as above.
-unsafe impl Sync for SharedOut {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
 
 #[cfg(test)]
 mod tests {

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 pub enum Op {
     /// Ternary projections (Q, K, V, O, gate, up, down).
     TernaryMatmul,
-    /// Per-token int8 quantization of the projections' inputs.
-    Quantize,
     /// KV-cache stores, scores, softmax and value mixing (RoPE counts as
     /// [`Op::NormsRope`]).
     Attention,
     /// The output projection to vocabulary logits.
     LmHead,
-    /// Embedding lookup, RMSNorms, RoPE, activation, residual adds.
+    /// Embedding lookup, RMSNorms, RoPE, activation, residual adds, and the
+    /// per-token int8 quantization of the projections' inputs (fused with
+    /// the norms, token rows split over the workers).
     NormsRope,
     /// Choosing the next token from the logits.
     Sampling,
@@ -25,9 +25,8 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in display order.
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 5] = [
         Op::TernaryMatmul,
-        Op::Quantize,
         Op::Attention,
         Op::LmHead,
         Op::NormsRope,
@@ -38,7 +37,6 @@ impl Op {
     pub fn name(self) -> &'static str {
         match self {
             Op::TernaryMatmul => "ternary_matmul",
-            Op::Quantize => "quantize",
             Op::Attention => "attention",
             Op::LmHead => "lm_head",
             Op::NormsRope => "norms_rope",
