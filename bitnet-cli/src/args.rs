@@ -28,6 +28,10 @@ pub enum Command {
     /// Show the chosen kernel path, check every path on this CPU against the
     /// scalar reference, and measure decode GEMV against the read bandwidth.
     Kernels(KernelsArgs),
+    /// Generate for a file of prompts: several model instances on disjoint
+    /// cores sharing the weights, several sequences per instance decoding
+    /// together; results in input order, resumable.
+    Batch(BatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -71,7 +75,7 @@ pub struct ChatArgs {
 }
 
 /// How to load and run a model (shared by run and chat).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// GGUF model file (default: the built-in synthetic model).
     #[arg(short = 'm', long)]
@@ -193,6 +197,62 @@ pub struct KernelsArgs {
     /// Skip the measurements; only the self-check.
     #[arg(long)]
     pub no_bench: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompts: `.jsonl` (objects with "prompt", optional "id" and
+    /// "n_predict"), any other name one prompt per line.
+    #[arg(short = 'f', long)]
+    pub file: PathBuf,
+    /// Results as JSONL in input order (default: stdout). Prompts whose id
+    /// it already holds are skipped and new results appended.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Tokens to generate per prompt at most (a prompt's "n_predict" wins).
+    #[arg(short = 'n', long, default_value_t = 128)]
+    pub n_predict: usize,
+    /// Model instances, each with `-t` workers on its own cores.
+    #[arg(long, conflicts_with = "strategy")]
+    pub instances: Option<usize>,
+    /// Choose instances, threads and batch size: `throughput` uses the
+    /// `bitnet tune` profile (or a heuristic without one).
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
+    /// Sequences decoded together per instance (default 8).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Process only the prompts whose 0-based index i has i mod N = K.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    Throughput,
+}
+
+/// `--shard K/N`: this is shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((index, count)) if index < count => Ok(Shard { index, count }),
+        _ => Err(format!(
+            "{s:?} is not K/N with 0 <= K < N (e.g. 0/4 for the first of four shards)"
+        )),
+    }
 }
 
 /// `-t auto|N`.

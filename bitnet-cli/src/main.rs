@@ -2,6 +2,7 @@
 //! to exit codes.
 
 mod args;
+mod batch;
 mod bench;
 mod chat;
 mod gen_model;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         args::Command::Info(a) => info::run(&a),
         args::Command::GenModel(a) => gen_model::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
+        args::Command::Batch(a) => batch::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
