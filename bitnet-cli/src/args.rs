@@ -32,6 +32,10 @@ pub enum Command {
     /// cores sharing the weights, several sequences per instance decoding
     /// together; results in input order, resumable.
     Batch(BatchArgs),
+    /// Measure this machine: tok/s per thread count, every instances ×
+    /// threads split and batch size; print the recommended configurations
+    /// and save the profile `-t auto` and `batch --strategy throughput` use.
+    Tune(TuneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +233,28 @@ pub struct BatchArgs {
     pub shard: Option<Shard>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// GGUF model file (default: the built-in synthetic model).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// Shorter tests, fewer repetitions (seconds on small models).
+    #[arg(long)]
+    pub quick: bool,
+    /// Use only the first N CPUs this process may run on (default: all).
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Also draw tok/s against threads as an SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print the profile JSON instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

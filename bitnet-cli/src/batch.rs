@@ -19,6 +19,7 @@
 
 use crate::args::{BatchArgs, ModelArgs, Strategy, Threads};
 use crate::load::{load, sampling};
+use crate::tuned::Tuned;
 use bitnet_model::{pool::ThreadPool, Tokenizer};
 use bitnet_model::{Batcher, Event, Model, PhaseThreads, Request, SamplerConfig, TextStream};
 use serde_json::{json, Value};
@@ -112,7 +113,7 @@ pub fn run(args: &BatchArgs) -> crate::Result<()> {
     let l = load(&model_args)?;
     let template = l.chat_template()?;
     let stops = template.stop_tokens(&l.tok);
-    let layout = layout(args)?;
+    let layout = layout(args, l.tuned.as_ref())?;
 
     // Prompts that cannot run become error records, in their place.
     let mut pending: BTreeMap<usize, String> = BTreeMap::new();
@@ -421,7 +422,7 @@ fn drive(
 }
 
 /// Instances, threads per instance, batch size and the cores of each.
-fn layout(args: &BatchArgs) -> crate::Result<Layout> {
+fn layout(args: &BatchArgs, tuned: Option<&Tuned>) -> crate::Result<Layout> {
     let cpus = ThreadPool::default_cpus(true);
     let cores = if cpus.is_empty() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -440,6 +441,22 @@ fn layout(args: &BatchArgs) -> crate::Result<Layout> {
             None,
             "as asked".to_string(),
         ),
+        (None, Some(Strategy::Throughput)) if tuned.and_then(Tuned::many_prompts).is_some() => {
+            let tuned = tuned.expect("checked");
+            let (i, t, b) = tuned.many_prompts().expect("checked");
+            // Other prompt lengths change little: decode dominates a batch.
+            let t = explicit_threads.unwrap_or(t);
+            (
+                i,
+                t,
+                args.batch_size.unwrap_or(b),
+                tuned.run_threads().map(|p| PhaseThreads {
+                    prefill: p.prefill.min(t),
+                    decode: t,
+                }),
+                format!("tuned profile {}", tuned.path.display()),
+            )
+        }
         (None, Some(Strategy::Throughput)) => {
             // Without a profile: two workers per instance (decode is bound by
             // memory bandwidth, which a couple of cores nearly saturate).

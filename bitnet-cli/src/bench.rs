@@ -100,14 +100,14 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
 }
 
 /// Token ids that are valid in any vocabulary of at least 256 entries.
-fn tokens(n: usize, salt: usize) -> Vec<u32> {
+pub(crate) fn tokens(n: usize, salt: usize) -> Vec<u32> {
     (0..n)
         .map(|i| ((i * 131 + salt * 7 + 17) % 256) as u32)
         .collect()
 }
 
 /// Tokens per second of one batched prefill of `n` tokens.
-fn prefill(model: &Model, kv: KvType, n: usize) -> crate::Result<f64> {
+pub(crate) fn prefill(model: &Model, kv: KvType, n: usize) -> crate::Result<f64> {
     let mut cache = KvCache::new(&model.config, n, kv)?;
     let mut logits = Vec::new();
     let start = Instant::now();
@@ -117,7 +117,7 @@ fn prefill(model: &Model, kv: KvType, n: usize) -> crate::Result<f64> {
 
 /// Tokens per second of `b` sequences generating `n` tokens each, one step
 /// per token for all of them (after a one-token prompt).
-fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::Result<f64> {
+pub(crate) fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::Result<f64> {
     let mut caches: Vec<KvCache> = (0..b)
         .map(|_| KvCache::new(&model.config, n + 1, kv))
         .collect::<Result<_, _>>()?;
@@ -146,7 +146,10 @@ fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::Result<f64>
 }
 
 /// One warm-up run, then `reps` measured ones.
-fn repeat(reps: usize, mut f: impl FnMut() -> crate::Result<f64>) -> crate::Result<Vec<f64>> {
+pub(crate) fn repeat(
+    reps: usize,
+    mut f: impl FnMut() -> crate::Result<f64>,
+) -> crate::Result<Vec<f64>> {
     f()?;
     (0..reps).map(|_| f()).collect()
 }

@@ -11,6 +11,8 @@ mod info;
 mod kernels;
 mod load;
 mod run;
+mod tune;
+mod tuned;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         args::Command::GenModel(a) => gen_model::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
         args::Command::Batch(a) => batch::run(&a),
+        args::Command::Tune(a) => tune::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -57,6 +57,21 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
     )?;
     let t = session.timings;
     let kernels = l.model.dispatch().describe().to_string();
+    let threads = match (&l.tuned, l.threads_tuned) {
+        (Some(tuned), true) => format!(
+            "threads prefill {} / decode {} (tuned profile {})",
+            l.phase.prefill,
+            l.phase.decode,
+            tuned.path.display()
+        ),
+        _ if l.phase.prefill != l.phase.decode => {
+            format!(
+                "threads prefill {} / decode {}",
+                l.phase.prefill, l.phase.decode
+            )
+        }
+        _ => format!("threads {}", l.threads),
+    };
     if json {
         let out = serde_json::json!({
             "text": reply.text,
@@ -68,6 +83,9 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
                 "prompt_tok_s": t.prefill_tok_s(),
                 "decode_tok_s": t.decode_tok_s(),
                 "threads": l.threads,
+                "prefill_threads": l.phase.prefill,
+                "decode_threads": l.phase.decode,
+                "threads_from_profile": l.threads_tuned,
                 "kernels": kernels,
             },
         });
@@ -76,14 +94,13 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
         writeln!(stdout)?;
     }
     eprintln!(
-        "load {:.0} ms | prompt {} tok, {:.1} tok/s | generated {} tok, {:.1} tok/s | stop: {} | threads {} | kernels {kernels}",
+        "load {:.0} ms | prompt {} tok, {:.1} tok/s | generated {} tok, {:.1} tok/s | stop: {} | {threads} | kernels {kernels}",
         l.load_ms,
         t.prefill_tokens,
         t.prefill_tok_s(),
         t.decode_tokens,
         t.decode_tok_s(),
         reply.stop.name(),
-        l.threads,
     );
     Ok(())
 }
