@@ -36,6 +36,9 @@ pub enum Command {
     /// threads split and batch size; print the recommended configurations
     /// and save the profile `-t auto` and `batch --strategy throughput` use.
     Tune(TuneArgs),
+    /// Run a generation workload and show, live, per worker thread busy,
+    /// waiting and OS CPU time, time per operation, tok/s and bandwidth.
+    Monitor(MonitorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +258,26 @@ pub struct TuneArgs {
     /// KV cache element type.
     #[arg(long, value_enum, default_value_t = KvArg::F16)]
     pub kv: KvArg,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// GGUF model file (default: the built-in synthetic model).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// A built-in workload of about two seconds. Without it and without
+    /// RUN-ARGS, the built-in workload repeats until Ctrl-C.
+    #[arg(long, conflicts_with = "run_args")]
+    pub quick: bool,
+    /// Print one JSON snapshot per line instead of redrawing.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds between snapshots.
+    #[arg(long, default_value_t = 0.5)]
+    pub interval: f64,
+    /// The workload, as `bitnet run` arguments (`-- -p TEXT -n 256 -t 4`).
+    #[arg(last = true, value_name = "RUN-ARGS")]
+    pub run_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@ mod generate;
 mod info;
 mod kernels;
 mod load;
+mod monitor;
 mod run;
 mod tune;
 mod tuned;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         args::Command::Kernels(a) => kernels::run(&a),
         args::Command::Batch(a) => batch::run(&a),
         args::Command::Tune(a) => tune::run(&a),
+        args::Command::Monitor(a) => monitor::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

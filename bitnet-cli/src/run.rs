@@ -2,37 +2,15 @@
 
 use crate::args::RunArgs;
 use crate::generate::generate;
-use crate::load::{load, sampling};
-use bitnet_model::{Message, Role, Sampler, Session};
+use crate::load::{load, sampling, Loaded};
+use bitnet_model::{ChatTemplate, Message, Role, Sampler, Session};
 use std::io::Write;
 
 pub fn run(args: &RunArgs) -> crate::Result<()> {
     let sampling = sampling(&args.sampling)?;
     let l = load(&args.model)?;
     let template = l.chat_template()?;
-    let chat = args.chat || args.system.is_some();
-    let prompt = if chat {
-        let mut msgs: Vec<Message> = args
-            .system
-            .iter()
-            .map(|s| Message::new(Role::System, s.clone()))
-            .collect();
-        msgs.push(Message::new(Role::User, args.prompt.clone()));
-        template.render(&l.tok, &msgs, true)
-    } else {
-        l.tok.encode_prompt(&args.prompt, args.special)
-    };
-    if prompt.is_empty() {
-        return Err("the prompt is empty and the model adds no BOS token".into());
-    }
-    if prompt.len() > l.ctx {
-        return Err(format!(
-            "the prompt is {} tokens, longer than the context of {} tokens (raise -c)",
-            prompt.len(),
-            l.ctx
-        )
-        .into());
-    }
+    let prompt = prompt_ids(args, &l, &template)?;
     let mut session = Session::new(&l.model, l.ctx, l.kv)?;
     session.prefill(&prompt)?;
 
@@ -103,4 +81,33 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
         reply.stop.name(),
     );
     Ok(())
+}
+
+/// The token ids `run` feeds for its arguments: the prompt, chat-formatted
+/// with `--chat`/`--system`; an error if it is empty or exceeds the context.
+pub fn prompt_ids(args: &RunArgs, l: &Loaded, template: &ChatTemplate) -> crate::Result<Vec<u32>> {
+    let chat = args.chat || args.system.is_some();
+    let prompt = if chat {
+        let mut msgs: Vec<Message> = args
+            .system
+            .iter()
+            .map(|s| Message::new(Role::System, s.clone()))
+            .collect();
+        msgs.push(Message::new(Role::User, args.prompt.clone()));
+        template.render(&l.tok, &msgs, true)
+    } else {
+        l.tok.encode_prompt(&args.prompt, args.special)
+    };
+    if prompt.is_empty() {
+        return Err("the prompt is empty and the model adds no BOS token".into());
+    }
+    if prompt.len() > l.ctx {
+        return Err(format!(
+            "the prompt is {} tokens, longer than the context of {} tokens (raise -c)",
+            prompt.len(),
+            l.ctx
+        )
+        .into());
+    }
+    Ok(prompt)
 }
