@@ -34,6 +34,17 @@ pub enum Command {
     Logits(LogitsArgs),
     /// Perplexity of a text file over non-overlapping windows.
     Perplexity(PerplexityArgs),
+    /// Generate for a file of prompts: several model instances on disjoint
+    /// cores sharing the weights, several sequences per instance decoding
+    /// together; results in input order, resumable.
+    Batch(BatchArgs),
+    /// Measure this machine: tok/s per thread count, every instances ×
+    /// threads split and batch size; print the recommended configurations
+    /// and save the profile `-t auto` and `batch --strategy throughput` use.
+    Tune(TuneArgs),
+    /// Run a generation workload and show, live, per worker thread busy,
+    /// waiting and OS CPU time, time per operation, tok/s and bandwidth.
+    Monitor(MonitorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -77,7 +88,7 @@ pub struct ChatArgs {
 }
 
 /// Which model to load and how to run it (every subcommand that runs one).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// GGUF model file (default: the built-in synthetic model).
     #[arg(short = 'm', long)]
@@ -97,7 +108,7 @@ pub struct LoadArgs {
 }
 
 /// A model plus a generation context (run, chat).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     #[command(flatten)]
     pub load: LoadArgs,
@@ -268,6 +279,104 @@ pub struct PerplexityArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompts: `.jsonl` (objects with "prompt", optional "id" and
+    /// "n_predict"), any other name one prompt per line.
+    #[arg(short = 'f', long)]
+    pub file: PathBuf,
+    /// Results as JSONL in input order (default: stdout). Prompts whose id
+    /// it already holds are skipped and new results appended.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Tokens to generate per prompt at most (a prompt's "n_predict" wins).
+    #[arg(short = 'n', long, default_value_t = 128)]
+    pub n_predict: usize,
+    /// Model instances, each with `-t` workers on its own cores.
+    #[arg(long, conflicts_with = "strategy")]
+    pub instances: Option<usize>,
+    /// Choose instances, threads and batch size: `throughput` uses the
+    /// `bitnet tune` profile (or a heuristic without one).
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
+    /// Sequences decoded together per instance (default 8).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Process only the prompts whose 0-based index i has i mod N = K.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// GGUF model file (default: the built-in synthetic model).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// Shorter tests, fewer repetitions (seconds on small models).
+    #[arg(long)]
+    pub quick: bool,
+    /// Use only the first N CPUs this process may run on (default: all).
+    #[arg(long)]
+    pub cores: Option<usize>,
+    /// Also draw tok/s against threads as an SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print the profile JSON instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// GGUF model file (default: the built-in synthetic model).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// A built-in workload of about two seconds. Without it and without
+    /// RUN-ARGS, the built-in workload repeats until Ctrl-C.
+    #[arg(long, conflicts_with = "run_args")]
+    pub quick: bool,
+    /// Print one JSON snapshot per line instead of redrawing.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds between snapshots.
+    #[arg(long, default_value_t = 0.5)]
+    pub interval: f64,
+    /// The workload, as `bitnet run` arguments (`-- -p TEXT -n 256 -t 4`).
+    #[arg(last = true, value_name = "RUN-ARGS")]
+    pub run_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    Throughput,
+}
+
+/// `--shard K/N`: this is shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((index, count)) if index < count => Ok(Shard { index, count }),
+        _ => Err(format!(
+            "{s:?} is not K/N with 0 <= K < N (e.g. 0/4 for the first of four shards)"
+        )),
+    }
 }
 
 /// `-t auto|N`.

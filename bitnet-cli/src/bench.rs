@@ -70,12 +70,13 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
     for threads in counts {
         l.model.set_threads(threads, l.pin);
         for &n in args.prompt.iter().filter(|&&n| n > 0) {
-            let (rates, ops) = repeat(&l.model, args.reps, || prefill(&l.model, kv, n))?;
+            let (rates, ops) = repeat_profiled(&l.model, args.reps, || prefill(&l.model, kv, n))?;
             rows.push(row(format!("pp{n}"), n, 0, threads, 1, &rates, ops));
         }
         for &n in args.gen.iter().filter(|&&n| n > 0) {
             for &b in &args.batch {
-                let (rates, ops) = repeat(&l.model, args.reps, || generate(&l.model, kv, n, b))?;
+                let (rates, ops) =
+                    repeat_profiled(&l.model, args.reps, || generate(&l.model, kv, n, b))?;
                 rows.push(row(format!("tg{n}"), 0, n, threads, b, &rates, ops));
             }
         }
@@ -137,14 +138,14 @@ fn ms_per_token(p: &ProfileSnapshot, op: Op) -> f64 {
 }
 
 /// Token ids that are valid in any vocabulary of at least 256 entries.
-fn tokens(n: usize, salt: usize) -> Vec<u32> {
+pub(crate) fn tokens(n: usize, salt: usize) -> Vec<u32> {
     (0..n)
         .map(|i| ((i * 131 + salt * 7 + 17) % 256) as u32)
         .collect()
 }
 
 /// Tokens per second of one batched prefill of `n` tokens.
-fn prefill(model: &Model, kv: KvType, n: usize) -> crate::Result<f64> {
+pub(crate) fn prefill(model: &Model, kv: KvType, n: usize) -> crate::Result<f64> {
     let mut cache = KvCache::new(&model.config, n, kv)?;
     let mut logits = Vec::new();
     let start = Instant::now();
@@ -154,7 +155,7 @@ fn prefill(model: &Model, kv: KvType, n: usize) -> crate::Result<f64> {
 
 /// Tokens per second of `b` sequences generating `n` tokens each, one step
 /// per token for all of them (after a one-token prompt).
-fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::Result<f64> {
+pub(crate) fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::Result<f64> {
     let mut caches: Vec<KvCache> = (0..b)
         .map(|_| KvCache::new(&model.config, n + 1, kv))
         .collect::<Result<_, _>>()?;
@@ -182,9 +183,17 @@ fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::Result<f64>
     Ok((n * b) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// One warm-up run, then `reps` measured ones, with the model's per-op
-/// time over the measured ones.
-fn repeat(
+/// One warm-up run, then `reps` measured ones.
+pub(crate) fn repeat(
+    reps: usize,
+    mut f: impl FnMut() -> crate::Result<f64>,
+) -> crate::Result<Vec<f64>> {
+    f()?;
+    (0..reps).map(|_| f()).collect()
+}
+
+/// [`repeat`], with the model's per-op time over the measured runs.
+fn repeat_profiled(
     model: &Model,
     reps: usize,
     mut f: impl FnMut() -> crate::Result<f64>,

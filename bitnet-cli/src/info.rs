@@ -61,6 +61,10 @@ pub fn run(args: &InfoArgs) -> crate::Result<()> {
             owned as f64 / 1e6
         );
     }
+    println!(
+        "read per decoded token: {:.2} MB (ternary codes + LM head; × tok/s = memory bandwidth)",
+        model.bytes_per_token() as f64 / 1e6
+    );
     let kv_token = 2 * c.layers * c.kv_dim();
     println!(
         "KV cache: {:.1} kB per token as f16 ({:.0} MB at the full context)",

@@ -4,21 +4,33 @@
 
 use crate::args::{parse_threads, KvArg, LoadArgs, ModelArgs, PinArg, SamplingArgs, Threads};
 use crate::error::usage;
+use crate::tuned::Tuned;
 use bitnet_model::synthetic::{write_model, Preset, TernaryFormat};
-use bitnet_model::{ChatTemplate, Dispatch, Isa, KvType, Model, SamplerConfig, Tokenizer};
+use bitnet_model::{
+    ChatTemplate, Dispatch, Isa, KvType, Model, PhaseThreads, SamplerConfig, Tokenizer,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// A model ready to generate with.
 pub struct Loaded {
+    /// The model file (the built-in one's when no -m was given).
+    pub path: PathBuf,
     pub model: Model,
     pub tok: Tokenizer,
     /// Context size in tokens (`-c`, else the model's, at most 4096).
     pub ctx: usize,
     pub kv: KvType,
+    /// Workers in the pool.
     pub threads: usize,
     /// Whether each worker is bound to its own CPU.
     pub pin: bool,
+    /// Workers per phase (fewer than `threads` in one of them when tuned).
+    pub phase: PhaseThreads,
+    /// The `bitnet tune` profile for this model and CPU, if there is one.
+    pub tuned: Option<Tuned>,
+    /// Whether `-t auto` took the thread counts from `tuned`.
+    pub threads_tuned: bool,
     pub load_ms: f64,
 }
 
@@ -42,7 +54,8 @@ pub fn load(args: &ModelArgs) -> crate::Result<Loaded> {
 /// model's, at most 4096) and a KV cache of `kv` elements.
 pub fn load_with(args: &LoadArgs, ctx: Option<usize>, kv: KvArg) -> crate::Result<Loaded> {
     let mut warnings = Vec::new();
-    let threads = resolve_threads(args.threads, &process_env, cpus(), &mut warnings)?;
+    let choice = thread_choice(args.threads, &process_env, &mut warnings)?;
+    let threads = thread_count(choice, cpus(), &mut warnings);
     let pin = resolve_pin(args.pin, &process_env, &mut warnings);
     for w in &warnings {
         eprintln!("warning: {w}");
@@ -53,10 +66,22 @@ pub fn load_with(args: &LoadArgs, ctx: Option<usize>, kv: KvArg) -> crate::Resul
         None => demo_model()?,
     };
     let start = Instant::now();
-    let model = Model::load(&path)
+    let mut model = Model::load(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?
-        .with_dispatch(dispatch)
-        .with_threads(threads, pin);
+        .with_dispatch(dispatch);
+    let tuned = Tuned::find(&path, model.gguf());
+    let tuned_phase = tuned.as_ref().and_then(Tuned::run_threads);
+    let threads_tuned = choice == Threads::Auto && tuned_phase.is_some();
+    let phase = match tuned_phase {
+        Some(phase) if threads_tuned => phase,
+        _ => PhaseThreads {
+            prefill: threads,
+            decode: threads,
+        },
+    };
+    let threads = phase.prefill.max(phase.decode);
+    model.set_threads(threads, pin);
+    model.set_phase_threads(phase);
     let tok = Tokenizer::from_gguf(model.gguf()).map_err(|e| format!("{}: {e}", path.display()))?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let ctx = ctx.unwrap_or(model.config.ctx.min(4096));
@@ -67,12 +92,16 @@ pub fn load_with(args: &LoadArgs, ctx: Option<usize>, kv: KvArg) -> crate::Resul
         )));
     }
     Ok(Loaded {
+        path,
         model,
         tok,
         ctx,
         kv: kv_type(kv),
         threads,
         pin,
+        phase,
+        tuned,
+        threads_tuned,
         load_ms,
     })
 }
@@ -109,7 +138,18 @@ pub fn resolve_threads(
     cpus: usize,
     warnings: &mut Vec<String>,
 ) -> crate::Result<usize> {
-    let choice = match flag {
+    let choice = thread_choice(flag, env, warnings)?;
+    Ok(thread_count(choice, cpus, warnings))
+}
+
+/// The `-t` flag, else `BITNET_THREADS`, else `OMP_NUM_THREADS`, else
+/// `auto`; see [`resolve_threads`].
+pub(crate) fn thread_choice(
+    flag: Option<Threads>,
+    env: Env<'_>,
+    warnings: &mut Vec<String>,
+) -> crate::Result<Threads> {
+    Ok(match flag {
         Some(t) => t,
         None => match env("BITNET_THREADS") {
             Some(v) => {
@@ -129,7 +169,11 @@ pub fn resolve_threads(
                 None => Threads::Auto,
             },
         },
-    };
+    })
+}
+
+/// Workers for `choice` on `cpus` CPUs, warning about over-subscription.
+fn thread_count(choice: Threads, cpus: usize, warnings: &mut Vec<String>) -> usize {
     let threads = match choice {
         Threads::Count(n) => n,
         Threads::Auto => cpus,
@@ -139,7 +183,7 @@ pub fn resolve_threads(
             "{threads} threads on {cpus} CPUs: over-subscribed, workers will wait for each other"
         ));
     }
-    Ok(threads)
+    threads
 }
 
 /// Whether to pin workers: `--pin`, else OpenMP's habits (`OMP_PROC_BIND`
@@ -219,14 +263,20 @@ pub fn sampling(args: &SamplingArgs) -> crate::Result<SamplerConfig> {
     Ok(config)
 }
 
+/// `$XDG_CACHE_HOME/bitnet`, else `~/.cache/bitnet` (the temp dir without a home).
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("bitnet")
+}
+
 /// The built-in model: a synthetic `tiny` model in the user cache directory,
 /// written on first use.
 fn demo_model() -> crate::Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join("bitnet");
+    let dir = cache_dir();
     let path = dir.join("synthetic-tiny-i2s.gguf");
     if !path.exists() {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;

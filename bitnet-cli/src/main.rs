@@ -2,6 +2,7 @@
 //! to exit codes (2: usage, 1: runtime; see [`error`]).
 
 mod args;
+mod batch;
 mod bench;
 mod chat;
 mod error;
@@ -11,9 +12,12 @@ mod info;
 mod kernels;
 mod load;
 mod logits;
+mod monitor;
 mod perplexity;
 mod progress;
 mod run;
+mod tune;
+mod tuned;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -32,6 +36,9 @@ fn main() -> ExitCode {
         args::Command::Kernels(a) => kernels::run(&a),
         args::Command::Logits(a) => logits::run(&a),
         args::Command::Perplexity(a) => perplexity::run(&a),
+        args::Command::Batch(a) => batch::run(&a),
+        args::Command::Tune(a) => tune::run(&a),
+        args::Command::Monitor(a) => monitor::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -314,6 +314,21 @@ impl Model {
         self.dispatch
     }
 
+    /// Bytes of weights one decode step reads from memory: the 2-bit codes of
+    /// every ternary projection plus the whole LM head (the embedding lookup
+    /// reads one row and the norms are tiny, so neither is counted). Times
+    /// decode steps per second, it estimates the memory bandwidth used.
+    pub fn bytes_per_token(&self) -> usize {
+        let w = &self.weights;
+        let ternary: usize = w
+            .layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .map(Ternary::code_bytes)
+            .sum();
+        ternary + w.output.as_ref().unwrap_or(&w.embed).len_bytes()
+    }
+
     /// Bytes of weights held outside the file mapping (TQ repacks).
     pub fn owned_weight_bytes(&self) -> usize {
         self.weights

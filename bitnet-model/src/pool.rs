@@ -14,6 +14,21 @@ pub struct WorkerStats {
     pub busy_ns: AtomicU64,
     pub wait_ns: AtomicU64,
     pub jobs: AtomicU64,
+    /// The worker's OS thread id (Linux `/proc/self/task/<tid>`; 0 until
+    /// known or elsewhere). Worker 0's is that of the thread that last ran a job.
+    pub tid: AtomicU64,
+}
+
+/// The calling thread's OS id (Linux; 0 elsewhere), read once per thread.
+fn current_tid() -> u64 {
+    thread_local! {
+        // "/proc/thread-self" links to "<pid>/task/<tid>".
+        static TID: u64 = std::fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+            .unwrap_or(0);
+    }
+    TID.with(|t| *t)
 }
 
 /// A type-erased `&dyn Fn(worker, workers)` valid for one job.
@@ -112,6 +127,9 @@ impl ThreadPool {
                         if let Some(cpu) = cpu {
                             pin_current(cpu);
                         }
+                        shared.stats[index]
+                            .tid
+                            .store(current_tid(), Ordering::Relaxed);
                         worker(&shared, index)
                     })
                     .expect("spawning a worker thread")
@@ -144,6 +162,9 @@ impl ThreadPool {
     pub fn run_on(&self, active: usize, f: &(dyn Fn(usize, usize) + Sync)) {
         let active = active.clamp(1, self.threads);
         let _one_job_at_a_time = self.shared.run_lock.lock().expect("pool lock");
+        self.shared.stats[0]
+            .tid
+            .store(current_tid(), Ordering::Relaxed);
         let start = Instant::now();
         if active == 1 {
             f(0, 1);
@@ -354,6 +375,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn workers_report_their_thread_ids() {
+        let pool = ThreadPool::new(3, false);
+        pool.run(&|_, _| {});
+        let tids: Vec<u64> = pool
+            .stats()
+            .iter()
+            .map(|s| s.tid.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(tids[0], current_tid());
+        for (i, &tid) in tids.iter().enumerate() {
+            let task = format!("/proc/self/task/{tid}");
+            assert!(std::path::Path::new(&task).exists(), "worker {i}: {task}");
+        }
+        assert!(tids[1] != tids[0] && tids[2] != tids[1] && tids[2] != tids[0]);
     }
 
     #[test]

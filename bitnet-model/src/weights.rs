@@ -134,6 +134,11 @@ impl Ternary {
         I2sMatrix::new(codes, self.m, self.k, scale).expect("validated at load")
     }
 
+    /// Bytes of 2-bit codes one multiplication reads.
+    pub fn code_bytes(&self) -> usize {
+        self.m * self.k / 4
+    }
+
     /// Bytes held outside the mapping (repacks).
     pub fn owned_bytes(&self) -> usize {
         match &self.codes {
@@ -216,6 +221,11 @@ impl Dense {
 
     fn bytes<'a>(&self, file: &'a [u8]) -> &'a [u8] {
         &file[self.range.clone()]
+    }
+
+    /// Bytes of the whole matrix.
+    pub fn len_bytes(&self) -> usize {
+        self.range.len()
     }
 
     /// Bytes of one row.

@@ -187,3 +187,16 @@ fn instances_and_phase_threads_give_identical_logits() {
     assert_eq!(model.profile().snapshot().steps, 9, "instances count apart");
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn bytes_per_token_counts_ternary_codes_and_the_lm_head() {
+    let (model, path) = tiny_model("bytes");
+    let c = &model.config;
+    let q = c.heads * c.head_dim;
+    let per_layer = c.hidden * (2 * q + 2 * c.kv_dim() + 3 * c.ffn) / 4;
+    // The synthetic model ties its LM head to the F16 embedding.
+    let head = c.vocab * c.hidden * 2;
+    assert_eq!(model.bytes_per_token(), c.layers * per_layer + head);
+    assert_eq!(model.instance().bytes_per_token(), model.bytes_per_token());
+    std::fs::remove_file(path).unwrap();
+}
