@@ -20,6 +20,7 @@
 use crate::args::{BatchArgs, LoadArgs, ModelArgs, PinArg, Strategy, Threads};
 use crate::error::usage;
 use crate::load::{load, process_env, sampling, thread_choice};
+use crate::progress::Progress;
 use crate::tuned::Tuned;
 use bitnet_model::{pool::ThreadPool, Tokenizer};
 use bitnet_model::{Batcher, Event, Model, PhaseThreads, Request, SamplerConfig, TextStream};
@@ -224,9 +225,11 @@ pub fn run(args: &BatchArgs) -> crate::Result<()> {
         drop(tx);
         // The writer: results in order, each flushed as soon as it can go out.
         let mut next_out = 0;
+        let progress = Progress::new(jobs.len() as u64, "batch");
         let mut pump = |pending: &mut BTreeMap<usize, String>| -> std::io::Result<usize> {
             let mut n = flush(pending, &mut next_out, &mut *sink)?;
             for (slot, line) in &rx {
+                progress.inc(1);
                 pending.insert(slot, line);
                 n += flush(pending, &mut next_out, &mut *sink)?;
             }

@@ -1,4 +1,4 @@
-//! A progress bar for long work (perplexity, logits; later batch and tune):
+//! A progress bar for long work (perplexity, batch, tune):
 //! drawn on stderr only when stderr is a terminal, so pipes and logs stay
 //! clean. Shareable between threads (`inc` takes `&self`).
 
@@ -25,6 +25,8 @@ pub struct Progress {
 #[derive(Debug)]
 struct State {
     done: u64,
+    /// What is being worked on now, shown after the counts.
+    note: String,
     last_draw: Option<Instant>,
     finished: bool,
 }
@@ -44,6 +46,7 @@ impl Progress {
             draw,
             state: Mutex::new(State {
                 done: 0,
+                note: String::new(),
                 last_draw: None,
                 finished: false,
             }),
@@ -52,13 +55,22 @@ impl Progress {
 
     /// Records `n` more units done (capped at the total).
     pub fn inc(&self, n: u64) {
+        self.inc_noting(n, None);
+    }
+
+    /// [`Progress::inc`], and from now on shows `note` (what is being worked
+    /// on) after the counts.
+    pub fn inc_noting(&self, n: u64, note: Option<&str>) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(note) = note {
+            s.note = note.to_string();
+        }
         s.done = (s.done + n).min(self.total);
         let now = Instant::now();
         let due = s.last_draw.is_none_or(|t| now - t >= REDRAW) || s.done == self.total;
         if self.draw && !s.finished && due {
             s.last_draw = Some(now);
-            self.redraw(s.done, false);
+            self.redraw(&s, false);
         }
     }
 
@@ -67,13 +79,17 @@ impl Progress {
     pub fn finish(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.draw && !s.finished {
-            self.redraw(s.done, true);
+            self.redraw(&s, true);
         }
         s.finished = true;
     }
 
-    fn redraw(&self, done: u64, end: bool) {
-        let line = render(&self.label, done, self.total, self.start.elapsed());
+    fn redraw(&self, s: &State, end: bool) {
+        let mut line = render(&self.label, s.done, self.total, self.start.elapsed());
+        if !s.note.is_empty() && !end {
+            line.push_str(" | ");
+            line.push_str(&s.note);
+        }
         // `\r` returns to the line start, `\x1b[K` clears what a longer
         // previous line left behind.
         let mut err = std::io::stderr().lock();

@@ -23,10 +23,11 @@ use crate::args::{KvArg, LoadArgs, ModelArgs, PinArg, Threads, TuneArgs};
 use crate::bench;
 use crate::error::usage;
 use crate::load::load;
+use crate::progress::Progress;
 use crate::tuned::{self, Key};
 use bitnet_model::{Batcher, Event, KvType, Model, ModelError, Request, SamplerConfig};
 use serde_json::json;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Barrier;
 use std::time::Instant;
 
@@ -120,11 +121,11 @@ pub fn run(args: &TuneArgs) -> crate::Result<()> {
         .map(|i| (i, cores / i))
         .collect();
     let steps = cores + splits.len() * batches.len();
-    let mut progress = Progress::new(steps);
+    let progress = Progress::new(steps as u64, "tune");
 
     let mut threads = Vec::new();
     for t in 1..=cores {
-        progress.step(&format!("{t} thread(s)"));
+        progress.inc_noting(0, Some(&format!("{t} thread(s)")));
         // Errors cross the thread as text (boxed errors are not `Send`).
         let row = on_instance(&l.model, t, &cpus[..t], |m| {
             let measure = || -> crate::Result<ThreadRow> {
@@ -141,11 +142,15 @@ pub fn run(args: &TuneArgs) -> crate::Result<()> {
             measure().map_err(|e| e.to_string())
         })?;
         threads.push(row);
+        progress.inc(1);
     }
     let mut split_rows = Vec::new();
     for &(instances, t) in &splits {
         for &batch in batches {
-            progress.step(&format!("{instances} × {t} threads, batch {batch}"));
+            progress.inc_noting(
+                0,
+                Some(&format!("{instances} × {t} threads, batch {batch}")),
+            );
             let (tok_s, per_sequence) =
                 split_throughput(&l.model, instances, t, batch, cpus, kv, sizes)?;
             split_rows.push(SplitRow {
@@ -155,9 +160,10 @@ pub fn run(args: &TuneArgs) -> crate::Result<()> {
                 tok_s,
                 per_sequence,
             });
+            progress.inc(1);
         }
     }
-    progress.done();
+    progress.finish();
 
     let best = |f: fn(&ThreadRow) -> f64| {
         *threads
@@ -416,36 +422,6 @@ fn median(mut v: Vec<f64>) -> crate::Result<f64> {
     v.get(v.len() / 2)
         .copied()
         .ok_or_else(|| "no measurement".into())
-}
-
-/// One line on a terminal, rewritten per test; nothing otherwise.
-struct Progress {
-    total: usize,
-    done: usize,
-    on: bool,
-}
-
-impl Progress {
-    fn new(total: usize) -> Progress {
-        Progress {
-            total,
-            done: 0,
-            on: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn step(&mut self, what: &str) {
-        self.done += 1;
-        if self.on {
-            eprint!("\r\x1b[2Ktune [{}/{}] {what}", self.done, self.total);
-        }
-    }
-
-    fn done(&self) {
-        if self.on {
-            eprint!("\r\x1b[2K");
-        }
-    }
 }
 
 /// One line of a plot: legend, colour, a value per thread count.
