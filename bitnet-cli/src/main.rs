@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod chat;
+mod convert;
 mod gen_model;
 mod generate;
 mod info;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         args::Command::Bench(a) => bench::run(&a),
         args::Command::Info(a) => info::run(&a),
         args::Command::GenModel(a) => gen_model::run(&a),
+        args::Command::Convert(a) => convert::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
     };
     match result {
