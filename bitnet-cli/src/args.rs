@@ -26,6 +26,9 @@ pub enum Command {
     Info(InfoArgs),
     /// Write a random-weight model of a preset shape (benches, demos).
     GenModel(GenModelArgs),
+    /// Convert a Hugging Face checkpoint (BitNet-b1.58-2B-4T, its bf16
+    /// master weights, ternary Llama / Falcon3-1.58bit) to GGUF.
+    Convert(ConvertArgs),
     /// Show the chosen kernel path, check every path on this CPU against the
     /// scalar reference, and measure decode GEMV against the read bandwidth.
     Kernels(KernelsArgs),
@@ -228,6 +231,30 @@ pub enum FormatArg {
     I2s,
     Tq2,
     Tq1,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Checkpoint directory: config.json, *.safetensors, tokenizer.json.
+    pub hf_dir: PathBuf,
+    /// Output GGUF file (written under OUT.partial, renamed when complete).
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// Ternary weight format.
+    #[arg(long, value_enum, default_value_t = FormatArg::I2s)]
+    pub format: FormatArg,
+    /// Token embedding (and untied LM head) type.
+    #[arg(long, value_enum, default_value_t = EmbdArg::F16)]
+    pub embd: EmbdArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmbdArg {
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q6_k")]
+    Q6K,
 }
 
 #[derive(Debug, Args)]

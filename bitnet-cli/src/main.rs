@@ -5,6 +5,7 @@ mod args;
 mod batch;
 mod bench;
 mod chat;
+mod convert;
 mod error;
 mod gen_model;
 mod generate;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         args::Command::Bench(a) => bench::run(&a),
         args::Command::Info(a) => info::run(&a),
         args::Command::GenModel(a) => gen_model::run(&a),
+        args::Command::Convert(a) => convert::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
         args::Command::Logits(a) => logits::run(&a),
         args::Command::Perplexity(a) => perplexity::run(&a),

@@ -703,3 +703,131 @@ fn threads_and_pinning_follow_flags_then_environment() {
         text(&out.stderr)
     );
 }
+
+/// Generates greedily with `--json`: (token ids, text).
+fn greedy(model: &std::path::Path, prompt: &str) -> (Vec<u64>, String) {
+    let out = bitnet(
+        &[
+            "run",
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            prompt,
+            "-n",
+            "24",
+            "--temp",
+            "0",
+            "--kv",
+            "f32",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let ids = v["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    (ids, v["text"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn convert_then_run_gives_the_reference_greedy_continuation() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+    let dir = std::env::temp_dir().join(format!("bitnet-cli-convert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (fixture, format) in [("tiny-b158", "tq1"), ("tiny-llama", "i2s")] {
+        let out = dir.join(format!("{fixture}.gguf"));
+        let run = bitnet(
+            &[
+                "convert",
+                fixtures.join(fixture).join("hf").to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--format",
+                format,
+            ],
+            &[],
+        );
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        assert!(text(&run.stderr).contains("wrote"), "{}", text(&run.stderr));
+        let cases: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures.join(fixture).join("cases.json")).unwrap(),
+        )
+        .unwrap();
+        let reference_model = fixtures.join(fixture).join(format!("model-{format}.gguf"));
+        for case in cases["cases"].as_array().unwrap() {
+            let prompt = case["prompt"].as_str().unwrap();
+            let (ids, text_out) = greedy(&out, prompt);
+            let reference = greedy(&reference_model, prompt);
+            // The same weights as the fixture's own file: the same ids and text.
+            assert_eq!(
+                (&ids, &text_out),
+                (&reference.0, &reference.1),
+                "{fixture}: {prompt:?}"
+            );
+            // transformers' greedy ids, up to the reference's first near tie.
+            let want = case["greedy_ids"].as_array().unwrap();
+            let margins = case["greedy_top2_margins"].as_array().unwrap();
+            for (step, (got, (want, margin))) in
+                ids.iter().zip(want.iter().zip(margins)).enumerate()
+            {
+                if margin.as_f64().unwrap() < 0.05 {
+                    break;
+                }
+                assert_eq!(
+                    Some(*got),
+                    want.as_u64(),
+                    "{fixture} {prompt:?}: step {step}"
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn convert_refuses_bad_checkpoints_without_leaving_a_file() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+    let dir = std::env::temp_dir().join(format!("bitnet-cli-badconv-{}", std::process::id()));
+    let hf = dir.join("hf");
+    std::fs::create_dir_all(&hf).unwrap();
+    for f in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixtures.join("tiny-b158/hf").join(f), hf.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("tiny-b158/hf/config.json")).unwrap(),
+    )
+    .unwrap();
+    config["architectures"] = serde_json::json!(["MambaForCausalLM"]);
+    std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
+    let out = dir.join("out.gguf");
+    let o = out.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["convert", "/nonexistent/checkpoint", "-o", o],
+            "/nonexistent/checkpoint/config.json",
+        ),
+        (
+            vec!["convert", hf.to_str().unwrap(), "-o", o],
+            "architecture \"MambaForCausalLM\" is not supported",
+        ),
+        (
+            vec!["convert", hf.to_str().unwrap(), "-o", o, "--embd", "q4_0"],
+            "invalid value 'q4_0'",
+        ),
+    ] {
+        let run = bitnet(&args, &[]);
+        assert!(!run.status.success(), "{args:?}");
+        let err = text(&run.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !out.exists() && !dir.join("out.gguf.partial").exists(),
+            "{args:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

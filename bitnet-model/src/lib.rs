@@ -1,5 +1,6 @@
 //! The BitNet b1.58 model over `bitnet-kernels`: a zero-copy GGUF reader and
-//! writer, the `bitnet-b1.58` / `bitnet` / ternary-`llama` transformers
+//! writer, Hugging Face checkpoint conversion ([`convert`]), the
+//! `bitnet-b1.58` / `bitnet` / ternary-`llama` transformers
 //! ([`Model::forward_batch`] runs several sequences per step), KV cache,
 //! byte-level BPE and SentencePiece tokenizers, chat formats, sampler,
 //! generation [`Session`], a static thread pool, synthetic models, `.npy`
@@ -8,6 +9,7 @@
 pub mod batch;
 pub mod chat;
 pub mod config;
+pub mod convert;
 mod error;
 pub mod gguf;
 pub mod hw;

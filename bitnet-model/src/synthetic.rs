@@ -1,12 +1,12 @@
 //! Reproducible random weights, activations and whole GGUF models for
 //! benches, self-checks and demos (no download needed).
 
-use crate::gguf::{GgufWriter, MetaValue, TensorType};
-use bitnet_kernels::format::{
-    encode_i2s_row, encode_tq1_row, encode_tq2_row, f16_to_f32, f32_to_f16, TQ_BLOCK,
-};
-use std::io::{self, BufWriter, Write};
+use crate::gguf::{write_ternary, GgufWriter, MetaValue, TensorType};
+use bitnet_kernels::format::{encode_i2s_row, f16_to_f32, f32_to_f16};
+use std::io::{self, Write};
 use std::path::Path;
+
+pub use crate::gguf::TernaryFormat;
 
 /// xorshift64: deterministic and fast; not for anything statistical.
 #[derive(Debug, Clone)]
@@ -105,33 +105,6 @@ impl Preset {
         Preset::ALL
             .into_iter()
             .find(|p| p.name.eq_ignore_ascii_case(name))
-    }
-}
-
-/// Ternary tensor formats a synthetic model can be written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TernaryFormat {
-    I2s,
-    Tq2,
-    Tq1,
-}
-
-impl TernaryFormat {
-    fn tensor_type(self) -> TensorType {
-        match self {
-            TernaryFormat::I2s => TensorType::I2S,
-            TernaryFormat::Tq2 => TensorType::Tq2_0,
-            TernaryFormat::Tq1 => TensorType::Tq1_0,
-        }
-    }
-
-    /// `general.file_type`: bitnet.cpp's I2_S = 40; llama.cpp's TQ1_0 = 36, TQ2_0 = 37.
-    fn file_type(self) -> u32 {
-        match self {
-            TernaryFormat::I2s => 40,
-            TernaryFormat::Tq1 => 36,
-            TernaryFormat::Tq2 => 37,
-        }
     }
 }
 
@@ -258,71 +231,29 @@ pub fn write_model(
         w.tensor(name, dims, ty);
     }
 
-    let tmp = path.with_extension("gguf.partial");
-    let result = (|| {
-        let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        w.write(&mut out, |i, out| {
-            let (_, dims, kind) = &plan[i];
-            let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9).wrapping_add(i as u64));
-            match kind {
-                Kind::Embedding => {
-                    let mut row = Vec::with_capacity(dims[0] as usize * 2);
-                    for _ in 0..dims[1] {
-                        row.clear();
-                        for _ in 0..dims[0] {
-                            row.extend_from_slice(&f32_to_f16(rng.next_f32() * 0.05).to_le_bytes());
-                        }
-                        out.write_all(&row)?;
+    w.write_file(path, |i, out| {
+        let (_, dims, kind) = &plan[i];
+        let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9).wrapping_add(i as u64));
+        match kind {
+            Kind::Embedding => {
+                let mut row = Vec::with_capacity(dims[0] as usize * 2);
+                for _ in 0..dims[1] {
+                    row.clear();
+                    for _ in 0..dims[0] {
+                        row.extend_from_slice(&f32_to_f16(rng.next_f32() * 0.05).to_le_bytes());
                     }
-                    Ok(())
+                    out.write_all(&row)?;
                 }
-                Kind::Norm => (0..dims[0]).try_for_each(|_| out.write_all(&1.0f32.to_le_bytes())),
-                Kind::Ternary { k } => write_ternary(out, format, *k, dims[1] as usize, &mut rng),
+                Ok(())
             }
-        })?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
-    })();
-    match result {
-        Ok(()) => std::fs::rename(&tmp, path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+            Kind::Norm => (0..dims[0]).try_for_each(|_| out.write_all(&1.0f32.to_le_bytes())),
+            Kind::Ternary { k } => {
+                let scale = f16_to_f32(f32_to_f16(1.0 / (2.0 * *k as f32 / 3.0).sqrt()));
+                write_ternary(out, format, *k, dims[1] as usize, scale, |_, trits| {
+                    trits.iter_mut().for_each(|t| *t = rng.next_trit());
+                    Ok(())
+                })
+            }
         }
-    }
-}
-
-fn write_ternary(
-    out: &mut impl Write,
-    format: TernaryFormat,
-    k: usize,
-    m: usize,
-    rng: &mut Rng,
-) -> io::Result<()> {
-    let invalid =
-        |e: bitnet_kernels::Error| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
-    let scale = f16_to_f32(f32_to_f16(1.0 / (2.0 * k as f32 / 3.0).sqrt()));
-    let mut trits = vec![0i8; k];
-    let scales = vec![scale; k / TQ_BLOCK];
-    let row_bytes = match format {
-        TernaryFormat::I2s => k / 4,
-        TernaryFormat::Tq2 => k / TQ_BLOCK * 66,
-        TernaryFormat::Tq1 => k / TQ_BLOCK * 54,
-    };
-    let mut row = vec![0u8; row_bytes];
-    for _ in 0..m {
-        trits.iter_mut().for_each(|t| *t = rng.next_trit());
-        match format {
-            TernaryFormat::I2s => encode_i2s_row(&trits, &mut row),
-            TernaryFormat::Tq2 => encode_tq2_row(&trits, &scales, &mut row),
-            TernaryFormat::Tq1 => encode_tq1_row(&trits, &scales, &mut row),
-        }
-        .map_err(invalid)?;
-        out.write_all(&row)?;
-    }
-    if format == TernaryFormat::I2s {
-        let mut tail = [0u8; 32];
-        tail[..4].copy_from_slice(&scale.to_le_bytes());
-        out.write_all(&tail)?;
-    }
-    Ok(())
+    })
 }

@@ -4,10 +4,10 @@
 
 use crate::error::ModelError;
 use crate::gguf::{Gguf, TensorInfo, TensorType};
-use bitnet_kernels::format::f16_to_f32;
 use bitnet_kernels::format::{
     collapse_block_scales, I2sMatrix, Tq1Matrix, Tq2Matrix, WeightScale, TQ_BLOCK,
 };
+use bitnet_kernels::format::{f16_to_f32, f32_to_f16};
 use bitnet_kernels::Dispatch;
 use std::ops::Range;
 
@@ -384,6 +384,141 @@ pub(crate) fn dequantize_q6_k(row: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Bytes per Q8_0 block of 32 weights: f16 `d`, then 32 × i8.
+pub(crate) const Q8_0_BLOCK_BYTES: usize = bitnet_kernels::float::Q8_0_BLOCK_BYTES;
+
+/// ggml's Q8_0 reference quantizer (`quantize_row_q8_0_ref`): per 32 weights,
+/// `d = max|x| / 127` and `q = round_half_away(x / d)`. `x.len()` must be a
+/// multiple of 32 and `out` hold `x.len() / 32 · 34` bytes.
+pub(crate) fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
+    for (x, block) in x
+        .chunks_exact(32)
+        .zip(out.chunks_exact_mut(Q8_0_BLOCK_BYTES))
+    {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        block[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+        for (q, &v) in block[2..].iter_mut().zip(x) {
+            *q = (v * id).round() as i8 as u8;
+        }
+    }
+}
+
+/// ggml's `nearest_int`: round half to even, by letting the float adder
+/// round `x + 1.5·2²³` to an integer (two instructions, where
+/// `f32::round_ties_even` is a libm call on baseline x86-64). Exact for
+/// `|x| < 2²²`; larger inputs saturate there.
+pub(crate) fn nearest_int(x: f32) -> i32 {
+    let shifted = x.clamp(-4_194_303.0, 4_194_303.0) + 12_582_912.0;
+    (shifted.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+}
+
+/// ggml's `make_qx_quants` with `rmse_type = 1` and no importance weights:
+/// a scale for `x` and its levels `L ∈ [0, 2·nmax)`, chosen among 19 candidate
+/// scales to minimise the x²-weighted squared error.
+fn make_qx_quants(nmax: i32, x: &[f32], levels: &mut [i8]) -> f32 {
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < 1e-15 {
+        levels.fill(0);
+        return 0.0;
+    }
+    let quantize = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0f32, 0f32);
+        for &v in x {
+            let l = quantize(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * l;
+            suml2 += w * l * l;
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = -(nmax as f32) / max;
+    for (l, &v) in levels.iter_mut().zip(x) {
+        *l = (quantize(iscale, v) + nmax) as i8;
+    }
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&is| is != 0) {
+        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (l, &v) in levels.iter_mut().zip(x) {
+                *l = (quantize(iscale, v) + nmax) as i8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// ggml's Q6_K reference quantizer (`quantize_row_q6_K_ref`), the inverse
+/// of [`dequantize_q6_k`]: per 16 weights a scale from [`make_qx_quants`],
+/// the 16 scales quantized to i8 against one f16 `d` per 256 weights, then
+/// 6-bit levels against `d · scale`. `x.len()` must be a multiple of 256 and
+/// `out` hold `x.len() / 256 · 210` bytes.
+pub(crate) fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
+    for (x, block) in x
+        .chunks_exact(256)
+        .zip(out.chunks_exact_mut(Q6K_BLOCK_BYTES))
+    {
+        let mut levels = [0i8; 256];
+        let mut scales = [0f32; 16];
+        let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
+        for ((xs, ls), s) in x
+            .chunks_exact(16)
+            .zip(levels.chunks_exact_mut(16))
+            .zip(scales.iter_mut())
+        {
+            *s = make_qx_quants(32, xs, ls);
+            if s.abs() > max_abs_scale {
+                max_abs_scale = s.abs();
+                max_scale = *s;
+            }
+        }
+        block.fill(0);
+        if max_abs_scale < 1e-15 {
+            continue;
+        }
+        let iscale = -128.0 / max_scale;
+        let d = f32_to_f16(1.0 / iscale);
+        block[208..].copy_from_slice(&d.to_le_bytes());
+        let d = f16_to_f32(d);
+        for j in 0..16 {
+            let sc = nearest_int(iscale * scales[j]).min(127) as i8;
+            block[192 + j] = sc as u8;
+            let dl = d * sc as f32;
+            if dl == 0.0 {
+                continue;
+            }
+            for i in 16 * j..16 * (j + 1) {
+                levels[i] = (nearest_int(x[i] / dl).clamp(-32, 31) + 32) as i8;
+            }
+        }
+        let (ql, rest) = block.split_at_mut(128);
+        let qh = &mut rest[..64];
+        for half in 0..2 {
+            let l6 = &levels[128 * half..];
+            let (ql, qh) = (&mut ql[64 * half..], &mut qh[32 * half..]);
+            for l in 0..32 {
+                let q = |g: usize| l6[l + 32 * g] as u8;
+                ql[l] = (q(0) & 0xf) | ((q(2) & 0xf) << 4);
+                ql[l + 32] = (q(1) & 0xf) | ((q(3) & 0xf) << 4);
+                qh[l] = (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
+            }
+        }
+    }
+}
+
 fn aligned<'a, T: bytemuck::Pod>(bytes: &'a [u8], name: &str) -> Result<&'a [T], ModelError> {
     bytemuck::try_cast_slice(bytes)
         .map_err(|e| tensor_error(name, format!("cannot be read in place: {e}")))
@@ -415,6 +550,92 @@ mod tests {
         for i in 0..256 {
             let scale = (i / 16) as f32 - 8.0;
             assert_eq!(out[i], 0.5 * scale * (q(i) as f32 - 32.0), "weight {i}");
+        }
+    }
+
+    /// Smooth-ish values with a few outliers and an all-zero stretch.
+    fn sample(n: usize) -> Vec<f32> {
+        let mut rng = crate::synthetic::Rng::new(3);
+        (0..n)
+            .map(|i| match i % 97 {
+                0 => rng.next_f32() * 4.0,
+                _ if (512..528).contains(&i) => 0.0,
+                _ => rng.next_f32() * 0.05,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn q8_0_round_trips_within_half_a_step() {
+        let x = sample(1024);
+        let mut q = vec![0u8; 1024 / 32 * Q8_0_BLOCK_BYTES];
+        quantize_q8_0(&x, &mut q);
+        for (xb, qb) in x.chunks_exact(32).zip(q.chunks_exact(Q8_0_BLOCK_BYTES)) {
+            let d = f16_to_f32(u16::from_le_bytes([qb[0], qb[1]]));
+            let exact = xb.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            assert!((d - exact).abs() <= exact / 2048.0, "d {d} for {exact}");
+            // Half a step, plus what storing d in f16 moves the largest level by.
+            let bound = 0.5 * exact + 127.0 * (d - exact).abs() + 1e-7;
+            for (&v, &c) in xb.iter().zip(&qb[2..]) {
+                assert!((c as i8 as f32 * d - v).abs() <= bound, "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn q6_k_round_trips_through_the_dequantizer() {
+        let x = sample(1024);
+        let mut q = vec![0u8; 1024 / 256 * Q6K_BLOCK_BYTES];
+        quantize_q6_k(&x, &mut q);
+        let mut y = vec![0f32; 1024];
+        dequantize_q6_k(&q, &mut y);
+        for ((xb, yb), qb) in x
+            .chunks_exact(256)
+            .zip(y.chunks_exact(256))
+            .zip(q.chunks_exact(Q6K_BLOCK_BYTES))
+        {
+            let d = f16_to_f32(u16::from_le_bytes([qb[208], qb[209]]));
+            let block_max = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (i, (&a, &b)) in xb.iter().zip(yb).enumerate() {
+                // Each weight decodes to its nearest level of its group's
+                // step, unless it lies beyond the 6-bit range of that step.
+                let step = d * qb[192 + i / 16] as i8 as f32;
+                if step != 0.0 && (a / step).abs() <= 31.0 {
+                    assert!(
+                        (a - b).abs() <= 0.5 * step.abs() * 1.0001,
+                        "{i}: {a} vs {b}"
+                    );
+                }
+                assert!((a - b).abs() <= block_max / 32.0, "{i}: {a} vs {b}");
+            }
+        }
+        assert!(y[512..528].iter().all(|&v| v == 0.0));
+        // An all-zero block encodes as zeros.
+        let mut q = vec![0xffu8; Q6K_BLOCK_BYTES];
+        quantize_q6_k(&[0.0; 256], &mut q);
+        assert!(q.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn nearest_int_rounds_half_to_even() {
+        for (x, want) in [
+            (0.5, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (-2.4999998, -2),
+            (31.49, 31),
+            (-32.7, -33),
+            (1e9, 4_194_303),
+            (-1e9, -4_194_303),
+        ] {
+            assert_eq!(nearest_int(x), want, "{x}");
+        }
+        let mut rng = crate::synthetic::Rng::new(9);
+        for _ in 0..100_000 {
+            let x = rng.next_f32() * 1000.0;
+            assert_eq!(nearest_int(x), x.round_ties_even() as i32, "{x}");
         }
     }
 }

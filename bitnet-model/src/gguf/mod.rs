@@ -762,4 +762,4 @@ fn fixed_size(ty: u32) -> Option<usize> {
 }
 
 mod writer;
-pub use writer::{GgufWriter, MetaValue};
+pub use writer::{partial_path, write_ternary, GgufWriter, MetaValue, TernaryFormat};

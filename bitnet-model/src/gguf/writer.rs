@@ -2,7 +2,13 @@
 //! streamed by the caller (so a multi-gigabyte model never sits in memory).
 
 use super::TensorType;
-use std::io::{self, Write};
+use bitnet_kernels::format::{
+    encode_i2s_row, encode_tq1_row, encode_tq2_row, I2S_TAIL_BYTES, TQ1_BLOCK_BYTES,
+    TQ2_BLOCK_BYTES, TQ_BLOCK,
+};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 /// A metadata value to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +96,115 @@ impl GgufWriter {
         }
         w.flush()
     }
+
+    /// [`GgufWriter::write`] into `path`, through `path` + `.partial` in the
+    /// same directory that is renamed over `path` only once everything is
+    /// written and synced: a failure (an error from `data` included) leaves
+    /// no partial model behind, and never clobbers an existing `path`.
+    pub fn write_file(
+        &self,
+        path: &Path,
+        data: impl FnMut(usize, &mut CountingWriter<'_, BufWriter<File>>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let tmp = partial_path(path);
+        let result = (|| {
+            let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+            self.write(&mut out, data)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        })();
+        match result.and_then(|()| std::fs::rename(&tmp, path)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Where [`GgufWriter::write_file`] writes before renaming: `path` + `.partial`.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// The ternary tensor formats this crate writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TernaryFormat {
+    /// bitnet.cpp I2_S: 2 bits per weight, one f32 scale per tensor.
+    I2s,
+    /// llama.cpp TQ2_0: 2.06 bits per weight, one f16 scale per 256 weights.
+    Tq2,
+    /// llama.cpp TQ1_0: 1.69 bits per weight, one f16 scale per 256 weights.
+    Tq1,
+}
+
+impl TernaryFormat {
+    pub fn tensor_type(self) -> TensorType {
+        match self {
+            TernaryFormat::I2s => TensorType::I2S,
+            TernaryFormat::Tq2 => TensorType::Tq2_0,
+            TernaryFormat::Tq1 => TensorType::Tq1_0,
+        }
+    }
+
+    /// `general.file_type`: bitnet.cpp's I2_S = 40; llama.cpp's TQ1_0 = 36, TQ2_0 = 37.
+    pub fn file_type(self) -> u32 {
+        match self {
+            TernaryFormat::I2s => 40,
+            TernaryFormat::Tq1 => 36,
+            TernaryFormat::Tq2 => 37,
+        }
+    }
+
+    /// Weights per row must be a multiple of this (128 for I2_S, 256 for TQ).
+    pub fn block(self) -> usize {
+        match self {
+            TernaryFormat::I2s => bitnet_kernels::format::I2S_BLOCK,
+            TernaryFormat::Tq2 | TernaryFormat::Tq1 => TQ_BLOCK,
+        }
+    }
+}
+
+/// Writes an `m × k` ternary matrix in `format` with one `scale` for every
+/// weight (TQ formats round it to f16 per block): `fill(r, trits)` supplies
+/// output row `r` as `k` values in `{-1, 0, 1}`. Exactly the bytes
+/// [`GgufWriter::tensor`] declares for `[k, m]`, I2_S's scale tail included.
+pub fn write_ternary<W: Write>(
+    out: &mut W,
+    format: TernaryFormat,
+    k: usize,
+    m: usize,
+    scale: f32,
+    mut fill: impl FnMut(usize, &mut [i8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let invalid =
+        |e: bitnet_kernels::Error| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+    let mut trits = vec![0i8; k];
+    let scales = vec![scale; k / TQ_BLOCK];
+    let row_bytes = match format {
+        TernaryFormat::I2s => k / 4,
+        TernaryFormat::Tq2 => k / TQ_BLOCK * TQ2_BLOCK_BYTES,
+        TernaryFormat::Tq1 => k / TQ_BLOCK * TQ1_BLOCK_BYTES,
+    };
+    let mut row = vec![0u8; row_bytes];
+    for r in 0..m {
+        fill(r, &mut trits)?;
+        match format {
+            TernaryFormat::I2s => encode_i2s_row(&trits, &mut row),
+            TernaryFormat::Tq2 => encode_tq2_row(&trits, &scales, &mut row),
+            TernaryFormat::Tq1 => encode_tq1_row(&trits, &scales, &mut row),
+        }
+        .map_err(invalid)?;
+        out.write_all(&row)?;
+    }
+    if format == TernaryFormat::I2s {
+        let mut tail = [0u8; I2S_TAIL_BYTES];
+        tail[..4].copy_from_slice(&scale.to_le_bytes());
+        out.write_all(&tail)?;
+    }
+    Ok(())
 }
 
 /// A writer that knows how many bytes went through it.
