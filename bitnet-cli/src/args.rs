@@ -28,6 +28,9 @@ pub enum Command {
     /// Show the chosen kernel path, check every path on this CPU against the
     /// scalar reference, and measure decode GEMV against the read bandwidth.
     Kernels(KernelsArgs),
+    /// OpenAI-compatible HTTP server: model instances × threads, continuous
+    /// batching, streaming.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +196,58 @@ pub struct KernelsArgs {
     /// Skip the measurements; only the self-check.
     #[arg(long)]
     pub no_bench: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// GGUF model file (default: the built-in synthetic model).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the bound address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// How to split the cores into model instances (default: balanced).
+    #[arg(long, value_enum, conflicts_with_all = ["instances", "threads"])]
+    pub strategy: Option<Strategy>,
+    /// Model instances, each on its own cores (instead of --strategy).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub instances: Option<u16>,
+    /// Worker threads per instance (instead of --strategy).
+    #[arg(short = 't', long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Sequences batched together per instance.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub slots: u16,
+    /// Context size in tokens per sequence (default: the model's, at most 4096).
+    #[arg(short = 'c', long)]
+    pub ctx: Option<usize>,
+    /// Requests that may wait for a free slot; beyond them the answer is 429.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
+    /// Seconds in-flight requests may run on after SIGINT/SIGTERM before
+    /// they are cancelled.
+    #[arg(long, default_value_t = 10.0)]
+    pub grace: f64,
+}
+
+/// How `bitnet serve` lays instances over the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// One instance on every core: the fastest single reply.
+    Latency,
+    /// About √cores instances.
+    Balanced,
+    /// One instance per core: the most replies at once.
+    Throughput,
 }
 
 /// `-t auto|N`.

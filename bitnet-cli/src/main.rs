@@ -10,6 +10,7 @@ mod info;
 mod kernels;
 mod load;
 mod run;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         args::Command::Info(a) => info::run(&a),
         args::Command::GenModel(a) => gen_model::run(&a),
         args::Command::Kernels(a) => kernels::run(&a),
+        args::Command::Serve(a) => serve::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
