@@ -75,8 +75,12 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 }
 
 async fn count_responses(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // Probes and scrapes would drown the API traffic.
+    let counted = !matches!(req.uri().path(), "/health" | "/metrics");
     let response = next.run(req).await;
-    state.metrics.count_response(response.status().as_u16());
+    if counted {
+        state.metrics.count_response(response.status().as_u16());
+    }
     response
 }
 

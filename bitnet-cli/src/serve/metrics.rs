@@ -74,7 +74,7 @@ impl Metrics {
         metric(
             "bitnet_requests_total",
             "counter",
-            "HTTP responses by status.",
+            "HTTP responses by status (/health and /metrics not counted).",
             &responses,
         );
         let one = |v: f64| [(String::new(), v)];
@@ -168,7 +168,7 @@ impl Metrics {
         metric(
             "bitnet_worker_wait_seconds_total",
             "counter",
-            "Time each worker spent waiting for its share of a step.",
+            "Time each worker spent between its jobs (idle, or waiting for the other workers).",
             &wait,
         );
         metric(
