@@ -757,3 +757,38 @@ fn sigterm_cancels_what_outlives_the_grace_period_and_exits_0() {
     assert!(TcpStream::connect(&server.addr).is_err());
     assert!(server.log().contains("stopped"), "{}", server.log());
 }
+
+#[test]
+fn the_official_openai_python_client_works_in_both_modes() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai/client.py");
+    let probe = Command::new("python3")
+        .args(["-c", "import openai"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED: python3 with the `openai` package is not installed (pip install openai)"
+        );
+        return;
+    }
+    let server = Server::start(&["--api-key", "k3y"]);
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{}/v1", server.addr))
+        .arg("k3y")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (chat, _) = greedy("hi there", 6, true);
+    let (completion, _) = greedy("def fibonacci(n):\n    return", 8, false);
+    assert_eq!(got["chat"], json!([chat, "length", 6]));
+    assert_eq!(got["chat_stream"], json!([chat, "length"]));
+    assert_eq!(got["completion"], json!([completion, "length", 13]));
+    assert_eq!(got["completion_stream"], json!([completion, 21]));
+    assert_eq!(got["models"], json!(["model-i2s"]));
+    assert_eq!(got["bad_key"], 401);
+}
