@@ -607,8 +607,6 @@ fn errors_have_the_documented_statuses_and_bodies() {
         "1",
         "--max-queue",
         "1",
-        "-c",
-        "64",
     ]);
     let chat = "/v1/chat/completions";
     error_of(
@@ -641,7 +639,7 @@ fn errors_have_the_documented_statuses_and_bodies() {
         413,
         "larger than",
     );
-    let long_prompt = "word ".repeat(100);
+    let long_prompt = "word ".repeat(2500);
     error_of(
         &post(
             &server,
@@ -649,7 +647,7 @@ fn errors_have_the_documented_statuses_and_bodies() {
             &completion_body(&long_prompt, 4, false),
         ),
         400,
-        "the context is 64 tokens",
+        "the context is 4096 tokens",
     );
     let r = post(
         &server,
@@ -662,7 +660,7 @@ fn errors_have_the_documented_statuses_and_bodies() {
         .and_then(|m| m.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{message}"));
-    assert!(prompt_tokens > 100, "{message}");
+    assert!(prompt_tokens > 4096, "{message}");
     error_of(
         &get(&server, "/v2/nothing"),
         404,
@@ -671,7 +669,7 @@ fn errors_have_the_documented_statuses_and_bodies() {
     error_of(&get(&server, chat), 405, "GET is not allowed");
 
     // One running, one waiting: the third is turned away with Retry-After.
-    let long = completion_body("Once upon a time", 60, true).to_string();
+    let long = completion_body("Once upon a time", 4000, true).to_string();
     let mut running = open(&server, "POST", "/v1/completions", &[], long.as_bytes());
     read_events(&mut running, 1);
     let mut waiting = open(&server, "POST", "/v1/completions", &[], long.as_bytes());
@@ -725,7 +723,7 @@ fn the_api_key_guards_everything_but_health() {
 
 #[test]
 fn sigterm_cancels_what_outlives_the_grace_period_and_exits_0() {
-    let mut server = Server::start(&["--grace", "1", "--instances", "1", "--threads", "1"]);
+    let mut server = Server::start(&["--grace", "0.3", "--instances", "1", "--threads", "1"]);
     let long = completion_body("Once upon a time", 4000, true).to_string();
     let mut s = open(&server, "POST", "/v1/completions", &[], long.as_bytes());
     read_events(&mut s, 2);
