@@ -48,6 +48,9 @@ pub enum Command {
     /// Run a generation workload and show, live, per worker thread busy,
     /// waiting and OS CPU time, time per operation, tok/s and bandwidth.
     Monitor(MonitorArgs),
+    /// OpenAI-compatible HTTP server: model instances × threads, continuous
+    /// batching, streaming.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -327,7 +330,8 @@ pub struct BatchArgs {
     #[arg(long, conflicts_with = "strategy")]
     pub instances: Option<usize>,
     /// Choose instances, threads and batch size: `throughput` uses the
-    /// `bitnet tune` profile (or a heuristic without one).
+    /// `bitnet tune` profile (or 2 threads per instance without one);
+    /// `latency` is one instance on every core, `balanced` about √cores.
     #[arg(long, value_enum)]
     pub strategy: Option<Strategy>,
     /// Sequences decoded together per instance (default 8).
@@ -382,11 +386,6 @@ pub struct MonitorArgs {
     pub run_args: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Strategy {
-    Throughput,
-}
-
 /// `--shard K/N`: this is shard `index` of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -403,6 +402,80 @@ fn parse_shard(s: &str) -> Result<Shard, String> {
         _ => Err(format!(
             "{s:?} is not K/N with 0 <= K < N (e.g. 0/4 for the first of four shards)"
         )),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// GGUF model file (default: the built-in synthetic model).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the bound address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// How to split the cores into model instances (default: balanced): the
+    /// `bitnet tune` profile's server (balanced) or many-prompts
+    /// (throughput) split when there is one, else a rule of thumb.
+    #[arg(long, value_enum, conflicts_with_all = ["instances", "threads"])]
+    pub strategy: Option<Strategy>,
+    /// Model instances, each on its own cores (instead of --strategy).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub instances: Option<u16>,
+    /// Worker threads per instance (instead of --strategy).
+    #[arg(short = 't', long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Sequences batched together per instance.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub slots: u16,
+    /// Context size in tokens per sequence (default: the model's, at most 4096).
+    #[arg(short = 'c', long)]
+    pub ctx: Option<usize>,
+    /// Requests that may wait for a free slot; beyond them the answer is 429.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// KV cache element type.
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
+    /// Seconds in-flight requests may run on after SIGINT/SIGTERM before
+    /// they are cancelled.
+    #[arg(long, default_value_t = 10.0)]
+    pub grace: f64,
+}
+
+/// How `bitnet serve` and `bitnet batch` lay model instances over the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// One instance on every core: the fastest single reply.
+    Latency,
+    /// About √cores instances.
+    Balanced,
+    /// One instance per core: the most replies at once.
+    Throughput,
+}
+
+impl Strategy {
+    /// Model instances on `cores` cores when no tune profile says better.
+    pub fn instances(self, cores: usize) -> usize {
+        match self {
+            Strategy::Latency => 1,
+            Strategy::Throughput => cores.max(1),
+            Strategy::Balanced => ((cores as f64).sqrt().round() as usize).max(1),
+        }
+    }
+
+    /// The rule [`Strategy::instances`] follows, for startup lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Strategy::Latency => "latency: one instance on every core",
+            Strategy::Balanced => "balanced: about √cores instances",
+            Strategy::Throughput => "throughput: one instance per core",
+        }
     }
 }
 

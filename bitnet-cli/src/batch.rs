@@ -481,6 +481,17 @@ fn layout(args: &BatchArgs, tuned: Option<&Tuned>) -> crate::Result<Layout> {
                 "throughput heuristic (run `bitnet tune` for measured numbers)".to_string(),
             )
         }
+        (None, Some(strategy @ (Strategy::Latency | Strategy::Balanced))) => {
+            let i = strategy.instances(cores);
+            let t = explicit_threads.unwrap_or((cores / i).max(1));
+            (
+                i,
+                t,
+                args.batch_size.unwrap_or(DEFAULT_BATCH),
+                None,
+                strategy.describe().to_string(),
+            )
+        }
         (None, None) => (
             1,
             explicit_threads.unwrap_or(cores),

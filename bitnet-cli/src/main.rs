@@ -17,6 +17,7 @@ mod monitor;
 mod perplexity;
 mod progress;
 mod run;
+mod serve;
 mod tune;
 mod tuned;
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         args::Command::Batch(a) => batch::run(&a),
         args::Command::Tune(a) => tune::run(&a),
         args::Command::Monitor(a) => monitor::run(&a),
+        args::Command::Serve(a) => serve::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

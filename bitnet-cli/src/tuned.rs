@@ -132,7 +132,17 @@ impl Tuned {
 
     /// `(instances, threads, batch)` with the best aggregate throughput.
     pub fn many_prompts(&self) -> Option<(usize, usize, usize)> {
-        let r = &self.json["recommended"]["many_prompts"];
+        self.split("many_prompts")
+    }
+
+    /// `(instances, threads, batch)` with the best aggregate throughput among
+    /// the splits that keep each sequence responsive (tune's server rule).
+    pub fn server(&self) -> Option<(usize, usize, usize)> {
+        self.split("server")
+    }
+
+    fn split(&self, workload: &str) -> Option<(usize, usize, usize)> {
+        let r = &self.json["recommended"][workload];
         Some((
             Self::count(&r["instances"])?,
             Self::count(&r["threads"])?,
