@@ -111,6 +111,10 @@ pub struct LoadArgs {
     /// this CPU lacks it) [default: $BITNET_KERNEL, else the best path].
     #[arg(long, value_parser = parse_isa)]
     pub kernel: Option<Isa>,
+    /// Re-quantize the LM head in memory to read fewer bytes per token
+    /// (lossy, opt-in): q8_0 or q6_k [default: the file's weights, exact].
+    #[arg(long, value_enum)]
+    pub lm_head: Option<LmHeadArg>,
 }
 
 /// A model plus a generation context (run, chat).
@@ -168,6 +172,9 @@ pub struct BenchArgs {
     /// GGUF model file (default: the built-in synthetic model).
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
+    /// Re-quantize the LM head in memory (lossy, opt-in): q8_0 or q6_k.
+    #[arg(long, value_enum)]
+    pub lm_head: Option<LmHeadArg>,
     /// Prompt lengths to process in one batch (comma-separated; 0 skips).
     #[arg(short = 'p', long, value_delimiter = ',', default_value = "128")]
     pub prompt: Vec<usize>,
@@ -249,6 +256,15 @@ pub struct ConvertArgs {
     /// Token embedding (and untied LM head) type.
     #[arg(long, value_enum, default_value_t = EmbdArg::F16)]
     pub embd: EmbdArg,
+}
+
+/// `--lm-head q8_0|q6_k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LmHeadArg {
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q6_k")]
+    Q6K,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -48,6 +48,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         threads: Some(Threads::Count(1)),
         pin: args.pin,
         kernel: None,
+        lm_head: args.lm_head,
     };
     let mut l = load_with(&load_args, None, args.kv)?;
     let kv = l.kv;

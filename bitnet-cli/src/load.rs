@@ -2,9 +2,12 @@
 //! runs one; the one place where threads, pinning and the kernel path are
 //! resolved from flags and the environment.
 
-use crate::args::{parse_threads, KvArg, LoadArgs, ModelArgs, PinArg, SamplingArgs, Threads};
+use crate::args::{
+    parse_threads, KvArg, LmHeadArg, LoadArgs, ModelArgs, PinArg, SamplingArgs, Threads,
+};
 use crate::error::usage;
 use crate::tuned::Tuned;
+use bitnet_model::gguf::TensorType;
 use bitnet_model::synthetic::{write_model, Preset, TernaryFormat};
 use bitnet_model::{
     ChatTemplate, Dispatch, Isa, KvType, Model, PhaseThreads, SamplerConfig, Tokenizer,
@@ -69,6 +72,22 @@ pub fn load_with(args: &LoadArgs, ctx: Option<usize>, kv: KvArg) -> crate::Resul
     let mut model = Model::load(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?
         .with_dispatch(dispatch);
+    if let Some(head) = args.lm_head {
+        let ty = match head {
+            LmHeadArg::Q8_0 => TensorType::Q8_0,
+            LmHeadArg::Q6K => TensorType::Q6K,
+        };
+        let began = Instant::now();
+        model = model
+            .with_lm_head(ty, cpus())
+            .map_err(|e| format!("{}: --lm-head: {e}", path.display()))?;
+        eprintln!(
+            "note: LM head re-quantized to {} in memory (lossy; {:.0} MB, {:.0} ms)",
+            ty.name(),
+            model.owned_weight_bytes() as f64 / 1e6,
+            began.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let tuned = Tuned::find(&path, model.gguf());
     let tuned_phase = tuned.as_ref().and_then(Tuned::run_threads);
     let threads_tuned = choice == Threads::Auto && tuned_phase.is_some();

@@ -78,6 +78,7 @@ pub fn run(args: &TuneArgs) -> crate::Result<()> {
             threads: Some(Threads::Count(1)),
             pin: Some(PinArg::None),
             kernel: None,
+            lm_head: None,
         },
         ctx: None,
         kv: args.kv,

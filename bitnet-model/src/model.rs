@@ -4,7 +4,7 @@
 
 use crate::config::{Activation, Arch, Config, RopeStyle};
 use crate::error::ModelError;
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, TensorType};
 use crate::kv_cache::KvCache;
 use crate::ops;
 use crate::pool::{SharedOut, ThreadPool};
@@ -329,14 +329,40 @@ impl Model {
         ternary + w.output.as_ref().unwrap_or(&w.embed).len_bytes()
     }
 
-    /// Bytes of weights held outside the file mapping (TQ repacks).
+    /// Bytes of weights held outside the file mapping (TQ repacks, a
+    /// re-quantized LM head).
     pub fn owned_weight_bytes(&self) -> usize {
-        self.weights
+        let w = &self.weights;
+        let ternary: usize = w
             .layers
             .iter()
             .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
             .map(Ternary::owned_bytes)
-            .sum()
+            .sum();
+        ternary + w.output.as_ref().map_or(0, Dense::owned_bytes)
+    }
+
+    /// Re-quantizes the LM head to `ty` (Q8_0 or Q6_K) in memory: fewer
+    /// bytes read per decoded token at the cost of exactness (lossy, opt-in;
+    /// the token embedding keeps the file's values). Call before
+    /// [`Model::instance`]; uses up to `threads` threads once.
+    pub fn with_lm_head(mut self, ty: TensorType, threads: usize) -> Result<Model, ModelError> {
+        let d = self.dispatch;
+        let w = Arc::get_mut(&mut self.weights).ok_or_else(|| {
+            ModelError::Config(
+                "the LM head can only be re-quantized before making instances".into(),
+            )
+        })?;
+        let head = w.output.as_ref().unwrap_or(&w.embed);
+        let requantized = head.requantized(w.file.bytes(), d, ty, threads)?;
+        w.output = Some(requantized);
+        Ok(self)
+    }
+
+    /// The LM head's tensor type (after any re-quantization).
+    pub fn lm_head_type(&self) -> TensorType {
+        let w = &self.weights;
+        w.output.as_ref().unwrap_or(&w.embed).ty
     }
 
     /// The parsed file (metadata, tokenizer data).

@@ -179,13 +179,18 @@ pub(crate) fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, 
     Ok(v)
 }
 
+/// Quantizes one row of floats into a block format's bytes.
+type Quantizer = fn(&[f32], &mut [u8]);
+
 /// A dense `rows × cols` matrix read in place: the token embedding and the
-/// LM head.
+/// LM head (or, when re-quantized at load, held in memory).
 pub(crate) struct Dense {
     pub name: String,
     pub cols: usize,
     pub ty: TensorType,
     range: Range<usize>,
+    /// The matrix when it is not the file's bytes at `range`.
+    owned: Option<Vec<u8>>,
 }
 
 impl Dense {
@@ -216,16 +221,85 @@ impl Dense {
             cols,
             ty: info.ty,
             range: info.data.clone(),
+            owned: None,
         })
     }
 
-    fn bytes<'a>(&self, file: &'a [u8]) -> &'a [u8] {
-        &file[self.range.clone()]
+    /// This matrix re-quantized to `ty` (Q8_0 or Q6_K) in memory, rows
+    /// split over `threads` scoped threads.
+    pub fn requantized(
+        &self,
+        file: &[u8],
+        d: Dispatch,
+        ty: TensorType,
+        threads: usize,
+    ) -> Result<Dense, ModelError> {
+        let (block, block_bytes, quantize): (usize, usize, Quantizer) = match ty {
+            TensorType::Q8_0 => (32, Q8_0_BLOCK_BYTES, quantize_q8_0),
+            TensorType::Q6K => (256, Q6K_BLOCK_BYTES, quantize_q6_k),
+            other => {
+                return Err(tensor_error(
+                    &self.name,
+                    format!("cannot re-quantize to {} (Q8_0 and Q6_K)", other.name()),
+                ))
+            }
+        };
+        if !self.cols.is_multiple_of(block) {
+            return Err(tensor_error(
+                &self.name,
+                format!(
+                    "rows of {} cannot be {} (not a multiple of {block})",
+                    self.cols,
+                    ty.name()
+                ),
+            ));
+        }
+        let rows = self.bytes(file).len() / self.row_bytes();
+        let out_row = self.cols / block * block_bytes;
+        let mut out = vec![0u8; rows * out_row];
+        let per_thread = rows.div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|scope| {
+            let jobs: Vec<_> = out
+                .chunks_mut(per_thread * out_row)
+                .enumerate()
+                .map(|(j, chunk)| {
+                    scope.spawn(move || -> Result<(), ModelError> {
+                        let mut row = vec![0f32; self.cols];
+                        for (i, dst) in chunk.chunks_exact_mut(out_row).enumerate() {
+                            self.row(file, d, j * per_thread + i, &mut row)?;
+                            quantize(&row, dst);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            jobs.into_iter()
+                .try_for_each(|h| h.join().expect("a re-quantizing thread panicked"))
+        })?;
+        Ok(Dense {
+            name: format!("{} (re-quantized to {})", self.name, ty.name()),
+            cols: self.cols,
+            ty,
+            range: 0..0,
+            owned: Some(out),
+        })
+    }
+
+    fn bytes<'a>(&'a self, file: &'a [u8]) -> &'a [u8] {
+        match &self.owned {
+            Some(bytes) => bytes,
+            None => &file[self.range.clone()],
+        }
     }
 
     /// Bytes of the whole matrix.
     pub fn len_bytes(&self) -> usize {
-        self.range.len()
+        self.owned.as_ref().map_or(self.range.len(), Vec::len)
+    }
+
+    /// Bytes held in memory rather than in the file mapping.
+    pub fn owned_bytes(&self) -> usize {
+        self.owned.as_ref().map_or(0, Vec::len)
     }
 
     /// Bytes of one row.

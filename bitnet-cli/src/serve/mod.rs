@@ -202,6 +202,7 @@ async fn serve(args: &ServeArgs, layout: Layout) -> crate::Result<Arc<AppState>>
             threads: Some(Threads::Count(1)),
             pin: Some(PinArg::None),
             kernel: None,
+            lm_head: None,
         },
         ctx: args.ctx,
         kv: args.kv,
