@@ -18,9 +18,9 @@ pub fn run(args: &RunArgs) -> crate::Result<()> {
             .map(|s| Message::new(Role::System, s.clone()))
             .collect();
         msgs.push(Message::new(Role::User, args.prompt.clone()));
-        template.render(&l.tok, &msgs, true)
+        template.render(&l.tok, &msgs, true)?
     } else {
-        l.tok.encode_prompt(&args.prompt, args.special)
+        l.tok.encode_prompt(&args.prompt, args.special)?
     };
     if prompt.is_empty() {
         return Err("the prompt is empty and the model adds no BOS token".into());
