@@ -8,6 +8,8 @@
 pub mod chat;
 pub mod config;
 mod error;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod gguf;
 pub mod hw;
 mod kv_cache;

@@ -252,11 +252,18 @@ impl TensorType {
             .and_then(|r| r.checked_mul(row / block))
             .and_then(|b| b.checked_mul(bytes))
             .ok_or_else(overflow)?;
-        Ok(if self == TensorType::I2S {
-            data + 32
-        } else {
-            data
-        })
+        let tail = if self == TensorType::I2S { 32 } else { 0 };
+        data.checked_add(tail).ok_or_else(overflow)
+    }
+
+    /// Bytes of a tensor of this type with `dims` (ggml order, row length
+    /// first); `None` when the row length does not fit the block size or the
+    /// size overflows.
+    pub fn byte_size(self, dims: &[u64]) -> Option<u64> {
+        if dims.is_empty() {
+            return None;
+        }
+        self.size("", dims).ok()
     }
 }
 
