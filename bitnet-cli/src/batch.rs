@@ -125,9 +125,14 @@ pub fn run(args: &BatchArgs) -> crate::Result<()> {
     let mut jobs = Vec::new();
     let mut longest = 1;
     for (slot, it) in todo.iter().enumerate() {
-        let ids = l.tok.encode_prompt(&it.prompt, false);
+        let (ids, too_long) = match l.tok.encode_prompt(&it.prompt, false) {
+            Ok(ids) => (ids, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
         let max_tokens = it.n_predict.unwrap_or(args.n_predict);
-        let problem = if ids.is_empty() {
+        let problem = if too_long.is_some() {
+            too_long
+        } else if ids.is_empty() {
             Some("the prompt is empty and the model adds no BOS token".to_string())
         } else if ids.len() > l.ctx {
             Some(format!(

@@ -56,15 +56,23 @@ pub fn run(args: &ChatArgs) -> crate::Result<()> {
             _ => {}
         }
         let user = [Message::new(Role::User, line)];
-        let mut ids = Vec::new();
-        if first_turn {
+        let rendered = if first_turn {
             let msgs: Vec<Message> = system.iter().cloned().chain(user.iter().cloned()).collect();
-            ids.extend(template.render(&l.tok, &msgs, true));
+            template.render(&l.tok, &msgs, true)
         } else {
             // The reply's stop token (if any) was not fed: close the turn.
-            ids.extend(template.close_assistant_turn(&l.tok));
-            ids.extend(template.render_more(&l.tok, &user, true));
-        }
+            template
+                .render_more(&l.tok, &user, true)
+                .map(|more| [template.close_assistant_turn(&l.tok), more].concat())
+        };
+        let ids = match rendered {
+            Ok(ids) => ids,
+            // A line too long to be a prompt: say so and keep the conversation.
+            Err(e) => {
+                eprintln!("({e})");
+                continue;
+            }
+        };
         if ids.len() > session.remaining() {
             eprintln!(
                 "(this turn needs {} tokens but only {} of the {}-token context are left; /reset to start over)",

@@ -19,7 +19,10 @@ pub fn run(args: &LogitsArgs) -> crate::Result<()> {
     let l = load_with(&args.load, None, args.kv)?;
     let c = &l.model.config;
     let ids = match &args.prompt {
-        Some(p) => l.tok.encode_prompt(p, args.special),
+        Some(p) => l
+            .tok
+            .encode_prompt(p, args.special)
+            .map_err(|e| usage(format!("-p: {e}")))?,
         None => args.tokens.clone(),
     };
     if ids.is_empty() {

@@ -104,7 +104,8 @@ pub fn prompt_ids(args: &RunArgs, l: &Loaded, template: &ChatTemplate) -> crate:
         template.render(&l.tok, &msgs, true)
     } else {
         l.tok.encode_prompt(&args.prompt, args.special)
-    };
+    }
+    .map_err(|e| usage(format!("-p: {e}")))?;
     if prompt.is_empty() {
         return Err(usage("the prompt is empty and the model adds no BOS token"));
     }

@@ -266,6 +266,36 @@ fn chat_keeps_the_conversation_and_resets() {
 }
 
 #[test]
+fn chat_refuses_a_line_over_the_prompt_limit_and_goes_on() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let model = tiny_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(["chat", "-m", model.to_str().unwrap(), "-n", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = vec![b'x'; bitnet_model::tokenizer::MAX_PROMPT_BYTES + 1];
+    input.extend(b"\nhello\n/exit\n");
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("more than the limit of 1048576"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The next line still gets a reply.
+    assert!(
+        text(&out.stdout).matches("> ").count() >= 3,
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn bench_json_rows_have_the_documented_fields() {
     let model = tiny_model();
     let out = bitnet(

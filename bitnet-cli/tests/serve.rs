@@ -751,8 +751,10 @@ fn sigterm_cancels_what_outlives_the_grace_period_and_exits_0() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    // The process has exited, so nothing listens on its port any more. (A
+    // connect test would race with other tests' servers, which may be given
+    // the freed port.)
     assert!(status.success(), "{status:?}: {}", server.log());
-    assert!(TcpStream::connect(&server.addr).is_err());
     assert!(server.log().contains("stopped"), "{}", server.log());
 }
 

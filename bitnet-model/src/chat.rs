@@ -4,7 +4,8 @@
 //! turn or forge one.
 
 use crate::config::Arch;
-use crate::tokenizer::Tokenizer;
+use crate::error::ModelError;
+use crate::tokenizer::{check_prompt_len, Tokenizer};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +84,16 @@ impl ChatTemplate {
     }
 
     /// Token ids of `messages` (BOS first when the model adds one), ending
-    /// with the assistant's generation prompt when `generation_prompt`.
+    /// with the assistant's generation prompt when `generation_prompt`; an
+    /// error when the messages' text is longer than
+    /// [`MAX_PROMPT_BYTES`](crate::tokenizer::MAX_PROMPT_BYTES).
     pub fn render(
         &self,
         tok: &Tokenizer,
         messages: &[Message],
         generation_prompt: bool,
-    ) -> Vec<u32> {
+    ) -> Result<Vec<u32>, ModelError> {
+        check_prompt_len(messages.iter().map(|m| m.content.len()).sum())?;
         let mut ids = Vec::new();
         if let (true, Some(bos)) = (tok.add_bos, tok.bos) {
             ids.push(bos);
@@ -139,7 +143,7 @@ impl ChatTemplate {
                 ChatTemplate::Plain => text(&mut ids, "Assistant:"),
             }
         }
-        ids
+        Ok(ids)
     }
 
     /// Tokens that close an assistant turn the model ended with a stop token
@@ -163,14 +167,14 @@ impl ChatTemplate {
         tok: &Tokenizer,
         messages: &[Message],
         generation_prompt: bool,
-    ) -> Vec<u32> {
-        let mut ids = self.render(tok, messages, generation_prompt);
+    ) -> Result<Vec<u32>, ModelError> {
+        let mut ids = self.render(tok, messages, generation_prompt)?;
         if let (true, Some(bos)) = (tok.add_bos, tok.bos) {
             if ids.first() == Some(&bos) {
                 ids.remove(0);
             }
         }
-        ids
+        Ok(ids)
     }
 
     /// Tokens that end the assistant's turn (besides EOS).

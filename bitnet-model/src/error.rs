@@ -25,6 +25,17 @@ pub enum ModelError {
         id: u32,
         vocab: usize,
     },
+    /// Prompt text longer than [`MAX_PROMPT_BYTES`](crate::tokenizer::MAX_PROMPT_BYTES).
+    PromptTooLong {
+        bytes: usize,
+        max: usize,
+    },
+    /// An allocation (`what`) larger than the memory the machine has free.
+    OutOfMemory {
+        what: String,
+        needed: u64,
+        available: u64,
+    },
 }
 
 impl fmt::Display for ModelError {
@@ -44,6 +55,19 @@ impl fmt::Display for ModelError {
             ModelError::BadToken { id, vocab } => {
                 write!(f, "token id {id} is outside the vocabulary of {vocab} tokens")
             }
+            ModelError::PromptTooLong { bytes, max } => {
+                write!(f, "the prompt is {bytes} bytes, more than the limit of {max}")
+            }
+            ModelError::OutOfMemory {
+                what,
+                needed,
+                available,
+            } => write!(
+                f,
+                "{what} needs {} MiB, more than the {} MiB of memory available",
+                needed.div_ceil(1 << 20),
+                available >> 20
+            ),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Machine probes that performance reports are measured against.
+//! Machine probes: the memory an allocation may take, and the bandwidth
+//! performance reports are measured against.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -60,8 +61,40 @@ fn sum_words(buf: &[u64]) -> u64 {
     acc.iter().fold(rest, |a, &v| a.wrapping_add(v))
 }
 
+/// Bytes of memory free for new allocations: Linux's `MemAvailable` (free
+/// plus reclaimable cache), else `MemTotal`, from `/proc/meminfo`. `None`
+/// where that cannot be read (other systems), and then callers do not
+/// limit allocations by it.
+pub fn available_memory() -> Option<u64> {
+    parse_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+fn parse_meminfo(text: &str) -> Option<u64> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+            .map(|kb| kb.saturating_mul(1024))
+    };
+    field("MemAvailable").or_else(|| field("MemTotal"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_meminfo() {
+        let text = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   23000000 kB\n";
+        assert_eq!(super::parse_meminfo(text), Some(23_000_000 * 1024));
+        assert_eq!(
+            super::parse_meminfo("MemTotal: 2048 kB\n"),
+            Some(2048 * 1024)
+        );
+        assert_eq!(super::parse_meminfo("nothing"), None);
+        if cfg!(target_os = "linux") {
+            assert!(super::available_memory().unwrap() > 0);
+        }
+    }
+
     #[test]
     fn sums_every_word() {
         for len in [0usize, 1, 31, 32, 33, 1000, (1 << 19) + 77] {

@@ -32,6 +32,8 @@ pub struct KvCache {
 
 impl KvCache {
     /// A cache for up to `capacity` positions (at most the model's context).
+    /// Errors, before allocating, when it would need more memory than the
+    /// machine has available ([`crate::hw::available_memory`]).
     pub fn new(config: &Config, capacity: usize, ty: KvType) -> Result<KvCache, ModelError> {
         if capacity == 0 || capacity > config.ctx {
             return Err(ModelError::Config(format!(
@@ -40,7 +42,22 @@ impl KvCache {
             )));
         }
         let kv_dim = config.kv_dim();
-        let per_layer = capacity * kv_dim;
+        let elem = match ty {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        };
+        let per_layer = capacity.checked_mul(kv_dim);
+        let needed = per_layer
+            .and_then(|n| n.checked_mul(elem * 2 * config.layers))
+            .map_or(u64::MAX, |n| n as u64);
+        let available = crate::hw::available_memory().unwrap_or(u64::MAX);
+        let (Some(per_layer), true) = (per_layer, needed <= available) else {
+            return Err(ModelError::OutOfMemory {
+                what: format!("a KV cache of {capacity} positions"),
+                needed,
+                available,
+            });
+        };
         let rows = || match ty {
             KvType::F16 => Rows::F16(vec![0; per_layer]),
             KvType::F32 => Rows::F32(vec![0.0; per_layer]),

@@ -11,6 +11,8 @@ pub mod chat;
 pub mod config;
 pub mod convert;
 mod error;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod gguf;
 pub mod hw;
 mod kv_cache;

@@ -96,7 +96,9 @@ impl Model {
         let c = &config;
         let (h, q_dim, kv, ffn) = (c.hidden, c.heads * c.head_dim, c.kv_dim(), c.ffn);
         let sub_norms = matches!(c.arch, Arch::BitnetB158 | Arch::Bitnet);
-        let mut layers = Vec::with_capacity(c.layers);
+        // Not `with_capacity(c.layers)`: the count comes from the file, and
+        // a missing tensor ends the loop long before an absurd count would.
+        let mut layers = Vec::new();
         for i in 0..c.layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
             let optional_norm = |t: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {

@@ -42,6 +42,24 @@ impl PreTokenizer {
     }
 }
 
+/// The longest prompt text, in bytes (1 MiB), that
+/// [`Tokenizer::encode_prompt`] and [`ChatTemplate::render`](crate::ChatTemplate::render)
+/// accept. A token covers at least one byte, so even a 128k-token context
+/// is filled well before it; the bound keeps a runaway input (tokenizing
+/// runs at roughly a second per MiB) from stalling the engine.
+pub const MAX_PROMPT_BYTES: usize = 1 << 20;
+
+/// [`MAX_PROMPT_BYTES`], checked.
+pub(crate) fn check_prompt_len(bytes: usize) -> Result<(), ModelError> {
+    if bytes > MAX_PROMPT_BYTES {
+        return Err(ModelError::PromptTooLong {
+            bytes,
+            max: MAX_PROMPT_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// GGUF token types (`tokenizer.ggml.token_type`).
 const TYPE_CONTROL: i32 = 3;
 const TYPE_USER_DEFINED: i32 = 4;
@@ -99,17 +117,73 @@ fn bpe(
     out: &mut Vec<u32>,
 ) {
     let mut syms: Vec<u32> = piece.bytes().map(|b| byte_ids[b as usize]).collect();
-    loop {
-        let best = syms
-            .windows(2)
-            .enumerate()
-            .filter_map(|(i, w)| merges.get(&(w[0], w[1])).map(|&(rank, id)| (rank, i, id)))
-            .min();
-        let Some((_, i, id)) = best else { break };
-        syms[i] = id;
-        syms.remove(i + 1);
-    }
+    merge_pairs(&mut syms, |l, r| {
+        merges.get(&(l, r)).map(|&(rank, id)| (rank as i64, id))
+    });
     out.extend_from_slice(&syms);
+}
+
+/// Repeatedly replaces the adjacent pair `(l, r)` for which `merge(l, r)`
+/// gives the lowest key (leftmost among equal keys) by the symbol it
+/// returns, until no pair merges. The symbols form a linked list and the
+/// candidate pairs wait in a heap, dropped when stale, so a piece of `n`
+/// symbols costs O(n log n) rather than the O(n²) of rescanning it after
+/// every merge (one long word in a prompt must not stall the engine).
+fn merge_pairs<S: Copy + PartialEq>(syms: &mut Vec<S>, merge: impl Fn(S, S) -> Option<(i64, S)>) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    const NONE: usize = usize::MAX;
+    let n = syms.len();
+    if n < 2 {
+        return;
+    }
+    let mut next: Vec<usize> = (1..=n).map(|i| if i == n { NONE } else { i }).collect();
+    let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
+    prev[0] = NONE;
+    let mut alive = vec![true; n];
+    // (key, left position, right position): min-heap by key then position.
+    let mut heap = BinaryHeap::new();
+    let push = |heap: &mut BinaryHeap<_>, syms: &[S], l: usize, r: usize| {
+        if let Some((key, _)) = merge(syms[l], syms[r]) {
+            heap.push(Reverse((key, l, r)));
+        }
+    };
+    for i in 0..n - 1 {
+        push(&mut heap, syms, i, i + 1);
+    }
+    while let Some(Reverse((key, l, r))) = heap.pop() {
+        // Stale: either side merged since (merging changes the left
+        // symbol and unlinks the right one).
+        if !alive[l] || !alive[r] || next[l] != r {
+            continue;
+        }
+        let Some((k, merged)) = merge(syms[l], syms[r]) else {
+            continue;
+        };
+        if k != key {
+            continue;
+        }
+        syms[l] = merged;
+        alive[r] = false;
+        next[l] = next[r];
+        if next[r] != NONE {
+            prev[next[r]] = l;
+        }
+        if prev[l] != NONE {
+            push(&mut heap, syms, prev[l], l);
+        }
+        if next[l] != NONE {
+            push(&mut heap, syms, l, next[l]);
+        }
+    }
+    let mut at = 0;
+    let mut kept = 0;
+    while at != NONE {
+        syms[kept] = syms[at];
+        kept += 1;
+        at = next[at];
+    }
+    syms.truncate(kept);
 }
 
 /// SentencePiece's visible space.
@@ -400,14 +474,16 @@ impl Tokenizer {
         out
     }
 
-    /// `[BOS] + encode(text)` when the model asks for BOS.
-    pub fn encode_prompt(&self, text: &str, parse_special: bool) -> Vec<u32> {
+    /// `[BOS] + encode(text)` when the model asks for BOS; an error when
+    /// `text` is longer than [`MAX_PROMPT_BYTES`].
+    pub fn encode_prompt(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, ModelError> {
+        check_prompt_len(text.len())?;
         let mut ids = Vec::with_capacity(text.len() / 3 + 1);
         if let (true, Some(bos)) = (self.add_bos, self.bos) {
             ids.push(bos);
         }
         ids.extend(self.encode(text, parse_special));
-        ids
+        Ok(ids)
     }
 
     /// The earliest special token in `text`: (byte offset, length, id).
@@ -473,22 +549,13 @@ impl Tokenizer {
             .char_indices()
             .map(|(i, c)| (i, i + c.len_utf8()))
             .collect();
-        loop {
-            let best = syms
-                .windows(2)
-                .enumerate()
-                .filter_map(|(i, w)| {
-                    let id = *self.ids.get(&text[w[0].0..w[1].1])?;
-                    Some((scores[id as usize], i))
-                })
-                .fold(None, |best: Option<(f32, usize)>, (score, i)| match best {
-                    Some((s, _)) if s >= score => best,
-                    _ => Some((score, i)),
-                });
-            let Some((_, i)) = best else { break };
-            syms[i].1 = syms[i + 1].1;
-            syms.remove(i + 1);
-        }
+        merge_pairs(&mut syms, |(a, _), (_, b)| {
+            let id = *self.ids.get(&text[a..b])?;
+            // Highest score first: the negated total-order key of the f32.
+            let bits = scores[id as usize].to_bits() as i32;
+            let ordered = bits ^ (((bits >> 31) as u32) >> 1) as i32;
+            Some((-(ordered as i64), (a, b)))
+        });
         for (a, b) in syms {
             match self.ids.get(&text[a..b]) {
                 Some(&id) => out.push(id),

@@ -139,7 +139,7 @@ fn fixture_checkpoints_become_the_fixture_models_in_every_format() {
             for (ci, case) in cases.iter().enumerate() {
                 let prompt = json["cases"][ci]["prompt"].as_str().unwrap();
                 assert_eq!(
-                    tok.encode_prompt(prompt, false),
+                    tok.encode_prompt(prompt, false).unwrap(),
                     case.ids,
                     "{what} case {ci}"
                 );

@@ -153,3 +153,80 @@ fn bad_tq_block_scales_are_named() {
         "{e}"
     );
 }
+
+/// Byte offset of tensor `name`'s data in `file` of the fixture folder.
+fn data_offset(file: &str, name: &str) -> usize {
+    let g = Gguf::from_bytes(fixture(file)).unwrap();
+    let (info, _) = g.require_tensor(name).unwrap();
+    info.data.start
+}
+
+#[test]
+fn non_finite_i2s_scales_are_named() {
+    let name = "blk.1.ffn_up.weight";
+    let g = Gguf::from_bytes(fixture("model-i2s.gguf")).unwrap();
+    let (info, _) = g.require_tensor(name).unwrap();
+    let tail = info.data.start + (info.dims[0] * info.dims[1] / 4) as usize;
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut b = fixture("model-i2s.gguf");
+        b[tail..tail + 4].copy_from_slice(&bad.to_le_bytes());
+        let e = error(b);
+        assert!(e.contains(name) && e.contains("scale"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn bad_tq_blocks_are_named() {
+    // TQ1_0 (54-byte blocks, f16 scale last): a NaN scale in block 3.
+    let name = "blk.0.attn_v.weight";
+    let at = data_offset("model-tq1.gguf", name) + 4 * 54 - 2;
+    let mut b = fixture("model-tq1.gguf");
+    b[at..at + 2].copy_from_slice(&0x7e00u16.to_le_bytes());
+    let e = error(b);
+    assert!(e.contains(name) && e.contains("scale"), "{e}");
+
+    // TQ2_0: every block scale zero, a tensor of zero weights.
+    let name = "blk.1.attn_k.weight";
+    let g = Gguf::from_bytes(fixture("model-tq2.gguf")).unwrap();
+    let (info, data) = g.require_tensor(name).unwrap();
+    let start = info.data.start;
+    let mut b = fixture("model-tq2.gguf");
+    for block in 0..data.len() / 66 {
+        let at = start + block * 66 + 64;
+        b[at..at + 2].copy_from_slice(&0u16.to_le_bytes());
+    }
+    let e = error(b);
+    assert!(e.contains(name) && e.contains("zero"), "{e}");
+
+    // TQ2_0: a 2-bit code of 3, which holds no trit.
+    let mut b = fixture("model-tq2.gguf");
+    b[start + 5] |= 0b11;
+    let e = error(b);
+    assert!(e.contains(name) && e.contains("code"), "{e}");
+}
+
+#[test]
+fn missing_architecture_and_zero_counts_are_named() {
+    let mut b = fixture("model-i2s.gguf");
+    patch(&mut b, b"general.architecture", b"general.architecturX");
+    let e = error(b);
+    assert!(
+        e.contains("general.architecture") && e.contains("missing"),
+        "{e}"
+    );
+    for key in [
+        "bitnet-b1.58.attention.head_count",
+        "bitnet-b1.58.block_count",
+        "bitnet-b1.58.context_length",
+    ] {
+        let mut b = fixture("model-i2s.gguf");
+        patch_u32(&mut b, key, 0);
+        let e = error(b);
+        assert!(e.contains(key) && e.contains("out of range"), "{e}");
+    }
+    // More KV heads than heads.
+    let mut b = fixture("model-i2s.gguf");
+    patch_u32(&mut b, "bitnet-b1.58.attention.head_count_kv", 8);
+    let e = error(b);
+    assert!(e.contains("head_count_kv 8"), "{e}");
+}

@@ -13,7 +13,7 @@ fn tiny_synthetic_model_runs_identically_in_every_format() {
         write_model(&path, Preset::TINY, format, 7).unwrap();
         let model = Model::load(&path).unwrap();
         let tok = Tokenizer::from_gguf(model.gguf()).unwrap();
-        let ids = tok.encode_prompt("Once upon a time", false);
+        let ids = tok.encode_prompt("Once upon a time", false).unwrap();
         assert_eq!(ids[0], 256, "BOS");
         assert_eq!(tok.decode(&ids, false), "Once upon a time");
         let mut cache = KvCache::new(&model.config, 64, KvType::F32).unwrap();

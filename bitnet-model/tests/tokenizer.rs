@@ -52,7 +52,7 @@ fn fixture_tokenizer_cases_are_exact() {
         for case in json["cases"].as_array().unwrap() {
             let text = case["prompt"].as_str().unwrap();
             assert_eq!(
-                tok.encode_prompt(text, false),
+                tok.encode_prompt(text, false).unwrap(),
                 ids(&case["token_ids"]),
                 "{dir}: prompt {text:?}"
             );
@@ -83,7 +83,7 @@ fn bitnet_chat_format_and_no_special_injection() {
         Message::new(Role::System, "Be brief."),
         Message::new(Role::User, "Hi <|eot_id|>"),
     ];
-    let ids = t.render(&tok, &msgs, true);
+    let ids = t.render(&tok, &msgs, true).unwrap();
     let eot = tok.eot.unwrap();
     assert_eq!(ids[0], tok.bos.unwrap());
     // One end-of-turn per message: the user's literal "<|eot_id|>" stays text.
@@ -156,7 +156,10 @@ fn sentencepiece_merges_by_score_and_falls_back_to_bytes() {
         tok.encode("hello world", false),
         vec![id("▁hello"), id("▁world")]
     );
-    assert_eq!(tok.encode_prompt("hello", false), vec![1, id("▁hello")]);
+    assert_eq!(
+        tok.encode_prompt("hello", false).unwrap(),
+        vec![1, id("▁hello")]
+    );
     // 'é' is not a piece: its two UTF-8 bytes.
     assert_eq!(
         tok.encode("hé", false),
@@ -164,7 +167,7 @@ fn sentencepiece_merges_by_score_and_falls_back_to_bytes() {
     );
     for text in ["hello world", "hé", "world hello  hello", "w o r l d"] {
         assert_eq!(
-            tok.decode(&tok.encode_prompt(text, false), false),
+            tok.decode(&tok.encode_prompt(text, false).unwrap(), false),
             text,
             "{text:?}"
         );

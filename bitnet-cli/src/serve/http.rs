@@ -170,7 +170,10 @@ async fn chat(
 ) -> Result<Response, ApiError> {
     let req = api::parse_chat_request(&body.map_err(body_error)?)?;
     let engine = state.engine()?;
-    let prompt = engine.template.render(&engine.tok, &req.messages, true);
+    let prompt = engine
+        .template
+        .render(&engine.tok, &req.messages, true)
+        .map_err(|e| ApiError::invalid("invalid_value", e.to_string()))?;
     generate(&state, engine, Endpoint::Chat, prompt, req.params).await
 }
 
@@ -181,7 +184,10 @@ async fn completions(
     let req = api::parse_completion_request(&body.map_err(body_error)?)?;
     let engine = state.engine()?;
     let prompt = match req.prompt {
-        Prompt::Text(text) => engine.tok.encode_prompt(&text, false),
+        Prompt::Text(text) => engine
+            .tok
+            .encode_prompt(&text, false)
+            .map_err(|e| ApiError::invalid("invalid_value", e.to_string()))?,
         Prompt::Tokens(ids) => {
             let vocab = engine.vocab;
             if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {

@@ -1,6 +1,23 @@
 //! A GGUF (v2, v3) reader over a memory map: metadata and the tensor table
 //! are parsed once, every offset and size is checked against the file, and
 //! tensor data is handed out as slices of the mapping (no copy).
+//!
+//! # Limits
+//! A file is untrusted input: every count and length in it is checked
+//! before anything is allocated or read from it, and anything wrong is a
+//! [`GgufError`] naming the key or tensor, never a panic. The caps
+//! ([`limits`]): at most [`MAX_TENSORS`](limits::MAX_TENSORS) (65 536)
+//! tensors of at most [`MAX_DIMS`](limits::MAX_DIMS) dimensions,
+//! [`MAX_KV`](limits::MAX_KV) (65 536) metadata pairs, metadata arrays of
+//! [`MAX_ARRAY_LEN`](limits::MAX_ARRAY_LEN) (16 M) elements nested at most
+//! [`MAX_DEPTH`](limits::MAX_DEPTH) deep, strings of
+//! [`MAX_STRING`](limits::MAX_STRING) (1 MiB) bytes; beyond the caps,
+//! nothing read can be larger than the file. Limits on what a model
+//! allocates later: the KV cache must fit the memory the machine has
+//! available ([`KvCache::new`](crate::KvCache::new)), and prompt text is at
+//! most [`MAX_PROMPT_BYTES`](crate::tokenizer::MAX_PROMPT_BYTES). The
+//! parser is fuzzed (`fuzz/`, target `gguf_parse`) and its tests run
+//! under Miri in CI.
 
 use std::fmt;
 use std::fs::File;
@@ -252,11 +269,18 @@ impl TensorType {
             .and_then(|r| r.checked_mul(row / block))
             .and_then(|b| b.checked_mul(bytes))
             .ok_or_else(overflow)?;
-        Ok(if self == TensorType::I2S {
-            data + 32
-        } else {
-            data
-        })
+        let tail = if self == TensorType::I2S { 32 } else { 0 };
+        data.checked_add(tail).ok_or_else(overflow)
+    }
+
+    /// Bytes of a tensor of this type with `dims` (ggml order, row length
+    /// first); `None` when the row length does not fit the block size or the
+    /// size overflows.
+    pub fn byte_size(self, dims: &[u64]) -> Option<u64> {
+        if dims.is_empty() {
+            return None;
+        }
+        self.size("", dims).ok()
     }
 }
 

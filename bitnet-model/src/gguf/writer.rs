@@ -43,9 +43,12 @@ impl GgufWriter {
 
     /// Declares a tensor (`dims` in ggml order, row length first); its
     /// data must later be written in declaration order, exactly
-    /// `byte_size(ty, dims)` bytes.
+    /// [`TensorType::byte_size`] bytes.
+    ///
+    /// # Panics
+    /// If `dims` is not a shape `ty` can hold (see [`TensorType::byte_size`]).
     pub fn tensor(&mut self, name: &str, dims: &[u64], ty: TensorType) -> &mut Self {
-        let size = ty.size(name, dims).expect("valid shape for the type");
+        let size = ty.byte_size(dims).expect("a shape the type can hold");
         self.tensors.push((name.into(), dims.to_vec(), ty, size));
         self
     }
