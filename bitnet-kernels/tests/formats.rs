@@ -15,7 +15,7 @@ fn row_trits(rng: &mut TestRng, k: usize) -> Vec<i8> {
 
 proptest! {
     #[test]
-    fn i2s_round_trip(kb in 1usize..20, seed in any::<u64>()) {
+    fn i2s_round_trip(kb in 1usize..if cfg!(miri) { 4 } else { 20 }, seed in any::<u64>()) {
         let trits = row_trits(&mut TestRng::new(seed), kb * I2S_BLOCK);
         let mut codes = vec![0u8; trits.len() / 4];
         encode_i2s_row(&trits, &mut codes).unwrap();
@@ -30,7 +30,10 @@ proptest! {
     }
 
     #[test]
-    fn tq_formats_round_trip_and_repack_to_i2s(m in 1usize..5, kb in 1usize..6, seed in any::<u64>()) {
+    fn tq_formats_round_trip_and_repack_to_i2s(
+        m in 1usize..if cfg!(miri) { 3 } else { 5 },
+        kb in 1usize..if cfg!(miri) { 3 } else { 6 },
+        seed in any::<u64>()) {
         let k = kb * TQ_BLOCK;
         let mut rng = TestRng::new(seed);
         let trits = row_trits(&mut rng, m * k);
@@ -133,6 +136,10 @@ fn bad_input_is_a_typed_error() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "large shapes: too slow under Miri, where the small-shape tests run"
+)]
 fn fixture_files_hold_identical_weights() {
     for dir in ["tiny-b158", "tiny-llama"] {
         let i2s = gguf::tensors(&gguf::fixture(dir).join("model-i2s.gguf"));

@@ -16,12 +16,12 @@ fn packed(codes: &[u8], m: usize, k: usize) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 64 }, ..ProptestConfig::default() })]
 
     #[test]
     fn pack_unpack_round_trip(
-        m in 1usize..150,
-        kb in 1usize..8,
+        m in 1usize..if cfg!(miri) { 70 } else { 150 },
+        kb in 1usize..if cfg!(miri) { 3 } else { 8 },
         seed in any::<u64>(),
         wfill in prop_oneof![Just(Fill::Random), Just(Fill::Zero), Just(Fill::Extreme), Just(Fill::Mixed)],
     ) {
@@ -37,7 +37,10 @@ proptest! {
     }
 
     #[test]
-    fn layout_is_as_documented(m in 1usize..140, kb in 1usize..4, seed in any::<u64>()) {
+    fn layout_is_as_documented(
+        m in 1usize..if cfg!(miri) { 70 } else { 140 },
+        kb in 1usize..if cfg!(miri) { 2 } else { 4 },
+        seed in any::<u64>()) {
         let k = kb * 128;
         let w = trits(&mut TestRng::new(seed), m, k, Fill::Random);
         let bytes = packed(&i2s_codes(&w, m, k), m, k);
@@ -160,6 +163,10 @@ fn lut_equals_scalar_mad(tl: &TlMatrix<'_>, i2s_codes: &[u8], q: &[i8], scales: 
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "large shapes: too slow under Miri, where the small-shape tests run"
+)]
 fn unpacked_code_3_weighs_2_like_multiply_add() {
     // `from_packed` does not scan; code 3 must then agree with the
     // multiply-add kernels (weight 2) and survive the i16 bound at its worst.
@@ -192,6 +199,10 @@ fn unpacked_code_3_weighs_2_like_multiply_add() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "large shapes: too slow under Miri, where the small-shape tests run"
+)]
 fn lut_extremes_at_large_k() {
     // Every weight −1 against −128, over K = MAX_K: the largest dot (2^27),
     // several table chunks and a short row tile.
@@ -215,6 +226,10 @@ fn lut_extremes_at_large_k() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "large shapes: too slow under Miri, where the small-shape tests run"
+)]
 fn lut_row_blocks_and_sub_ranges() {
     // More rows than one tile block (2048), a short last tile, and row
     // ranges that start and end inside tiles and blocks.
@@ -250,6 +265,10 @@ fn lut_row_blocks_and_sub_ranges() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "large shapes: too slow under Miri, where the small-shape tests run"
+)]
 fn code_3_block_sums_at_the_i16_limits() {
     // All code 3 (weight 2) against −128 makes every 128-activation block
     // sum exactly −32768, the i16 minimum; against 127 it is 32512. Code 0

@@ -100,13 +100,13 @@ fn fill() -> impl Strategy<Value = Fill> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 96 }, ..ProptestConfig::default() })]
 
     #[test]
     fn gemm_matches_reference(
-        m in 1usize..80,
-        kb in 1usize..12,
-        n in 1usize..=17,
+        m in 1usize..if cfg!(miri) { 9 } else { 80 },
+        kb in 1usize..if cfg!(miri) { 3 } else { 12 },
+        n in 1usize..=if cfg!(miri) { 3 } else { 17 },
         seed in any::<u64>(),
         wfill in fill(),
         afill in fill(),
@@ -122,6 +122,10 @@ proptest! {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "large shapes: too slow under Miri, where the small-shape tests run"
+)]
 fn gemm_model_shapes() {
     // The 2B-4T projection shapes at a small M, and the widest K.
     for (m, k, n) in [
@@ -139,6 +143,10 @@ fn gemm_model_shapes() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "large shapes: too slow under Miri, where the small-shape tests run"
+)]
 fn gemm_worst_case_magnitudes() {
     // Every weight +1 and every activation −128 (and 127): the largest
     // possible |dot| for this K, where a 16-bit accumulator would overflow.

@@ -76,7 +76,7 @@ fn values() -> impl Strategy<Value = Values> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 128 }, ..ProptestConfig::default() })]
 
     #[test]
     fn quantize_matches_definition(len in 1usize..600, seed in any::<u64>(), kind in values()) {
@@ -84,6 +84,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "large shapes: too slow under Miri, where the small-shape tests run")]
     fn quantize_long_rows(len in 2000usize..7000, seed in any::<u64>(), kind in values()) {
         check(&row(seed, len, kind))?;
     }
