@@ -20,8 +20,8 @@ proptest! {
 
     #[test]
     fn pack_unpack_round_trip(
-        m in 1usize..if cfg!(miri) { 70 } else { 150 },
-        kb in 1usize..if cfg!(miri) { 3 } else { 8 },
+        m in 1usize..if cfg!(miri) { 9 } else { 150 },
+        kb in 1usize..if cfg!(miri) { 2 } else { 8 },
         seed in any::<u64>(),
         wfill in prop_oneof![Just(Fill::Random), Just(Fill::Zero), Just(Fill::Extreme), Just(Fill::Mixed)],
     ) {
@@ -38,7 +38,7 @@ proptest! {
 
     #[test]
     fn layout_is_as_documented(
-        m in 1usize..if cfg!(miri) { 70 } else { 140 },
+        m in 1usize..if cfg!(miri) { 9 } else { 140 },
         kb in 1usize..if cfg!(miri) { 2 } else { 4 },
         seed in any::<u64>()) {
         let k = kb * 128;
