@@ -2,28 +2,10 @@
 //! fields, and its error paths.
 
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn bitnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(args)
-        .env_remove("BITNET_KERNEL")
-        .output()
-        .expect("running bitnet")
-}
+mod common;
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn model() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/tiny-b158/model-i2s.gguf")
-        .to_str()
-        .unwrap()
-        .to_string()
-}
+use common::{bitnet, model, text};
 
 fn pct(v: &Value) -> f64 {
     let x = v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));

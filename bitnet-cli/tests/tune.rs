@@ -3,34 +3,18 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+
+use common::{model, text};
 
 fn bitnet(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(args)
-        .env_remove("BITNET_KERNEL")
-        .env("XDG_CACHE_HOME", cache)
-        .output()
-        .expect("running bitnet")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn model() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/tiny-b158/model-i2s.gguf")
-        .to_str()
-        .unwrap()
-        .to_string()
+    common::bitnet_env(args, &[("XDG_CACHE_HOME", cache)])
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bitnet-tune-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("tune", name)
 }
 
 fn positive(v: &Value) -> bool {
