@@ -149,6 +149,19 @@ pub(crate) fn f32_to_f16(x: f32) -> u16 {
     sign | (q + up) as u16
 }
 
+/// Lanes of the f64-accumulated dot: lane `j` sums the products at indices
+/// `≡ j (mod 8)` of the longest multiple-of-8 prefix, in index order; the
+/// rest is added one by one after [`reduce_f64_lanes`].
+pub(crate) const F64_LANES: usize = 8;
+
+/// The fixed tree that joins the f64 dot's lanes:
+/// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`, the natural
+/// in-register reduction of 8, 2 × 4 and 4 × 2 f64 lanes alike, so every
+/// path's dot is bitwise the scalar one.
+pub(crate) fn reduce_f64_lanes(l: [f64; F64_LANES]) -> f64 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,10 +195,23 @@ pub(crate) unsafe fn axpy_f16(alpha: f32, x: &[u16], y: &mut [f32]) {
 }
 
 pub(crate) unsafe fn dot_f64acc(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| x as f64 * y as f64)
-        .sum::<f64>() as f32
+    use math::{reduce_f64_lanes, F64_LANES};
+    let n = a.len().min(b.len());
+    let main = n - n % F64_LANES;
+    let mut lanes = [0f64; F64_LANES];
+    for (x, y) in a[..main]
+        .chunks_exact(F64_LANES)
+        .zip(b[..main].chunks_exact(F64_LANES))
+    {
+        for (l, (&x, &y)) in lanes.iter_mut().zip(x.iter().zip(y)) {
+            *l += x as f64 * y as f64;
+        }
+    }
+    let mut s = reduce_f64_lanes(lanes);
+    for j in main..n {
+        s += a[j] as f64 * b[j] as f64;
+    }
+    s as f32
 }
 
 pub(crate) unsafe fn axpy_f64acc(alpha: f32, x: &[f32], acc: &mut [f64]) {

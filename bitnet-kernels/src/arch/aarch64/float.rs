@@ -202,13 +202,15 @@ pub(crate) unsafe fn softmax_neon(x: &mut [f32]) {
     }
 }
 
-/// `(a, b) → (a·c − b·s, a·s + b·c)` on four pairs.
+/// `(a, b) → (a·c − b·s, a·s + b·c)` on four pairs, each product rounded
+/// before the sum (no fused multiply-add), as the scalar path does: RoPE is
+/// then bitwise equal on every path.
 #[target_feature(enable = "neon")]
 #[inline]
 fn rotate(a: float32x4_t, b: float32x4_t, c: float32x4_t, s: float32x4_t) -> [float32x4_t; 2] {
     [
-        vfmsq_f32(vmulq_f32(a, c), b, s),
-        vfmaq_f32(vmulq_f32(a, s), b, c),
+        vsubq_f32(vmulq_f32(a, c), vmulq_f32(b, s)),
+        vaddq_f32(vmulq_f32(a, s), vmulq_f32(b, c)),
     ]
 }
 
@@ -429,21 +431,35 @@ pub(crate) unsafe fn gemv_q8_0_neon(
 // f64-accumulated dot and axpy (attention): f32 × f32 is exact in f64, so
 // FMA equals multiply-then-add and only the dot's summation order differs.
 
+/// Four pairs of lanes, joined in `math::reduce_f64_lanes`' order.
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dot_f64acc_neon(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let mut acc = [vdupq_n_f64(0.0); 2];
-    let main = n - n % 4;
-    for (x, y) in a[..main].chunks_exact(4).zip(b[..main].chunks_exact(4)) {
-        let (x, y) = (ld(x), ld(y));
-        acc[0] = vfmaq_f64(
-            acc[0],
-            vcvt_f64_f32(vget_low_f32(x)),
-            vcvt_f64_f32(vget_low_f32(y)),
-        );
-        acc[1] = vfmaq_f64(acc[1], vcvt_high_f64_f32(x), vcvt_high_f64_f32(y));
+    let mut acc = [vdupq_n_f64(0.0); 4];
+    let main = n - n % 8;
+    for (x, y) in a[..main].chunks_exact(8).zip(b[..main].chunks_exact(8)) {
+        for (half, (x, y)) in [(ld(x), ld(y)), (ld(&x[4..]), ld(&y[4..]))]
+            .into_iter()
+            .enumerate()
+        {
+            let lo = vfmaq_f64(
+                acc[2 * half],
+                vcvt_f64_f32(vget_low_f32(x)),
+                vcvt_f64_f32(vget_low_f32(y)),
+            );
+            acc[2 * half] = lo;
+            acc[2 * half + 1] = vfmaq_f64(
+                acc[2 * half + 1],
+                vcvt_high_f64_f32(x),
+                vcvt_high_f64_f32(y),
+            );
+        }
     }
-    let mut s = vaddvq_f64(vaddq_f64(acc[0], acc[1]));
+    // (l0 + l4, l1 + l5) + (l2 + l6, l3 + l7), then the two lanes.
+    let mut s = vaddvq_f64(vaddq_f64(
+        vaddq_f64(acc[0], acc[2]),
+        vaddq_f64(acc[1], acc[3]),
+    ));
     for j in main..n {
         s += a[j] as f64 * b[j] as f64;
     }

@@ -985,6 +985,15 @@ pub(crate) unsafe fn gemv_q8_0_avx512(
 // FMA equals multiply-then-add and only the dot's summation order differs.
 // ---------------------------------------------------------------------------
 
+/// `(v0 + v2) + (v1 + v3)`: the last two levels of
+/// `math::reduce_f64_lanes` once `v_k = l_k + l_{k+4}`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn sum_f64x4(v: __m256d) -> f64 {
+    let pair = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+    _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)))
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f64acc_avx2(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -1006,9 +1015,8 @@ pub(crate) unsafe fn dot_f64acc_avx2(a: &[f32], b: &[f32]) -> f32 {
         acc[1] = _mm256_fmadd_pd(xh, yh, acc[1]);
         i += 8;
     }
-    let v = _mm256_add_pd(acc[0], acc[1]);
-    let pair = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
-    let mut s = _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+    // acc[0] holds lanes 0..4 and acc[1] lanes 4..8 of `math::reduce_f64_lanes`.
+    let mut s = sum_f64x4(_mm256_add_pd(acc[0], acc[1]));
     for j in i..n {
         s += a[j] as f64 * b[j] as f64;
     }
@@ -1041,22 +1049,20 @@ pub(crate) unsafe fn axpy_f64acc_avx2(alpha: f32, x: &[f32], acc: &mut [f64]) {
 pub(crate) unsafe fn dot_f64acc_avx512(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut acc = [_mm512_setzero_pd(); 2];
+    // One register holds the 8 lanes of `math::reduce_f64_lanes`.
+    let mut acc = _mm512_setzero_pd();
     let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: i + 16 <= n, within both slices.
-        let (x, y) = unsafe { (_mm512_loadu_ps(ap.add(i)), _mm512_loadu_ps(bp.add(i))) };
-        let lo = |v: __m512| _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        let hi = |v: __m512| {
-            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
-                _mm512_castps_pd(v),
-            )))
-        };
-        acc[0] = _mm512_fmadd_pd(lo(x), lo(y), acc[0]);
-        acc[1] = _mm512_fmadd_pd(hi(x), hi(y), acc[1]);
-        i += 16;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        let (x, y) = unsafe { (_mm256_loadu_ps(ap.add(i)), _mm256_loadu_ps(bp.add(i))) };
+        acc = _mm512_fmadd_pd(_mm512_cvtps_pd(x), _mm512_cvtps_pd(y), acc);
+        i += 8;
     }
-    let mut s = _mm512_reduce_add_pd(_mm512_add_pd(acc[0], acc[1]));
+    let v = _mm256_add_pd(
+        _mm512_castpd512_pd256(acc),
+        _mm512_extractf64x4_pd::<1>(acc),
+    );
+    let mut s = sum_f64x4(v);
     for j in i..n {
         s += a[j] as f64 * b[j] as f64;
     }
