@@ -1,6 +1,6 @@
-//! The OpenAI request bodies this server accepts, checked field by field
-//! (pure functions of the bytes, so a fuzz target can drive them), the
-//! error body, and the response and stream-chunk JSON.
+//! The OpenAI request bodies `bitnet serve` accepts, checked field by field
+//! (pure functions of the bytes, so the `chat_request` fuzz target can
+//! drive them), the error body, and the response and stream-chunk JSON.
 
 use bitnet_model::{Message, Role, SamplerConfig};
 use serde_json::{json, Map, Value};
