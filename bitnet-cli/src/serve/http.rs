@@ -13,7 +13,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use bitnet_cli::openai::{self, ApiError, Endpoint, GenParams, Prompt, ResponseHead, Usage};
+use bitnet_openai::{self as openai, ApiError, Endpoint, GenParams, Prompt, ResponseHead, Usage};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::json;
 use std::convert::Infallible;

@@ -3,8 +3,8 @@
 //! over the shared mapped weights, with its own pinned worker pool); tokio
 //! and axum only carry bytes.
 //!
-//! The request bodies are parsed by [`bitnet_cli::openai`], the library
-//! half of this crate, so the `chat_request` fuzz target runs the same code.
+//! The request bodies are parsed by [`bitnet_openai`], a crate of its own
+//! (no HTTP stack), so the `chat_request` fuzz target runs the same code.
 //!
 //! [`Batcher`]: bitnet_model::Batcher
 

@@ -1,9 +1,16 @@
-//! The OpenAI request bodies `bitnet serve` accepts, checked field by field
-//! (pure functions of the bytes, so the `chat_request` fuzz target can
-//! drive them), the error body, and the response and stream-chunk JSON.
+//! OpenAI-compatible request parsing and validation for `bitnet serve`: the
+//! chat and text completion bodies it accepts, checked field by field, the
+//! error body, and the response and stream-chunk JSON.
+//!
+//! No I/O: every function maps bytes or values to values, so the server's
+//! handlers (bitnet-cli) and the `chat_request` fuzz target (module `fuzz`,
+//! feature `fuzz`) run the same code, and the fuzz build needs no HTTP stack.
 
 use bitnet_model::{Message, Role, SamplerConfig};
 use serde_json::{json, Map, Value};
+
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 
 /// An error answered with the OpenAI error body
 /// `{"error": {"message", "type", "code"}}`.

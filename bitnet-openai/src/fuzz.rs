@@ -3,7 +3,7 @@
 //! replays the committed corpus and every minimized crash through the same
 //! code (`tests/fuzz_corpus.rs`).
 
-use crate::openai::{parse_chat_request, parse_completion_request, ApiError, GenParams, Prompt};
+use crate::{parse_chat_request, parse_completion_request, ApiError, GenParams, Prompt};
 use bitnet_model::{Role, SamplerConfig};
 use serde_json::{Map, Value};
 

@@ -6,5 +6,5 @@ use bitnet_model::fuzz::replay_corpus;
 
 #[test]
 fn chat_request_corpus() {
-    replay_corpus("chat_request", bitnet_cli::fuzz::chat_request);
+    replay_corpus("chat_request", bitnet_openai::fuzz::chat_request);
 }
