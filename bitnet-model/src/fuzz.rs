@@ -21,7 +21,34 @@ use bitnet_kernels::format::{
     WeightScale, TQ_BLOCK,
 };
 use bitnet_kernels::{Dispatch, Isa, QuantizedActs};
+use std::path::PathBuf;
 use std::sync::OnceLock;
+
+/// `fuzz/corpus/<target>/` in this workspace: the target's committed seeds
+/// and minimized crashes.
+pub fn corpus_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+/// Runs `body` on every file of `target`'s corpus, in name order, and
+/// panics naming the first file it panics on (or an empty corpus). The
+/// corpus replay tests of every crate with fuzz target bodies call this.
+pub fn replay_corpus(target: &str, body: fn(&[u8])) {
+    let dir = corpus_dir(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{}: empty corpus", dir.display());
+    for file in files {
+        let data = std::fs::read(&file).unwrap();
+        let run = std::panic::catch_unwind(|| body(&data));
+        assert!(run.is_ok(), "{target}: {} fails", file.display());
+    }
+}
 
 /// Shapes, trits and activations from the fuzzer through every kernel path
 /// this CPU has and both matmul families; any difference from the scalar

@@ -3,49 +3,28 @@
 //! runs. `cargo test -p bitnet-model --test fuzz_corpus -- --ignored` rewrites
 //! the generated seeds (from the shared fixtures and by hand).
 
-use bitnet_model::fuzz;
+use bitnet_model::fuzz::{self, corpus_dir, replay_corpus};
 use bitnet_model::gguf::{Gguf, GgufWriter, MetaValue, TensorType, Value};
 use std::path::{Path, PathBuf};
 
-fn corpus(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target)
-}
-
-fn replay(target: &str, body: fn(&[u8])) {
-    let dir = corpus(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{}: empty corpus", dir.display());
-    for file in files {
-        let data = std::fs::read(&file).unwrap();
-        let run = std::panic::catch_unwind(|| body(&data));
-        assert!(run.is_ok(), "{target}: {} fails", file.display());
-    }
-}
-
 #[test]
 fn kernel_differential_corpus() {
-    replay("kernel_differential", fuzz::kernel_differential);
+    replay_corpus("kernel_differential", fuzz::kernel_differential);
 }
 
 #[test]
 fn gguf_parse_corpus() {
-    replay("gguf_parse", fuzz::gguf_parse);
+    replay_corpus("gguf_parse", fuzz::gguf_parse);
 }
 
 #[test]
 fn gguf_load_model_corpus() {
-    replay("gguf_load_model", fuzz::gguf_load_model);
+    replay_corpus("gguf_load_model", fuzz::gguf_load_model);
 }
 
 #[test]
 fn tokenizer_roundtrip_corpus() {
-    replay("tokenizer_roundtrip", fuzz::tokenizer_roundtrip);
+    replay_corpus("tokenizer_roundtrip", fuzz::tokenizer_roundtrip);
 }
 
 fn fixture(dir: &str, file: &str) -> PathBuf {
@@ -56,7 +35,7 @@ fn fixture(dir: &str, file: &str) -> PathBuf {
 }
 
 fn write_seed(target: &str, name: &str, bytes: &[u8]) {
-    let dir = corpus(target);
+    let dir = corpus_dir(target);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(name), bytes).unwrap();
 }

@@ -2,7 +2,6 @@
 //! Handlers only parse, tokenize, submit and relay; the model runs on the
 //! instance threads.
 
-use super::api::{self, ApiError, Endpoint, GenParams, Prompt, ResponseHead, Usage};
 use super::scheduler::{Chunk, End, Job, Outcome, Rejected, RETRY_AFTER};
 use super::{AppState, Engine};
 use axum::body::Bytes;
@@ -14,6 +13,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bitnet_openai::{self as openai, ApiError, Endpoint, GenParams, Prompt, ResponseHead, Usage};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::json;
 use std::convert::Infallible;
@@ -46,10 +46,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-impl IntoResponse for ApiError {
+/// An [`ApiError`] as an HTTP response: its status, the OpenAI error body
+/// and the headers that status calls for. A wrapper because the orphan rule
+/// keeps axum's trait off the library's type.
+#[derive(Debug)]
+struct ErrorResponse(ApiError);
+
+impl From<ApiError> for ErrorResponse {
+    fn from(e: ApiError) -> ErrorResponse {
+        ErrorResponse(e)
+    }
+}
+
+impl IntoResponse for ErrorResponse {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = json_response(status, &self.body());
+        let ErrorResponse(e) = self;
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = json_response(status, &e.body());
         if status == StatusCode::TOO_MANY_REQUESTS {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -94,12 +107,12 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
             if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
-                return ApiError::new(
+                return ErrorResponse(ApiError::new(
                     401,
                     "invalid_request_error",
                     "invalid_api_key",
                     "a valid API key is required: send `Authorization: Bearer KEY`",
-                )
+                ))
                 .into_response();
             }
         }
@@ -112,22 +125,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn not_found(req: Request) -> ApiError {
-    ApiError::new(
+async fn not_found(req: Request) -> ErrorResponse {
+    ErrorResponse(ApiError::new(
         404,
         "invalid_request_error",
         "not_found",
         format!("no route {} {}", req.method(), req.uri().path()),
-    )
+    ))
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::new(
+async fn method_not_allowed(req: Request) -> ErrorResponse {
+    ErrorResponse(ApiError::new(
         405,
         "invalid_request_error",
         "method_not_allowed",
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
-    )
+    ))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -148,7 +161,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ErrorResponse> {
     let engine = state.engine()?;
     Ok(json_response(
         StatusCode::OK,
@@ -167,21 +180,21 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Response, ApiError
 async fn chat(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req = api::parse_chat_request(&body.map_err(body_error)?)?;
+) -> Result<Response, ErrorResponse> {
+    let req = openai::parse_chat_request(&body.map_err(body_error)?)?;
     let engine = state.engine()?;
     let prompt = engine
         .template
         .render(&engine.tok, &req.messages, true)
         .map_err(|e| ApiError::invalid("invalid_value", e.to_string()))?;
-    generate(&state, engine, Endpoint::Chat, prompt, req.params).await
+    Ok(generate(&state, engine, Endpoint::Chat, prompt, req.params).await?)
 }
 
 async fn completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req = api::parse_completion_request(&body.map_err(body_error)?)?;
+) -> Result<Response, ErrorResponse> {
+    let req = openai::parse_completion_request(&body.map_err(body_error)?)?;
     let engine = state.engine()?;
     let prompt = match req.prompt {
         Prompt::Text(text) => engine
@@ -194,12 +207,13 @@ async fn completions(
                 return Err(ApiError::invalid(
                     "invalid_value",
                     format!("token id {bad} in `prompt` is outside the vocabulary of {vocab}"),
-                ));
+                )
+                .into());
             }
             ids
         }
     };
-    generate(&state, engine, Endpoint::Completion, prompt, req.params).await
+    Ok(generate(&state, engine, Endpoint::Completion, prompt, req.params).await?)
 }
 
 fn body_error(e: BytesRejection) -> ApiError {

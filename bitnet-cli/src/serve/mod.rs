@@ -3,9 +3,11 @@
 //! over the shared mapped weights, with its own pinned worker pool); tokio
 //! and axum only carry bytes.
 //!
+//! The request bodies are parsed by [`bitnet_openai`], a crate of its own
+//! (no HTTP stack), so the `chat_request` fuzz target runs the same code.
+//!
 //! [`Batcher`]: bitnet_model::Batcher
 
-mod api;
 mod http;
 mod metrics;
 mod scheduler;

@@ -1,9 +1,16 @@
-//! The OpenAI request bodies this server accepts, checked field by field
-//! (pure functions of the bytes, so a fuzz target can drive them), the
+//! OpenAI-compatible request parsing and validation for `bitnet serve`: the
+//! chat and text completion bodies it accepts, checked field by field, the
 //! error body, and the response and stream-chunk JSON.
+//!
+//! No I/O: every function maps bytes or values to values, so the server's
+//! handlers (bitnet-cli) and the `chat_request` fuzz target (module `fuzz`,
+//! feature `fuzz`) run the same code, and the fuzz build needs no HTTP stack.
 
 use bitnet_model::{Message, Role, SamplerConfig};
 use serde_json::{json, Map, Value};
+
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 
 /// An error answered with the OpenAI error body
 /// `{"error": {"message", "type", "code"}}`.
@@ -190,16 +197,17 @@ fn parse_message(index: usize, value: &Value) -> Result<Message, ApiError> {
     };
     let role = match m.get("role") {
         None | Some(Value::Null) => return Err(missing(&field("role"))),
-        Some(Value::String(r)) => match r.as_str() {
+        Some(role @ Value::String(r)) => match r.as_str() {
             "system" | "developer" => Role::System,
             "user" => Role::User,
             "assistant" => Role::Assistant,
-            other => {
+            _ => {
                 return Err(ApiError::invalid(
                     "invalid_value",
                     format!(
-                        "`{}` must be system, developer, user or assistant, not {other:?}",
-                        field("role")
+                        "`{}` must be system, developer, user or assistant, not {}",
+                        field("role"),
+                        excerpt(role)
                     ),
                 ))
             }
@@ -246,7 +254,7 @@ fn parse_params(obj: &Map<String, Value>) -> Result<GenParams, ApiError> {
         if n.as_u64() != Some(1) {
             return Err(ApiError::invalid(
                 "unsupported_value",
-                format!("`n` must be 1 (one choice per request), not {n}"),
+                format!("`n` must be 1 (one choice per request), not {}", excerpt(n)),
             ));
         }
     }
@@ -373,7 +381,16 @@ fn missing(field: &str) -> ApiError {
 }
 
 fn wrong_type(field: &str, expected: &str, got: &Value) -> ApiError {
-    let mut shown = got.to_string();
+    ApiError::invalid(
+        "invalid_value",
+        format!("`{field}` must be {expected}, not {}", excerpt(got)),
+    )
+}
+
+/// `v` as JSON, cut after at most 40 bytes: an error names what it got
+/// without echoing a large request back whole.
+fn excerpt(v: &Value) -> String {
+    let mut shown = v.to_string();
     if shown.len() > 40 {
         let cut = (0..=40)
             .rev()
@@ -382,10 +399,7 @@ fn wrong_type(field: &str, expected: &str, got: &Value) -> ApiError {
         shown.truncate(cut);
         shown.push('…');
     }
-    ApiError::invalid(
-        "invalid_value",
-        format!("`{field}` must be {expected}, not {shown}"),
-    )
+    shown
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -617,6 +631,21 @@ mod tests {
             let e = chat(body).unwrap_err();
             assert_eq!(e.status, 400, "{body}");
             assert!(e.message.contains(expected), "{body}: {}", e.message);
+        }
+    }
+
+    /// chat_request fuzz target, `long-role-44e2ab74` (in the corpus): an
+    /// unknown role, and a wrong `n`, came back whole in the error message.
+    #[test]
+    fn errors_quote_a_short_excerpt_of_a_long_value() {
+        let long = "y".repeat(10_000);
+        for body in [
+            format!(r#"{{"messages":[{{"role":"{long}","content":"x"}}]}}"#),
+            format!(r#"{{"messages":[{{"role":"user","content":"x"}}],"n":"{long}"}}"#),
+        ] {
+            let e = chat(&body).unwrap_err();
+            assert!(e.message.len() < 120, "{}", e.message);
+            assert!(e.message.ends_with(r#"yyy…"#), "{}", e.message);
         }
     }
 
