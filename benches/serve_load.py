@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Load for `bitnet serve`: C concurrent clients each send R streaming
-completions; prints completion tok/s (all tokens / wall time) and p50/p95
-time to first token. Standard library only.
+completions; prints completion tok/s (all tokens / wall time), p50/p95
+time to first token, and the longest pause between two text chunks of one
+stream (median and worst over the streams). Standard library only.
 
     python3 benches/serve_load.py 127.0.0.1:8080 --clients 4 --requests 3 --max-tokens 32
 """
@@ -22,7 +23,7 @@ def one(addr, prompt, max_tokens):
     conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
     resp = conn.getresponse()
     assert resp.status == 200, resp.read()
-    ttft, tokens = None, 0
+    ttft, tokens, last, pause = None, 0, None, 0.0
     for line in resp:
         line = line.strip()
         if not line.startswith(b"data: ") or line == b"data: [DONE]":
@@ -30,10 +31,15 @@ def one(addr, prompt, max_tokens):
         chunk = json.loads(line[6:])
         if chunk.get("usage"):
             tokens = chunk["usage"]["completion_tokens"]
-        elif ttft is None and chunk["choices"] and chunk["choices"][0]["text"]:
-            ttft = time.perf_counter() - start
+        elif chunk["choices"] and chunk["choices"][0]["text"]:
+            now = time.perf_counter()
+            if ttft is None:
+                ttft = now - start
+            else:
+                pause = max(pause, now - last)
+            last = now
     conn.close()
-    return ttft, tokens
+    return ttft, tokens, pause
 
 
 def main():
@@ -58,12 +64,14 @@ def main():
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    ttfts = sorted(t for t, _ in results if t is not None)
-    tokens = sum(n for _, n in results)
+    ttfts = sorted(t for t, _, _ in results if t is not None)
+    tokens = sum(n for _, n, _ in results)
+    pauses = sorted(p for _, _, p in results)
     p95 = ttfts[min(len(ttfts) - 1, int(round(0.95 * (len(ttfts) - 1))))]
     print(f"clients {args.clients}: {len(results)} requests, {tokens} tokens in {wall:.1f} s = "
           f"{tokens / wall:.1f} tok/s; TTFT p50 {statistics.median(ttfts) * 1e3:.0f} ms, "
-          f"p95 {p95 * 1e3:.0f} ms")
+          f"p95 {p95 * 1e3:.0f} ms; longest pause p50 {statistics.median(pauses) * 1e3:.0f} ms, "
+          f"max {pauses[-1] * 1e3:.0f} ms")
 
 
 if __name__ == "__main__":

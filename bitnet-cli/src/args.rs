@@ -449,6 +449,14 @@ pub struct ServeArgs {
     /// Context size in tokens per sequence (default: the model's, at most 4096).
     #[arg(short = 'c', long)]
     pub ctx: Option<usize>,
+    /// Prompt tokens one step of an instance reads at most, shared by the
+    /// prompts waiting in arrival order; the generating sequences add one
+    /// token each. Smaller: running replies pause less while new prompts
+    /// are read, and the first prompts in line answer sooner; larger: fewer
+    /// steps for a burst of prompts to get through.
+    #[arg(long, default_value_t = bitnet_model::batch::DEFAULT_PREFILL_BUDGET as u32,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub prefill_budget: u32,
     /// Requests that may wait for a free slot; beyond them the answer is 429.
     #[arg(long, default_value_t = 64)]
     pub max_queue: usize,

@@ -1,17 +1,21 @@
 //! Continuous batching: many independent sequences generated together.
 //!
-//! Each call to [`Batcher::step`] runs one forward pass over every active
-//! sequence: a sequence still reading its prompt contributes its next chunk
-//! of prompt tokens, a generating one its last sampled token. The weights
-//! are therefore read once per step for all of them, and a new request's
-//! prefill joins between decode steps instead of waiting for the batch to
-//! drain. Each sequence keeps its own KV cache and sampler, so its tokens
-//! are exactly those a lone [`crate::Session`] would produce with the same
-//! request (the forward pass is bit-identical batched or not).
+//! Each call to [`Batcher::step`] runs one forward pass: every generating
+//! sequence contributes its last sampled token, and the sequences still
+//! reading their prompts share a budget of prompt tokens per step, first
+//! admitted first. The weights are therefore read once per step for all
+//! of them, a new request's prefill joins between decode steps instead of
+//! waiting for the batch to drain, and the budget keeps those steps short:
+//! the running sequences keep streaming while others prefill, and each
+//! prompt's first token comes out in the step that reads its last prompt
+//! token rather than after everyone else's prefill too. Each sequence keeps
+//! its own KV cache and sampler, so its tokens are exactly those a lone
+//! [`crate::Session`] would produce with the same request (the forward pass
+//! is bit-identical batched or not, and however a prompt is split).
 
 use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvType};
-use crate::model::{Logits, Model, Sequence};
+use crate::model::{Logits, Model, Sequence, StepBuffers};
 use crate::profile::Op;
 use crate::sampler::{Sampler, SamplerConfig};
 use std::time::{Duration, Instant};
@@ -124,11 +128,14 @@ pub struct Batcher<'m> {
     ctx: usize,
     kv: KvType,
     max_slots: usize,
-    prefill_chunk: usize,
+    prefill_budget: usize,
+    /// In admission order, which is the order prompts are fed in.
     active: Vec<Slot>,
     /// Caches of finished sequences, kept for reuse.
     spare: Vec<KvCache>,
     logits: Vec<f32>,
+    /// Working memory of the forward pass, kept from step to step.
+    buffers: StepBuffers,
 }
 
 impl std::fmt::Debug for Batcher<'_> {
@@ -141,14 +148,19 @@ impl std::fmt::Debug for Batcher<'_> {
     }
 }
 
-/// Prompt tokens one sequence feeds per step by default: long prompts are
-/// split so that the sequences already generating are not stalled for the
-/// whole of someone else's prefill.
-pub const DEFAULT_PREFILL_CHUNK: usize = 256;
+/// Prompt tokens one step feeds at most by default, over all sequences.
+/// Prompts beyond it wait or are split, so a step costs at most about this
+/// many tokens plus one per generating sequence: that bounds the pause the
+/// generating sequences see while others prefill, and lets the prompts
+/// first in line finish (and emit their first token) before later ones
+/// start. Smaller budgets stream more smoothly but read the weights once
+/// more per extra step; see BENCHMARKS.md (Serving) for the measurement.
+pub const DEFAULT_PREFILL_BUDGET: usize = 64;
 
 impl<'m> Batcher<'m> {
     /// A batcher of `slots` sequences of at most `ctx` positions each (KV
-    /// caches are allocated on admission and reused).
+    /// caches are allocated on admission and reused; [`Batcher::reserve`]
+    /// allocates everything up front instead).
     pub fn new(
         model: &'m Model,
         slots: usize,
@@ -171,17 +183,46 @@ impl<'m> Batcher<'m> {
             ctx,
             kv,
             max_slots: slots,
-            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            prefill_budget: DEFAULT_PREFILL_BUDGET,
             active: Vec::new(),
             spare: Vec::new(),
             logits: Vec::new(),
+            buffers: StepBuffers::default(),
         })
     }
 
-    /// Sets how many prompt tokens a sequence feeds per step (at least 1).
-    pub fn with_prefill_chunk(mut self, tokens: usize) -> Batcher<'m> {
-        self.prefill_chunk = tokens.max(1);
+    /// Sets how many prompt tokens one step feeds at most, over all
+    /// sequences (at least 1; see [`DEFAULT_PREFILL_BUDGET`]).
+    pub fn with_prefill_budget(mut self, tokens: usize) -> Batcher<'m> {
+        self.prefill_budget = tokens.max(1);
         self
+    }
+
+    /// Allocates every slot's KV cache, the logits and the forward pass's
+    /// working memory for the largest step now, and writes them so they are
+    /// resident: the batcher's memory is then what it will be under full
+    /// load, and a machine without that memory is found out here, with
+    /// [`ModelError::OutOfMemory`], rather than at the busiest moment. Call
+    /// it before the first [`Batcher::admit`] (a server does; one-off
+    /// batches needn't).
+    pub fn reserve(&mut self) -> Result<(), ModelError> {
+        let config = &self.model.config;
+        while self.spare.len() + self.active.len() < self.max_slots {
+            let mut cache = KvCache::new(config, self.ctx, self.kv)?;
+            cache.commit();
+            self.spare.push(cache);
+        }
+        // A step feeds at most the budget plus one token per other slot.
+        let rows = self.prefill_budget + self.max_slots - 1;
+        self.buffers.reserve(config, rows);
+        self.logits.clear();
+        self.logits.resize(self.max_slots * config.vocab, 0.0);
+        Ok(())
+    }
+
+    /// Prompt tokens one step feeds at most, over all sequences.
+    pub fn prefill_budget(&self) -> usize {
+        self.prefill_budget
     }
 
     /// The model instance this batcher runs on.
@@ -264,33 +305,51 @@ impl<'m> Batcher<'m> {
         Some(stats)
     }
 
-    /// One forward pass over every active sequence; appends what it
-    /// produced to `events`. Does nothing when idle.
+    /// One forward pass: every generating sequence's last token, and the
+    /// waiting prompt tokens, oldest sequence first, up to the prefill
+    /// budget. Appends what it produced to `events`: a sequence's first
+    /// token comes in the step that reads the end of its prompt. Does
+    /// nothing when idle.
     pub fn step(&mut self, events: &mut Vec<Event>) -> Result<(), ModelError> {
         if self.active.is_empty() {
             return Ok(());
         }
-        let chunk = self.prefill_chunk;
-        let mut seqs: Vec<Sequence<'_>> = self
-            .active
-            .iter_mut()
-            .map(|slot| {
-                let fed = slot.cache.len();
-                let end = slot.tokens.len().min(fed + chunk);
-                Sequence {
-                    tokens: &slot.tokens[fed..end],
-                    cache: &mut slot.cache,
-                }
-            })
-            .collect();
-        self.model
-            .forward_batch(&mut seqs, Logits::Last, &mut self.logits)?;
+        let mut budget = self.prefill_budget;
+        // Indices into `active` of the sequences in this step, which is
+        // also the order of their logits rows.
+        let mut fed = Vec::with_capacity(self.active.len());
+        let mut seqs: Vec<Sequence<'_>> = Vec::with_capacity(self.active.len());
+        for (i, slot) in self.active.iter_mut().enumerate() {
+            let done = slot.cache.len();
+            let take = if done >= slot.prompt_len {
+                slot.tokens.len() - done // its last sampled token
+            } else {
+                let take = (slot.prompt_len - done).min(budget);
+                budget -= take;
+                take
+            };
+            if take == 0 {
+                continue;
+            }
+            fed.push(i);
+            seqs.push(Sequence {
+                tokens: &slot.tokens[done..done + take],
+                cache: &mut slot.cache,
+            });
+        }
+        self.model.forward_batch_with(
+            &mut seqs,
+            Logits::Last,
+            &mut self.logits,
+            &mut self.buffers,
+        )?;
         drop(seqs);
 
         let vocab = self.model.config.vocab;
         let sampling_start = Instant::now();
         let mut finished = Vec::new();
-        for (i, slot) in self.active.iter_mut().enumerate() {
+        for (row, &i) in fed.iter().enumerate() {
+            let slot = &mut self.active[i];
             if slot.cache.len() < slot.tokens.len() {
                 continue; // more prompt to read
             }
@@ -299,7 +358,7 @@ impl<'m> Batcher<'m> {
             } else if slot.cache.len() >= slot.cache.capacity() {
                 Some(FinishReason::ContextFull)
             } else {
-                let logits = &self.logits[i * vocab..(i + 1) * vocab];
+                let logits = &self.logits[row * vocab..(row + 1) * vocab];
                 let token = slot.sampler.sample(logits, &slot.tokens);
                 slot.first_token
                     .get_or_insert_with(|| slot.admitted.elapsed());

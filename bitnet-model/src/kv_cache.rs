@@ -42,14 +42,8 @@ impl KvCache {
             )));
         }
         let kv_dim = config.kv_dim();
-        let elem = match ty {
-            KvType::F16 => 2,
-            KvType::F32 => 4,
-        };
         let per_layer = capacity.checked_mul(kv_dim);
-        let needed = per_layer
-            .and_then(|n| n.checked_mul(elem * 2 * config.layers))
-            .map_or(u64::MAX, |n| n as u64);
+        let needed = KvCache::bytes(config, capacity, ty);
         let available = crate::hw::available_memory().unwrap_or(u64::MAX);
         let (Some(per_layer), true) = (per_layer, needed <= available) else {
             return Err(ModelError::OutOfMemory {
@@ -71,6 +65,19 @@ impl KvCache {
         })
     }
 
+    /// Bytes of keys and values a cache of `capacity` positions holds
+    /// (`u64::MAX` if that overflows).
+    pub fn bytes(config: &Config, capacity: usize, ty: KvType) -> u64 {
+        let elem = match ty {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        };
+        capacity
+            .checked_mul(config.kv_dim())
+            .and_then(|n| n.checked_mul(elem * 2 * config.layers))
+            .map_or(u64::MAX, |n| n as u64)
+    }
+
     /// Positions filled.
     pub fn len(&self) -> usize {
         self.len
@@ -83,6 +90,19 @@ impl KvCache {
     /// Positions the cache can hold.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Writes every element now, so the whole cache is resident memory from
+    /// here on instead of growing page by page as positions fill (a server
+    /// reserving its footprint at start). Keeps the positions held.
+    pub fn commit(&mut self) {
+        let len = self.len * self.kv_dim;
+        for rows in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            match rows {
+                Rows::F16(r) => r[len..].fill(0),
+                Rows::F32(r) => r[len..].fill(0.0),
+            }
+        }
     }
 
     /// Forgets every position (a new conversation).

@@ -33,7 +33,7 @@ pub use chat::{ChatTemplate, Message, Role};
 pub use config::{Activation, Arch, Config, RopeStyle};
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvType};
-pub use model::{Logits, Model, NearTie, PhaseThreads, RoundingTrace, Sequence};
+pub use model::{Logits, Model, NearTie, PhaseThreads, RoundingTrace, Sequence, StepBuffers};
 pub use profile::{Op, OpProfile, ProfileSnapshot};
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::{Session, TextStream, Timings};

@@ -396,7 +396,21 @@ impl Model {
         which: Logits,
         logits: &mut Vec<f32>,
     ) -> Result<(), ModelError> {
-        self.forward_inner(seqs, which, logits, None)
+        let mut buffers = StepBuffers::default();
+        self.forward_inner(seqs, which, logits, None, &mut buffers.scratch)
+    }
+
+    /// [`Model::forward_batch`] with working memory the caller keeps from
+    /// step to step, so that a long run of steps allocates it once (sized
+    /// by the largest step) instead of every step.
+    pub fn forward_batch_with(
+        &self,
+        seqs: &mut [Sequence<'_>],
+        which: Logits,
+        logits: &mut Vec<f32>,
+        buffers: &mut StepBuffers,
+    ) -> Result<(), ModelError> {
+        self.forward_inner(seqs, which, logits, None, &mut buffers.scratch)
     }
 
     /// [`Model::forward`] that also records activations within an ulp-scale
@@ -418,6 +432,7 @@ impl Model {
             which,
             logits,
             Some(trace),
+            &mut Scratch::default(),
         )
     }
 
@@ -427,6 +442,7 @@ impl Model {
         which: Logits,
         logits: &mut Vec<f32>,
         mut diag: Option<&mut RoundingTrace>,
+        s: &mut Scratch,
     ) -> Result<(), ModelError> {
         let c = &self.config;
         let d = self.dispatch;
@@ -465,7 +481,7 @@ impl Model {
             self.phase_threads.prefill
         };
         let mut laps = self.profile.step(n);
-        let mut s = Scratch::new(n, h, q_dim, kv_dim, ffn);
+        s.prepare(n, h, q_dim, kv_dim, ffn);
 
         for (t, &id) in seqs.iter().flat_map(|q| q.tokens).enumerate() {
             w.embed
@@ -703,6 +719,7 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 }
 
 /// Per-forward buffers, `N` tokens wide.
+#[derive(Default)]
 struct Scratch {
     x: Vec<f32>,
     xn: Vec<f32>,
@@ -720,21 +737,50 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(n: usize, h: usize, q_dim: usize, kv_dim: usize, ffn: usize) -> Scratch {
-        Scratch {
-            x: vec![0.0; n * h],
-            xn: vec![0.0; n * h],
-            q: vec![0.0; n * q_dim],
-            k: vec![0.0; n * kv_dim],
-            v: vec![0.0; n * kv_dim],
-            attn: vec![0.0; n * q_dim],
-            attn_n: vec![0.0; n * q_dim],
-            proj: vec![0.0; n * h],
-            gate: vec![0.0; n * ffn],
-            up: vec![0.0; n * ffn],
-            ffn_in: vec![0.0; n * ffn],
-            quant: QuantBuffers::default(),
+    /// Zeroed buffers for `n` token rows, reusing the memory of earlier steps.
+    fn prepare(&mut self, n: usize, h: usize, q_dim: usize, kv_dim: usize, ffn: usize) {
+        for (buf, width) in [
+            (&mut self.x, h),
+            (&mut self.xn, h),
+            (&mut self.q, q_dim),
+            (&mut self.k, kv_dim),
+            (&mut self.v, kv_dim),
+            (&mut self.attn, q_dim),
+            (&mut self.attn_n, q_dim),
+            (&mut self.proj, h),
+            (&mut self.gate, ffn),
+            (&mut self.up, ffn),
+            (&mut self.ffn_in, ffn),
+        ] {
+            buf.clear();
+            buf.resize(n * width, 0.0);
         }
+    }
+}
+
+/// The working memory of forward steps (activations of every token row,
+/// their int8 quantization), for a caller that runs many steps to keep;
+/// see [`Model::forward_batch_with`].
+#[derive(Default)]
+pub struct StepBuffers {
+    scratch: Scratch,
+}
+
+impl std::fmt::Debug for StepBuffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepBuffers").finish_non_exhaustive()
+    }
+}
+
+impl StepBuffers {
+    /// Allocates and writes (so the pages are resident) room for steps of
+    /// up to `rows` token rows of a `config` model.
+    pub fn reserve(&mut self, config: &Config, rows: usize) {
+        let q_dim = config.heads * config.head_dim;
+        let s = &mut self.scratch;
+        s.prepare(rows, config.hidden, q_dim, config.kv_dim(), config.ffn);
+        let widest = config.hidden.max(q_dim).max(config.ffn);
+        s.quant.resize(rows, widest);
     }
 }
 

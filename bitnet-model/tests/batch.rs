@@ -58,17 +58,10 @@ fn request(i: usize) -> Request {
     }
 }
 
-#[test]
-fn batched_sequences_match_lone_sessions() {
-    let (model, path) = tiny_model("match");
-    let model = model.with_threads(2, false);
-    let ctx = 48;
-    let requests: Vec<Request> = (0..14).map(request).collect();
-    // Small slots and prefill chunks: sequences join and leave mid-flight,
-    // and long prompts take several steps.
-    let mut batcher = Batcher::new(&model, 4, ctx, KvType::F32)
-        .unwrap()
-        .with_prefill_chunk(5);
+/// Runs `requests` through `batcher`, admitting in order whenever a slot is
+/// free, and checks each against a lone session.
+fn check_against_lone_sessions(mut batcher: Batcher<'_>, requests: &[Request]) {
+    let (model, ctx) = (batcher.model(), batcher.ctx());
     let mut pending = requests.iter().enumerate();
     let mut got: HashMap<u64, (Vec<u32>, Option<FinishReason>)> = HashMap::new();
     let mut events = Vec::new();
@@ -97,10 +90,98 @@ fn batched_sequences_match_lone_sessions() {
     assert!(batcher.is_idle());
     for (i, r) in requests.iter().enumerate() {
         let (tokens, reason) = &got[&(i as u64)];
-        let (want, want_reason) = alone(&model, ctx, r);
+        let (want, want_reason) = alone(model, ctx, r);
         assert_eq!(tokens, &want, "request {i}");
         assert_eq!(reason.unwrap(), want_reason, "request {i}");
     }
+}
+
+#[test]
+fn batched_sequences_match_lone_sessions() {
+    let (model, path) = tiny_model("match");
+    let model = model.with_threads(2, false);
+    let ctx = 48;
+    let requests: Vec<Request> = (0..14).map(request).collect();
+    // Few slots and small prefill budgets: sequences join and leave
+    // mid-flight, prompts are cut at every kind of boundary (a budget of 1
+    // feeds one prompt token per step; 5 and 7 split prompts unevenly and
+    // share steps between the end of one prompt and the start of the next),
+    // and a budget above every prompt feeds whole prompts together.
+    for budget in [1, 5, 7, 64] {
+        let batcher = Batcher::new(&model, 4, ctx, KvType::F32)
+            .unwrap()
+            .with_prefill_budget(budget);
+        assert_eq!(batcher.prefill_budget(), budget);
+        check_against_lone_sessions(batcher, &requests);
+    }
+    // Reserved up front (committed caches, sized buffers): the same tokens.
+    let mut batcher = Batcher::new(&model, 3, ctx, KvType::F32)
+        .unwrap()
+        .with_prefill_budget(6);
+    batcher.reserve().unwrap();
+    check_against_lone_sessions(batcher, &requests);
+    std::fs::remove_file(path).unwrap();
+}
+
+/// The tokens each step produced, per sequence id.
+fn step_tokens(batcher: &mut Batcher<'_>) -> Vec<u64> {
+    let mut events = Vec::new();
+    batcher.step(&mut events).unwrap();
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Token { id, .. } => Some(*id),
+            Event::Finished { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn prompts_are_fed_first_come_within_the_budget_while_others_keep_generating() {
+    let (model, path) = tiny_model("budget");
+    let greedy = |prompt_len: usize, max_tokens: usize| Request {
+        prompt: (0..prompt_len as u32).map(|j| 3 + j * 11 % 200).collect(),
+        max_tokens,
+        sampling: SamplerConfig::greedy(),
+        stop_tokens: vec![],
+    };
+    let mut batcher = Batcher::new(&model, 4, 64, KvType::F16)
+        .unwrap()
+        .with_prefill_budget(8);
+    let tokens_fed = |b: &Batcher<'_>| b.model().profile().snapshot().tokens;
+
+    // A short prompt: read in one step, whose output is its first token.
+    batcher.admit(1, greedy(3, 20)).unwrap();
+    assert_eq!(step_tokens(&mut batcher), [1]);
+    // Three prompts of 10 arrive at once. Sequence 1 generates a token every
+    // step while they are read 8 tokens a step, oldest first, and each
+    // emits its first token in the step that reads its last prompt token,
+    // not when the last of them is read.
+    for id in [2, 3, 4] {
+        batcher.admit(id, greedy(10, 20)).unwrap();
+    }
+    let mut fed = tokens_fed(&batcher);
+    let mut per_step = Vec::new();
+    let mut produced = Vec::new();
+    for _ in 0..5 {
+        produced.push(step_tokens(&mut batcher));
+        let now = tokens_fed(&batcher);
+        per_step.push(now - fed);
+        fed = now;
+    }
+    // Step by step, the prompt tokens read are 2:8 | 2:2 3:6 | 3:4 4:4 | 4:6,
+    // then only decoding; each step also feeds every generating sequence.
+    assert_eq!(
+        produced,
+        [
+            vec![1],
+            vec![1, 2],
+            vec![1, 2, 3],
+            vec![1, 2, 3, 4],
+            vec![1, 2, 3, 4]
+        ]
+    );
+    assert_eq!(per_step, [1 + 8, 1 + 2 + 6, 2 + 4 + 4, 3 + 6, 4]);
     std::fs::remove_file(path).unwrap();
 }
 

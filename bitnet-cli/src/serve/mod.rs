@@ -16,7 +16,7 @@ use crate::args::{LoadArgs, ModelArgs, PinArg, ServeArgs, Strategy, Threads};
 use crate::error::usage;
 use crate::tuned::Tuned;
 use bitnet_model::pool::ThreadPool;
-use bitnet_model::{ChatTemplate, Tokenizer};
+use bitnet_model::{ChatTemplate, KvCache, Tokenizer};
 use metrics::Metrics;
 use scheduler::{InstanceSpec, Scheduler};
 use std::future::IntoFuture;
@@ -44,6 +44,8 @@ pub struct Engine {
     stop_tokens: Vec<u32>,
     /// Positions per sequence.
     ctx: usize,
+    /// KV cache memory reserved over every instance's slots.
+    kv_bytes: u64,
     vocab: usize,
     model_name: String,
     /// Unix seconds the model was loaded.
@@ -166,13 +168,14 @@ pub fn run(args: &ServeArgs) -> crate::Result<()> {
     let layout = Layout::choose(args, cores, &cpus, tuned.as_ref());
     eprintln!("{}", layout.describe(cores));
     eprintln!(
-        "{} slots per instance, queue of {}",
-        args.slots, args.max_queue
+        "{} slots per instance, prefill budget {} tokens per step, queue of {}",
+        args.slots, args.prefill_budget, args.max_queue
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        // Only I/O runs here; the cores belong to the instances.
-        .worker_threads(2)
-        .thread_name("bitnet-http")
+    // Only I/O runs on the runtime, and on this thread alone: the cores
+    // belong to the instances, streaming tokens takes a sliver of one core,
+    // and every further thread would keep its own allocator arena holding
+    // the high-water mark of its connections' buffers.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let state = runtime.block_on(serve(args, layout))?;
@@ -209,19 +212,24 @@ async fn serve(args: &ServeArgs, layout: Layout) -> crate::Result<Arc<AppState>>
         ctx: args.ctx,
         kv: args.kv,
     };
-    let (slots, max_queue) = (usize::from(args.slots), args.max_queue);
+    let sizes = Sizes {
+        slots: usize::from(args.slots),
+        prefill_budget: args.prefill_budget as usize,
+        max_queue: args.max_queue,
+    };
     let loading = Arc::clone(&state);
     // Loading maps and checks the file and starts the instances: off the runtime.
     std::thread::Builder::new()
         .name("bitnet-load".into())
         .spawn(move || {
             let start = Instant::now();
-            match start_engine(&model_args, &layout, slots, max_queue, &loading.metrics) {
+            match start_engine(&model_args, &layout, &sizes, &loading.metrics) {
                 Ok(engine) => {
                     eprintln!(
-                        "ready: {} (context {}) in {:.0} ms",
+                        "ready: {} (context {}, {:.0} MB of KV cache reserved) in {:.0} ms",
                         engine.model_name,
                         engine.ctx,
+                        engine.kv_bytes as f64 / 1e6,
                         start.elapsed().as_secs_f64() * 1e3
                     );
                     let _ = loading.engine.set(engine);
@@ -233,7 +241,9 @@ async fn serve(args: &ServeArgs, layout: Layout) -> crate::Result<Arc<AppState>>
         })?;
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let app = http::router(Arc::clone(&state));
+    // As a make-service, each connection gets a clone of the router; a bare
+    // `Router` would rebuild its route tables for every connection.
+    let app = http::router(Arc::clone(&state)).into_make_service();
     let mut server = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -268,13 +278,25 @@ async fn serve(args: &ServeArgs, layout: Layout) -> crate::Result<Arc<AppState>>
     Ok(state)
 }
 
+/// What each instance holds and how many requests may wait.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    slots: usize,
+    prefill_budget: usize,
+    max_queue: usize,
+}
+
 fn start_engine(
     model_args: &ModelArgs,
     layout: &Layout,
-    slots: usize,
-    max_queue: usize,
+    sizes: &Sizes,
     metrics: &Arc<Metrics>,
 ) -> crate::Result<Engine> {
+    let Sizes {
+        slots,
+        prefill_budget,
+        max_queue,
+    } = *sizes;
     let loaded = crate::load::load(model_args)?;
     let template = loaded.chat_template()?;
     let tok = Arc::new(loaded.tok);
@@ -287,6 +309,7 @@ fn start_engine(
             slots,
             ctx: loaded.ctx,
             kv: loaded.kv,
+            prefill_budget,
         })
         .collect();
     let scheduler = Scheduler::start(&loaded.model, &specs, max_queue, &tok, metrics)?;
@@ -299,8 +322,11 @@ fn start_engine(
             || "bitnet-synthetic-tiny".to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
+    let kv_bytes = KvCache::bytes(&loaded.model.config, loaded.ctx, loaded.kv)
+        .saturating_mul((slots * specs.len()) as u64);
     Ok(Engine {
         scheduler,
+        kv_bytes,
         stop_tokens: template.stop_tokens(&tok),
         template,
         tok,

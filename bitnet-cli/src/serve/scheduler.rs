@@ -118,6 +118,8 @@ pub struct InstanceSpec {
     pub slots: usize,
     pub ctx: usize,
     pub kv: KvType,
+    /// Prompt tokens one step reads at most.
+    pub prefill_budget: usize,
 }
 
 impl Scheduler {
@@ -152,7 +154,12 @@ impl Scheduler {
                     // The pool pins its calling thread, so it is built here.
                     instance.set_threads_on(spec.threads, &spec.cpus, !spec.cpus.is_empty());
                     let instance = Arc::new(instance);
-                    match Batcher::new(&instance, spec.slots, spec.ctx, spec.kv) {
+                    // Every slot's memory is taken now, so a load never
+                    // grows the server and a machine short of it fails here.
+                    let batcher = Batcher::new(&instance, spec.slots, spec.ctx, spec.kv)
+                        .map(|b| b.with_prefill_budget(spec.prefill_budget))
+                        .and_then(|mut b| b.reserve().map(|()| b));
+                    match batcher {
                         Ok(batcher) => {
                             let _ = ready_tx.send(Ok(Arc::clone(&instance)));
                             worker.run(batcher, &rx);
