@@ -345,12 +345,14 @@ pub struct BatchArgs {
     /// Model instances, each with `-t` workers on its own cores.
     #[arg(long, conflicts_with = "strategy")]
     pub instances: Option<usize>,
-    /// Choose instances, threads and batch size: `throughput` uses the
-    /// `bitnet tune` profile (or 2 threads per instance without one);
-    /// `latency` is one instance on every core, `balanced` about √cores.
+    /// Choose instances, threads and batch size (default: throughput):
+    /// `throughput` uses the `bitnet tune` profile, or one single-worker
+    /// instance per core without one; `latency` is one instance on every
+    /// core, `balanced` about √cores.
     #[arg(long, value_enum)]
     pub strategy: Option<Strategy>,
-    /// Sequences decoded together per instance (default 8).
+    /// Sequences decoded together per instance (default: the prompts split
+    /// evenly over the instances, at most 16).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Process only the prompts whose 0-based index i has i mod N = K.

@@ -23,7 +23,9 @@ use crate::load::{load, process_env, sampling, thread_choice};
 use crate::progress::Progress;
 use crate::tuned::Tuned;
 use bitnet_model::{pool::ThreadPool, Tokenizer};
-use bitnet_model::{Batcher, Event, Model, PhaseThreads, Request, SamplerConfig, TextStream};
+use bitnet_model::{
+    Batcher, Event, Model, Op, PhaseThreads, ProfileSnapshot, Request, SamplerConfig, TextStream,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, Write};
@@ -32,8 +34,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-/// Sequences per instance when neither `--batch-size` nor a profile says.
-const DEFAULT_BATCH: usize = 8;
+/// At most this many sequences per instance when neither `--batch-size` nor
+/// a profile says: the prompts are split evenly over the instances up to it
+/// (12 prompts on one instance run as one batch of 12, not 8 then 4). A
+/// batched step costs about the same per token from N ≈ 8 up, and a first
+/// step prefilling 16 prompts of 256 tokens already needs ~600 MB of scratch.
+const MAX_DEFAULT_BATCH: usize = 16;
 
 /// One prompt of the input file.
 #[derive(Debug, Clone)]
@@ -65,6 +71,8 @@ struct InstanceReport {
     tokens: usize,
     busy: Duration,
     wall: Duration,
+    /// Its forward passes' and sampling's time per kind of operation.
+    ops: ProfileSnapshot,
 }
 
 /// A prompt ready for a batcher.
@@ -118,7 +126,6 @@ pub fn run(args: &BatchArgs) -> crate::Result<()> {
     let l = load(&model_args)?;
     let template = l.chat_template()?;
     let stops = template.stop_tokens(&l.tok);
-    let layout = layout(args, l.tuned.as_ref())?;
 
     // Prompts that cannot run become error records, in their place.
     let mut pending: BTreeMap<usize, String> = BTreeMap::new();
@@ -159,6 +166,7 @@ pub fn run(args: &BatchArgs) -> crate::Result<()> {
         }
     }
     let errors = pending.len();
+    let layout = layout(args, l.tuned.as_ref(), jobs.len())?;
 
     let mut sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
@@ -272,12 +280,21 @@ pub fn run(args: &BatchArgs) -> crate::Result<()> {
     );
     for (i, r) in reports.iter().enumerate() {
         let busy = r.busy.as_secs_f64() / (r.wall.as_secs_f64() * layout.threads as f64).max(1e-9);
+        let total = r.ops.total_ns().max(1) as f64;
+        let shares: Vec<String> = Op::ALL
+            .iter()
+            .map(|&op| {
+                let share = 100.0 * r.ops.get(op) as f64 / total;
+                format!("{} {share:.0} %", op.name())
+            })
+            .collect();
         eprintln!(
-            "  instance {i} (CPUs {}): {} prompts, {} tokens, workers busy {:.0} % of the time",
+            "  instance {i} (CPUs {}): {} prompts, {} tokens, workers busy {:.0} % of the time; time in {}",
             cpu_list(&layout.cpus[i]),
             r.prompts,
             r.tokens,
-            busy * 100.0
+            busy * 100.0,
+            shares.join(", ")
         );
     }
     if stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
@@ -422,6 +439,7 @@ fn drive(
         }
     }
     report.wall = start.elapsed();
+    report.ops = model.profile().snapshot();
     report.busy = Duration::from_nanos(
         model
             .pool()
@@ -433,8 +451,88 @@ fn drive(
     Ok(report)
 }
 
-/// Instances, threads per instance, batch size and the cores of each.
-fn layout(args: &BatchArgs, tuned: Option<&Tuned>) -> crate::Result<Layout> {
+/// How many instances of how many workers, and sequences per instance.
+#[derive(Debug, PartialEq)]
+struct Shape {
+    instances: usize,
+    threads: usize,
+    batch: usize,
+    phase: Option<PhaseThreads>,
+    /// Where the numbers came from, for the summary.
+    source: String,
+}
+
+/// The [`Shape`] for `args` on `cores` cores with `-t` (or its environment
+/// variables) at `explicit_threads`, for `prompts` prompts.
+fn shape(
+    args: &BatchArgs,
+    cores: usize,
+    explicit_threads: Option<usize>,
+    tuned: Option<&Tuned>,
+    prompts: usize,
+) -> Shape {
+    let cores = cores.max(1);
+    let even_split = |instances: usize| {
+        args.batch_size
+            .unwrap_or(prompts.div_ceil(instances).clamp(1, MAX_DEFAULT_BATCH))
+    };
+    let strategy = args.strategy.unwrap_or(Strategy::Throughput);
+    match (args.instances, strategy) {
+        (Some(i), _) => Shape {
+            instances: i,
+            threads: explicit_threads.unwrap_or((cores / i).max(1)),
+            batch: even_split(i),
+            phase: None,
+            source: "as asked".to_string(),
+        },
+        (None, Strategy::Throughput) if tuned.and_then(Tuned::many_prompts).is_some() => {
+            let tuned = tuned.expect("checked");
+            let (i, t, b) = tuned.many_prompts().expect("checked");
+            // Other prompt lengths change little: decode dominates a batch.
+            let t = explicit_threads.unwrap_or(t);
+            Shape {
+                instances: i,
+                threads: t,
+                batch: args.batch_size.unwrap_or(b),
+                phase: tuned.run_threads().map(|p| PhaseThreads {
+                    prefill: p.prefill.min(t),
+                    decode: t,
+                }),
+                source: format!("tuned profile {}", tuned.path.display()),
+            }
+        }
+        (None, strategy) => {
+            // Without a profile, throughput is one single-worker instance per
+            // core (`-t T`: T workers each): a step over several sequences is
+            // compute-bound, and instances never wait for each other at the
+            // per-op barriers of a shared pool. On the 2-core AVX2 VM, 12
+            // prompts ran 1.5–1.6× faster as 2 × 1 than as 1 × 2 (BENCHMARKS.md).
+            let (instances, threads) = match explicit_threads {
+                Some(t) if strategy == Strategy::Throughput => ((cores / t).max(1), t),
+                Some(t) => (strategy.instances(cores), t),
+                None => {
+                    let i = strategy.instances(cores);
+                    (i, (cores / i).max(1))
+                }
+            };
+            let mut source = strategy.describe().to_string();
+            if strategy == Strategy::Throughput {
+                source.push_str(" (run `bitnet tune` for measured numbers)");
+            }
+            Shape {
+                instances,
+                threads,
+                batch: even_split(instances),
+                phase: None,
+                source,
+            }
+        }
+    }
+}
+
+/// Instances, threads per instance, batch size and the cores of each, for
+/// `prompts` prompts.
+fn layout(args: &BatchArgs, tuned: Option<&Tuned>, prompts: usize) -> crate::Result<Layout> {
     let cpus = ThreadPool::default_cpus(true);
     let cores = if cpus.is_empty() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -450,61 +548,13 @@ fn layout(args: &BatchArgs, tuned: Option<&Tuned>) -> crate::Result<Layout> {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let (instances, threads, batch, phase, source) = match (args.instances, args.strategy) {
-        (Some(i), _) => (
-            i,
-            explicit_threads.unwrap_or((cores / i).max(1)),
-            args.batch_size.unwrap_or(DEFAULT_BATCH),
-            None,
-            "as asked".to_string(),
-        ),
-        (None, Some(Strategy::Throughput)) if tuned.and_then(Tuned::many_prompts).is_some() => {
-            let tuned = tuned.expect("checked");
-            let (i, t, b) = tuned.many_prompts().expect("checked");
-            // Other prompt lengths change little: decode dominates a batch.
-            let t = explicit_threads.unwrap_or(t);
-            (
-                i,
-                t,
-                args.batch_size.unwrap_or(b),
-                tuned.run_threads().map(|p| PhaseThreads {
-                    prefill: p.prefill.min(t),
-                    decode: t,
-                }),
-                format!("tuned profile {}", tuned.path.display()),
-            )
-        }
-        (None, Some(Strategy::Throughput)) => {
-            // Without a profile: two workers per instance (decode is bound by
-            // memory bandwidth, which a couple of cores nearly saturate).
-            let t = explicit_threads.unwrap_or(2.min(cores));
-            (
-                (cores / t).max(1),
-                t,
-                args.batch_size.unwrap_or(DEFAULT_BATCH),
-                None,
-                "throughput heuristic (run `bitnet tune` for measured numbers)".to_string(),
-            )
-        }
-        (None, Some(strategy @ (Strategy::Latency | Strategy::Balanced))) => {
-            let i = strategy.instances(cores);
-            let t = explicit_threads.unwrap_or((cores / i).max(1));
-            (
-                i,
-                t,
-                args.batch_size.unwrap_or(DEFAULT_BATCH),
-                None,
-                strategy.describe().to_string(),
-            )
-        }
-        (None, None) => (
-            1,
-            explicit_threads.unwrap_or(cores),
-            args.batch_size.unwrap_or(DEFAULT_BATCH),
-            None,
-            "one instance".to_string(),
-        ),
-    };
+    let Shape {
+        instances,
+        threads,
+        batch,
+        phase,
+        source,
+    } = shape(args, cores, explicit_threads, tuned, prompts);
     // Instances of one process get disjoint cores, so pinning is the
     // default here; `--pin none` leaves placement to the OS.
     let pin = args.model.load.pin != Some(PinArg::None);
@@ -669,4 +719,52 @@ fn reorder(path: &Path, order: &HashMap<String, usize>) -> crate::Result<()> {
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{name}: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// (instances, threads, batch) for `flags` on `cores` cores, no profile.
+    fn shape_of(flags: &[&str], cores: usize, prompts: usize) -> (usize, usize, usize) {
+        let mut argv = vec!["bitnet", "batch", "-f", "prompts.txt"];
+        argv.extend(flags);
+        let cli = crate::args::Cli::try_parse_from(argv).unwrap();
+        let crate::args::Command::Batch(args) = cli.command else {
+            unreachable!()
+        };
+        let threads = args.model.load.threads.map(|t| match t {
+            Threads::Count(n) => n,
+            Threads::Auto => unreachable!("tests give counts"),
+        });
+        let s = shape(&args, cores, threads, None, prompts);
+        (s.instances, s.threads, s.batch)
+    }
+
+    #[test]
+    fn the_default_is_one_single_worker_instance_per_core_with_the_prompts_split_evenly() {
+        assert_eq!(shape_of(&[], 2, 12), (2, 1, 6));
+        assert_eq!(shape_of(&[], 2, 13), (2, 1, 7));
+        assert_eq!(shape_of(&[], 8, 100), (8, 1, 13));
+        assert_eq!(shape_of(&[], 2, 1000), (2, 1, MAX_DEFAULT_BATCH));
+        assert_eq!(shape_of(&[], 4, 0), (4, 1, 1));
+        assert_eq!(shape_of(&["-t", "2"], 4, 12), (2, 2, 6));
+        assert_eq!(shape_of(&["--strategy", "throughput"], 2, 12), (2, 1, 6));
+    }
+
+    #[test]
+    fn other_strategies_and_explicit_layouts_are_followed() {
+        assert_eq!(shape_of(&["--strategy", "latency"], 2, 12), (1, 2, 12));
+        assert_eq!(shape_of(&["--strategy", "balanced"], 9, 12), (3, 3, 4));
+        assert_eq!(
+            shape_of(&["--instances", "1", "-t", "2"], 2, 12),
+            (1, 2, 12)
+        );
+        assert_eq!(shape_of(&["--instances", "3"], 6, 12), (3, 2, 4));
+        assert_eq!(
+            shape_of(&["--instances", "2", "-t", "1", "--batch-size", "3"], 2, 12),
+            (2, 1, 3)
+        );
+    }
 }

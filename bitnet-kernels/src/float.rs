@@ -98,6 +98,21 @@ impl Dispatch {
         Ok(unsafe { (self.table.dot_f16)(a, b) })
     }
 
+    /// One f16 row against several f32 vectors: `out[t] = Σ xs[t·K + i]·f32(b[i])`
+    /// with `K = b.len()` and `xs` holding `out.len()` vectors of `K` back to
+    /// back (the LM head of a batched step: one weight row, every token).
+    /// Each `out[t]` is bit for bit what [`Dispatch::dot_f16`] gives for that
+    /// vector on the same path, so results do not depend on how many tokens
+    /// share a call; the row's halves are converted once for all of them.
+    pub fn dot_f16_multi(&self, xs: &[f32], b: &[u16], out: &mut [f32]) -> Result<(), Error> {
+        // A saturated product cannot equal a real slice length.
+        let expected = out.len().saturating_mul(b.len());
+        check_len("dot_f16_multi vectors", expected, xs.len())?;
+        // SAFETY: as above.
+        unsafe { (self.table.dot_f16_multi)(xs, b, out) };
+        Ok(())
+    }
+
     /// `y += alpha · x`.
     pub fn axpy_f32(&self, alpha: f32, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
         check_len("axpy output", x.len(), y.len())?;

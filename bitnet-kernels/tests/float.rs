@@ -396,6 +396,37 @@ proptest! {
         }
     }
 
+    /// One row against 0..=9 vectors (every group size and remainder of
+    /// every path), K through every tail: each output is bit for bit the
+    /// same path's `dot_f16` of its vector, so the LM head gives the same
+    /// logits whether a token is alone in its step or not. Outputs start as
+    /// NaN so an unwritten one shows.
+    #[test]
+    fn dot_f16_multi_is_dot_f16_per_vector(
+        n in 0usize..=9,
+        k in prop_oneof![0usize..=70, 0usize..=3000],
+        seed: u64,
+        kind in vals(),
+    ) {
+        let mut rng = TestRng::new(seed);
+        let xs = f32s(&mut rng, n * k, kind);
+        let b = halves(&mut rng, k, kind);
+        let (uxs, ub) = (Unaligned::new(&xs), Unaligned::new(&b));
+        for d in paths() {
+            let mut out = Unaligned::new(&vec![f32::NAN; n]);
+            d.dot_f16_multi(uxs.get(), ub.get(), out.get_mut()).unwrap();
+            for (t, &got) in out.get().iter().enumerate() {
+                let want = d.dot_f16(&xs[t * k..(t + 1) * k], &b).unwrap();
+                prop_assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{} dot_f16_multi vector {} of {}, K = {}: {:e} vs dot_f16 {:e}",
+                    d.isa(), t, n, k, got, want
+                );
+            }
+        }
+    }
+
     #[test]
     fn axpy_matches_scalar(n in len(3000), seed: u64, kind in vals(), alpha_kind in vals()) {
         let mut rng = TestRng::new(seed);
@@ -819,6 +850,15 @@ fn bad_shapes_are_errors() {
             d.dot_f16(&buf(4), &bits(3)),
             Err(Error::BufferLength { .. })
         ));
+        assert!(
+            is_len(d.dot_f16_multi(&buf(15), &bits(8), &mut buf(2))),
+            "{isa}"
+        );
+        assert!(
+            is_len(d.dot_f16_multi(&buf(16), &bits(8), &mut buf(3))),
+            "{isa}"
+        );
+        assert!(is_len(d.dot_f16_multi(&buf(1), &[], &mut buf(2))), "{isa}");
         assert!(is_len(d.axpy_f32(1.0, &buf(17), &mut buf(16))), "{isa}");
         assert!(is_len(d.axpy_f16(1.0, &bits(16), &mut buf(17))), "{isa}");
 
@@ -884,6 +924,9 @@ fn bad_shapes_are_errors() {
 
         // Empty but well-formed calls are fine.
         assert_eq!(d.dot_f32(&[], &[]), Ok(0.0));
+        let mut zero_k = buf(3);
+        assert!(d.dot_f16_multi(&[], &[], &mut zero_k).is_ok());
+        assert_eq!(zero_k, [d.dot_f16(&[], &[]).unwrap(); 3]);
         assert!(d.f16_to_f32(&[], &mut []).is_ok());
         assert!(d.gemv_f16(&w, 8, &buf(8), 3..3, &mut []).is_ok());
     }

@@ -67,6 +67,10 @@ pub struct Sampler {
     config: SamplerConfig,
     state: u64,
     candidates: Vec<(f32, u32)>,
+    /// The logits with the repetition penalty applied (when it is on).
+    penalized: Vec<f32>,
+    /// The distinct recent token ids the penalty applies to.
+    recent: Vec<u32>,
 }
 
 impl Sampler {
@@ -76,6 +80,8 @@ impl Sampler {
             config,
             state,
             candidates: Vec::new(),
+            penalized: Vec::new(),
+            recent: Vec::new(),
         }
     }
 
@@ -95,41 +101,62 @@ impl Sampler {
 
     /// Picks the next token from `logits` (one per vocabulary entry);
     /// `history` is the sequence so far (for the repetition penalty).
+    ///
+    /// Cost is linear in the vocabulary: the penalty rewrites only the
+    /// recent tokens' logits, and top-k selects before it sorts (a full
+    /// sort of a 128k vocabulary took milliseconds per token, which a
+    /// batched decode step pays once per sequence).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let draw = self.next_f64();
-        let c = &self.config;
-        let penalized = |id: usize, v: f32| {
-            if c.repeat_penalty == 1.0 {
-                return v;
+        let Sampler {
+            config: c,
+            candidates: cands,
+            penalized,
+            recent,
+            ..
+        } = self;
+        let logits: &[f32] = if c.repeat_penalty == 1.0 {
+            logits
+        } else {
+            let window = &history[history.len().saturating_sub(c.repeat_last_n)..];
+            recent.clear();
+            recent.extend(window.iter().filter(|&&id| (id as usize) < logits.len()));
+            recent.sort_unstable();
+            recent.dedup();
+            penalized.clear();
+            penalized.extend_from_slice(logits);
+            for &id in recent.iter() {
+                let v = &mut penalized[id as usize];
+                *v = if *v > 0.0 {
+                    *v / c.repeat_penalty
+                } else {
+                    *v * c.repeat_penalty
+                };
             }
-            let recent = &history[history.len().saturating_sub(c.repeat_last_n)..];
-            if !recent.contains(&(id as u32)) {
-                v
-            } else if v > 0.0 {
-                v / c.repeat_penalty
-            } else {
-                v * c.repeat_penalty
-            }
+            penalized
         };
         if c.temperature == 0.0 {
-            return argmax(logits.iter().enumerate().map(|(i, &v)| penalized(i, v)));
+            return argmax(logits.iter().copied());
         }
-        let cands = &mut self.candidates;
         cands.clear();
         cands.extend(
             logits
                 .iter()
                 .enumerate()
-                .map(|(i, &v)| (penalized(i, v), i as u32))
+                .map(|(i, &v)| (v, i as u32))
                 .filter(|(v, _)| !v.is_nan()),
         );
         if cands.is_empty() {
             return 0;
         }
-        cands.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        if c.top_k > 0 {
+        // Best first; ids break ties, so the order is total and the k
+        // selected are exactly the first k of a full sort.
+        let order = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if c.top_k > 0 && c.top_k < cands.len() {
+            cands.select_nth_unstable_by(c.top_k - 1, order);
             cands.truncate(c.top_k);
         }
+        cands.sort_unstable_by(order);
         // Softmax at temperature 1 for the p-based cuts, as llama.cpp does.
         let max = cands[0].0;
         let mut probs: Vec<f64> = cands
@@ -216,6 +243,113 @@ mod tests {
         assert_ne!(draw(1), draw(2));
         // The three best are the value-6 tokens with the lowest ids: 6, 13, 20.
         assert!(draw(3).iter().all(|t| [6, 13, 20].contains(t)));
+    }
+
+    /// The sampler as first written (penalty checked per vocabulary entry,
+    /// full sort then truncation to top-k), given the same random draw.
+    fn by_definition(c: &SamplerConfig, logits: &[f32], history: &[u32], draw: f64) -> u32 {
+        let recent = &history[history.len().saturating_sub(c.repeat_last_n)..];
+        let penalized = |id: usize, v: f32| {
+            if c.repeat_penalty == 1.0 || !recent.contains(&(id as u32)) {
+                v
+            } else if v > 0.0 {
+                v / c.repeat_penalty
+            } else {
+                v * c.repeat_penalty
+            }
+        };
+        if c.temperature == 0.0 {
+            return argmax(logits.iter().enumerate().map(|(i, &v)| penalized(i, v)));
+        }
+        let mut cands: Vec<(f32, u32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (penalized(i, v), i as u32))
+            .filter(|(v, _)| !v.is_nan())
+            .collect();
+        if cands.is_empty() {
+            return 0;
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if c.top_k > 0 {
+            cands.truncate(c.top_k);
+        }
+        let max = cands[0].0;
+        let mut probs: Vec<f64> = cands
+            .iter()
+            .map(|&(v, _)| ((v - max) as f64).exp())
+            .collect();
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        if c.top_p < 1.0 {
+            let mut acc = 0.0;
+            let keep = probs.iter().position(|&p| {
+                acc += p;
+                acc >= c.top_p as f64
+            });
+            let keep = keep.map_or(probs.len(), |i| i + 1);
+            cands.truncate(keep);
+            probs.truncate(keep);
+        }
+        if c.min_p > 0.0 {
+            let floor = probs[0] * c.min_p as f64;
+            let keep = probs.iter().take_while(|&&p| p >= floor).count().max(1);
+            cands.truncate(keep);
+        }
+        let weights: Vec<f64> = cands
+            .iter()
+            .map(|&(v, _)| (((v - max) / c.temperature) as f64).exp())
+            .collect();
+        let mut r = draw * weights.iter().sum::<f64>();
+        for (w, &(_, id)) in weights.iter().zip(&cands) {
+            r -= w;
+            if r <= 0.0 {
+                return id;
+            }
+        }
+        cands[cands.len() - 1].1
+    }
+
+    #[test]
+    fn selection_and_sparse_penalty_choose_what_the_definition_does() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for case in 0..3000 {
+            let vocab = 1 + next(300) as usize;
+            // Few distinct values, so ties are common; some NaN and ±0.
+            let logits: Vec<f32> = (0..vocab)
+                .map(|_| match next(20) {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    2 => 0.0,
+                    v => (next(9) as f32 - 4.0) * 0.5 + v as f32 * 0.01 * (next(2) as f32),
+                })
+                .collect();
+            let history: Vec<u32> = (0..next(100))
+                .map(|_| next(vocab as u64 + 5) as u32)
+                .collect();
+            let config = SamplerConfig {
+                temperature: [0.0, 0.8, 1.5][next(3) as usize],
+                top_k: [0, 1, 5, 40, vocab, vocab + 3][next(6) as usize],
+                top_p: [1.0, 0.9, 0.3][next(3) as usize],
+                min_p: [0.0, 0.05, 0.5][next(3) as usize],
+                repeat_penalty: [1.0, 1.3, 0.7][next(3) as usize],
+                repeat_last_n: [64, 3, 0][next(3) as usize],
+                seed: case,
+            };
+            let mut sampler = Sampler::new(config.clone());
+            let draw = sampler.clone().next_f64();
+            assert_eq!(
+                sampler.sample(&logits, &history),
+                by_definition(&config, &logits, &history, draw),
+                "case {case}: {config:?}"
+            );
+        }
     }
 
     #[test]

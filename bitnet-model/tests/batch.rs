@@ -281,3 +281,39 @@ fn bytes_per_token_counts_ternary_codes_and_the_lm_head() {
     assert_eq!(model.instance().bytes_per_token(), model.bytes_per_token());
     std::fs::remove_file(path).unwrap();
 }
+
+/// Every token's logits from one 13-token pass (the LM head takes tokens in
+/// groups, 13 leaves a remainder) are bit for bit those of feeding the
+/// tokens one at a time, on every kernel path this CPU has.
+#[test]
+fn logits_of_a_multi_token_pass_are_bitwise_those_of_single_steps() {
+    use bitnet_model::{Dispatch, Isa, KvCache, Logits};
+    let (model, path) = tiny_model("multi-token");
+    let ids: Vec<u32> = (0..13).map(|i| (i * 37 % 250) as u32).collect();
+    let vocab = model.config.vocab;
+    for isa in Isa::supported() {
+        let model = model
+            .instance()
+            .with_dispatch(Dispatch::for_isa(isa).unwrap())
+            .with_threads(2, false);
+        let mut cache = KvCache::new(&model.config, 16, KvType::F16).unwrap();
+        let mut together = Vec::new();
+        model
+            .forward(&ids, &mut cache, Logits::All, &mut together)
+            .unwrap();
+        let mut cache = KvCache::new(&model.config, 16, KvType::F16).unwrap();
+        let mut one = Vec::new();
+        for (t, &id) in ids.iter().enumerate() {
+            model
+                .forward(&[id], &mut cache, Logits::Last, &mut one)
+                .unwrap();
+            let row = &together[t * vocab..(t + 1) * vocab];
+            let same = row
+                .iter()
+                .zip(&one)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{isa}: token {t}'s logits differ");
+        }
+    }
+    std::fs::remove_file(path).unwrap();
+}

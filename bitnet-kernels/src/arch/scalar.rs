@@ -21,6 +21,7 @@ pub(crate) static TABLE: Table = Table {
     rope_interleaved,
     dot_f32,
     dot_f16,
+    dot_f16_multi,
     axpy_f32,
     axpy_f16,
     dot_f64acc,
@@ -180,6 +181,14 @@ pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 
 pub(crate) unsafe fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     a.iter().zip(b).map(|(x, &y)| x * math::f16_to_f32(y)).sum()
+}
+
+pub(crate) unsafe fn dot_f16_multi(xs: &[f32], b: &[u16], out: &mut [f32]) {
+    let k = b.len();
+    for (t, o) in out.iter_mut().enumerate() {
+        // SAFETY: same contract as ours.
+        *o = unsafe { dot_f16(&xs[t * k..(t + 1) * k], b) };
+    }
 }
 
 pub(crate) unsafe fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {

@@ -305,6 +305,60 @@ pub(crate) unsafe fn dot_f16_neon(a: &[f32], b: &[u16]) -> f32 {
     sum
 }
 
+/// Vectors per group of [`dot_f16_multi_neon`]: 4·G accumulators and the
+/// four converted halves fit the 32 vector registers.
+const F16_MULTI_NEON: usize = 4;
+
+/// [`dot_f16_neon`] of the `G` vectors `xs[t·K ..]` against one row `b`
+/// (`K = b.len()`): each 16 halves are converted once for all of them, and
+/// every vector keeps the single-vector accumulators, FMA sequence, `hsum`
+/// and scalar tail, so `out[t]` equals `dot_f16_neon` of it bit for bit.
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_f16_group_neon<const G: usize>(xs: &[f32], b: &[u16], out: &mut [f32]) {
+    let k = b.len();
+    let (xs, out) = (&xs[..G * k], &mut out[..G]);
+    let main = k - k % 16;
+    let mut acc = [[vdupq_n_f32(0.0); 4]; G];
+    for j in (0..main).step_by(16) {
+        let [b0, b1] = h8_to_f32(ld_h(&b[j..]));
+        let [b2, b3] = h8_to_f32(ld_h(&b[j + 8..]));
+        for (t, a) in acc.iter_mut().enumerate() {
+            let x = &xs[t * k + j..];
+            a[0] = vfmaq_f32(a[0], ld(x), b0);
+            a[1] = vfmaq_f32(a[1], ld(&x[4..]), b1);
+            a[2] = vfmaq_f32(a[2], ld(&x[8..]), b2);
+            a[3] = vfmaq_f32(a[3], ld(&x[12..]), b3);
+        }
+    }
+    for (t, (a, o)) in acc.iter().zip(out.iter_mut()).enumerate() {
+        let mut sum = hsum(*a);
+        for (x, &y) in xs[t * k + main..(t + 1) * k].iter().zip(&b[main..]) {
+            sum += x * math::f16_to_f32(y);
+        }
+        *o = sum;
+    }
+}
+
+/// See `Table::dot_f16_multi`: groups of [`F16_MULTI_NEON`] vectors.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_f16_multi_neon(xs: &[f32], b: &[u16], out: &mut [f32]) {
+    const G: usize = F16_MULTI_NEON;
+    let (k, n) = (b.len(), out.len());
+    let mut t = 0;
+    while n - t >= G {
+        dot_f16_group_neon::<G>(&xs[t * k..], b, &mut out[t..]);
+        t += G;
+    }
+    let (x, o) = (&xs[t * k..], &mut out[t..]);
+    match n - t {
+        0 => {}
+        1 => dot_f16_group_neon::<1>(x, b, o),
+        2 => dot_f16_group_neon::<2>(x, b, o),
+        _ => dot_f16_group_neon::<3>(x, b, o),
+    }
+}
+
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn axpy_f32_neon(alpha: f32, x: &[f32], y: &mut [f32]) {
     let va = vdupq_n_f32(alpha);

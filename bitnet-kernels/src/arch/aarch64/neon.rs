@@ -28,6 +28,7 @@ pub(crate) static TABLE: Table = Table {
     rope_interleaved: super::float::rope_interleaved_neon,
     dot_f32: super::float::dot_f32_neon,
     dot_f16: super::float::dot_f16_neon,
+    dot_f16_multi: super::float::dot_f16_multi_neon,
     axpy_f32: super::float::axpy_f32_neon,
     axpy_f16: super::float::axpy_f16_neon,
     dot_f64acc: super::float::dot_f64acc_neon,

@@ -22,6 +22,7 @@ pub(crate) static TABLE: Table = Table {
     rope_interleaved: super::float::rope_interleaved_avx512,
     dot_f32: super::float::dot_f32_avx512,
     dot_f16: super::float::dot_f16_avx512,
+    dot_f16_multi: super::float::dot_f16_multi_avx512,
     axpy_f32: super::float::axpy_f32_avx512,
     axpy_f16: super::float::axpy_f16_avx512,
     dot_f64acc: super::float::dot_f64acc_avx512,

@@ -380,6 +380,76 @@ pub(crate) unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_impl_avx2(a, b)
 }
 
+/// Vectors per group of [`dot_f16_multi_avx2`]: 4·G accumulators plus the
+/// converted halves and one vector load fit the 16 ymm registers.
+const F16_MULTI_AVX2: usize = 3;
+
+/// [`dot_f16_impl_avx2`] of the `G` vectors `xs[t·K ..]` against one row `b`
+/// (`K = b.len()`): each 8 halves are converted once for all of them, and
+/// every vector keeps the single-vector accumulators, FMA sequence, final
+/// reduction and scalar tail, so `out[t]` equals
+/// `dot_f16_impl_avx2(&xs[t·K .. (t + 1)·K], b)` bit for bit.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f16_group_avx2<const G: usize>(xs: &[f32], b: &[u16], out: &mut [f32]) {
+    let k = b.len();
+    let (xs, out) = (&xs[..G * k], &mut out[..G]);
+    let (xp, bp) = (xs.as_ptr(), b.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 4]; G];
+    let mut i = 0;
+    while i + 32 <= k {
+        for u in 0..4 {
+            let o = i + 8 * u;
+            // SAFETY: o + 8 <= k, so halves o..o + 8 lie in `b` and floats
+            // t·K + o .. t·K + o + 8 in vector t < G of `xs`.
+            unsafe {
+                let h = _mm256_cvtph_ps(_mm_loadu_si128(bp.add(o).cast()));
+                for (t, a) in acc.iter_mut().enumerate() {
+                    a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(t * k + o)), h, a[u]);
+                }
+            }
+        }
+        i += 32;
+    }
+    while i + 8 <= k {
+        // SAFETY: i + 8 <= k, as above.
+        unsafe {
+            let h = _mm256_cvtph_ps(_mm_loadu_si128(bp.add(i).cast()));
+            for (t, a) in acc.iter_mut().enumerate() {
+                a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(t * k + i)), h, a[0]);
+            }
+        }
+        i += 8;
+    }
+    for (t, (a, o)) in acc.iter().zip(out.iter_mut()).enumerate() {
+        let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+        let mut s = hsum_avx2(v);
+        let x = &xs[t * k..(t + 1) * k];
+        for j in i..k {
+            s += x[j] * math::f16_to_f32(b[j]);
+        }
+        *o = s;
+    }
+}
+
+/// See `Table::dot_f16_multi`: groups of [`F16_MULTI_AVX2`] vectors.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16_multi_avx2(xs: &[f32], b: &[u16], out: &mut [f32]) {
+    const G: usize = F16_MULTI_AVX2;
+    let (k, n) = (b.len(), out.len());
+    let mut t = 0;
+    while n - t >= G {
+        dot_f16_group_avx2::<G>(&xs[t * k..], b, &mut out[t..]);
+        t += G;
+    }
+    let (x, o) = (&xs[t * k..], &mut out[t..]);
+    match n - t {
+        0 => {}
+        1 => dot_f16_group_avx2::<1>(x, b, o),
+        _ => dot_f16_group_avx2::<2>(x, b, o),
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn axpy_f32_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
@@ -865,6 +935,77 @@ fn dot_f16_impl_avx512(a: &[f32], b: &[u16]) -> f32 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16_avx512(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_impl_avx512(a, b)
+}
+
+/// Vectors per group of [`dot_f16_multi_avx512`] (4·G accumulators of 32 zmm).
+const F16_MULTI_AVX512: usize = 4;
+
+/// [`dot_f16_impl_avx512`] of the `G` vectors `xs[t·K ..]` against one row
+/// `b`; as [`dot_f16_group_avx2`], `out[t]` equals the single-vector kernel
+/// bit for bit (same accumulators, masked tail and reduction per vector).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn dot_f16_group_avx512<const G: usize>(xs: &[f32], b: &[u16], out: &mut [f32]) {
+    let k = b.len();
+    let (xs, out) = (&xs[..G * k], &mut out[..G]);
+    let (xp, bp) = (xs.as_ptr(), b.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 4]; G];
+    let mut i = 0;
+    while i + 64 <= k {
+        for u in 0..4 {
+            let o = i + 16 * u;
+            // SAFETY: o + 16 <= k, so halves o..o + 16 lie in `b` and floats
+            // t·K + o .. t·K + o + 16 in vector t < G of `xs`.
+            unsafe {
+                let h = _mm512_cvtph_ps(_mm256_loadu_si256(bp.add(o).cast()));
+                for (t, a) in acc.iter_mut().enumerate() {
+                    a[u] = _mm512_fmadd_ps(_mm512_loadu_ps(xp.add(t * k + o)), h, a[u]);
+                }
+            }
+        }
+        i += 64;
+    }
+    while i < k {
+        let m = if i + 16 <= k {
+            0xffff
+        } else {
+            tail_mask(k - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, K) of `b` and of each vector are read.
+        unsafe {
+            let h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, bp.add(i).cast()));
+            for (t, a) in acc.iter_mut().enumerate() {
+                let x = _mm512_maskz_loadu_ps(m, xp.add(t * k + i));
+                a[0] = _mm512_fmadd_ps(x, h, a[0]);
+            }
+        }
+        i += 16;
+    }
+    for (a, o) in acc.iter().zip(out.iter_mut()) {
+        *o = _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(a[0], a[1]),
+            _mm512_add_ps(a[2], a[3]),
+        ));
+    }
+}
+
+/// See `Table::dot_f16_multi`: groups of [`F16_MULTI_AVX512`] vectors.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16_multi_avx512(xs: &[f32], b: &[u16], out: &mut [f32]) {
+    const G: usize = F16_MULTI_AVX512;
+    let (k, n) = (b.len(), out.len());
+    let mut t = 0;
+    while n - t >= G {
+        dot_f16_group_avx512::<G>(&xs[t * k..], b, &mut out[t..]);
+        t += G;
+    }
+    let (x, o) = (&xs[t * k..], &mut out[t..]);
+    match n - t {
+        0 => {}
+        1 => dot_f16_group_avx512::<1>(x, b, o),
+        2 => dot_f16_group_avx512::<2>(x, b, o),
+        _ => dot_f16_group_avx512::<3>(x, b, o),
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
