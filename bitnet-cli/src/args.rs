@@ -96,7 +96,7 @@ pub struct ChatArgs {
 /// Which model to load and how to run it (every subcommand that runs one).
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// GGUF model file (default: the built-in synthetic model).
+    /// GGUF model file (default: the built-in demo model).
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
     /// Worker threads: `auto` (every CPU this process may use) or a count
@@ -169,7 +169,7 @@ pub enum PinArg {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// GGUF model file (default: the built-in synthetic model).
+    /// GGUF model file (default: the built-in demo model).
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
     /// Re-quantize the LM head in memory (lossy, opt-in): q8_0 or q6_k.
@@ -364,7 +364,7 @@ pub struct BatchArgs {
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
-    /// GGUF model file (default: the built-in synthetic model).
+    /// GGUF model file (default: the built-in demo model).
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
     /// Shorter tests, fewer repetitions (seconds on small models).
@@ -386,7 +386,7 @@ pub struct TuneArgs {
 
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
-    /// GGUF model file (default: the built-in synthetic model).
+    /// GGUF model file (default: the built-in demo model).
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
     /// A built-in workload of about two seconds. Without it and without
@@ -425,7 +425,7 @@ fn parse_shard(s: &str) -> Result<Shard, String> {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// GGUF model file (default: the built-in synthetic model).
+    /// GGUF model file (default: the built-in demo model).
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
     /// Address to listen on (loopback by default).

@@ -104,9 +104,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         let name = args
             .model
             .as_ref()
-            .map_or("built-in synthetic tiny".into(), |p| {
-                p.display().to_string()
-            });
+            .map_or("built-in demo".into(), |p| p.display().to_string());
         for r in &rows {
             println!(
                 "| {name} | {kernel} | {} | {} | {} | {:.2} ± {:.2} |",

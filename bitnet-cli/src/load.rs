@@ -6,9 +6,8 @@ use crate::args::{
     parse_threads, KvArg, LmHeadArg, LoadArgs, ModelArgs, PinArg, SamplingArgs, Threads,
 };
 use crate::error::usage;
-use crate::tuned::Tuned;
+use crate::tuned::{fnv1a, Tuned};
 use bitnet_model::gguf::TensorType;
-use bitnet_model::synthetic::{write_model, Preset, TernaryFormat};
 use bitnet_model::{
     ChatTemplate, Dispatch, Isa, KvType, Model, PhaseThreads, SamplerConfig, Tokenizer,
 };
@@ -292,19 +291,31 @@ pub fn cache_dir() -> PathBuf {
         .join("bitnet")
 }
 
-/// The built-in model: a synthetic `tiny` model in the user cache directory,
-/// written on first use.
+/// The built-in demo model: a small BitNet b1.58 trained on generated
+/// stories and additions (`tools/demo-model/`), converted by `bitnet convert`.
+const DEMO_MODEL: &[u8] = include_bytes!("../../models/demo.gguf");
+
+/// The built-in model's file in the user cache directory, written on first
+/// use so that it is memory-mapped like any other model. The name carries a
+/// hash of the contents, so a new build's model never meets an old file.
 fn demo_model() -> crate::Result<PathBuf> {
     let dir = cache_dir();
-    let path = dir.join("synthetic-tiny-i2s.gguf");
+    let path = dir.join(format!("demo-{:016x}.gguf", fnv1a(DEMO_MODEL)));
     if !path.exists() {
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        write_model(&path, Preset::TINY, TernaryFormat::I2s, 1)
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        // Written under a name of this process's own and renamed, so a
+        // concurrent first run never maps a half-written file.
+        let partial = dir.join(format!("demo.gguf.{}.partial", std::process::id()));
+        std::fs::write(&partial, DEMO_MODEL)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
+                format!("writing {}: {e}", path.display())
+            })?;
     }
     eprintln!(
-        "note: no -m given; using the built-in synthetic tiny model ({}). Its weights are random, so its text is noise; pass -m MODEL.gguf for a real model.",
-        path.display()
+        "note: no -m given; using the built-in demo model, a {} kB BitNet b1.58 trained on simple stories and additions. Pass -m MODEL.gguf for a real model.",
+        DEMO_MODEL.len() / 1000
     );
     Ok(path)
 }

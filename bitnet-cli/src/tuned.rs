@@ -174,7 +174,7 @@ pub fn cpu_name() -> String {
 
 /// FNV-1a, 64 bits: stable across Rust versions (unlike `DefaultHasher`),
 /// which a key stored on disk needs.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -861,3 +861,31 @@ fn convert_refuses_bad_checkpoints_without_leaving_a_file() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// With no `-m`, `run` uses the built-in demo model: it answers an addition
+/// with a number and ends it, and tells a story.
+#[test]
+fn run_without_a_model_uses_the_trained_demo() {
+    let cache = scratch("demo-cache");
+    let cache = cache.to_str().unwrap();
+    let run = |prompt: &str, n: &str| {
+        let out = bitnet(
+            &["run", "-p", prompt, "-n", n, "--temp", "0"],
+            &[("XDG_CACHE_HOME", cache)],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("built-in demo model"));
+        text(&out.stdout)
+    };
+    let sum = run("37+48=", "8");
+    let sum = sum.trim_end();
+    assert!(
+        !sum.is_empty() && sum.len() <= 3 && sum.bytes().all(|b| b.is_ascii_digit()),
+        "{sum:?}"
+    );
+    let story = run("Once upon a time", "200");
+    assert!(
+        story.starts_with(", ") && story.contains(" named ") && story.contains("."),
+        "{story:?}"
+    );
+}
