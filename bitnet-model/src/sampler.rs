@@ -157,43 +157,49 @@ impl Sampler {
             cands.truncate(c.top_k);
         }
         cands.sort_unstable_by(order);
-        // Softmax at temperature 1 for the p-based cuts, as llama.cpp does.
-        let max = cands[0].0;
-        let mut probs: Vec<f64> = cands
-            .iter()
-            .map(|&(v, _)| ((v - max) as f64).exp())
-            .collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if c.top_p < 1.0 {
-            let mut acc = 0.0;
-            let keep = probs.iter().position(|&p| {
-                acc += p;
-                acc >= c.top_p as f64
-            });
-            let keep = keep.map_or(probs.len(), |i| i + 1);
-            cands.truncate(keep);
-            probs.truncate(keep);
-        }
-        if c.min_p > 0.0 {
-            let floor = probs[0] * c.min_p as f64;
-            let keep = probs.iter().take_while(|&&p| p >= floor).count().max(1);
-            cands.truncate(keep);
-        }
-        let weights: Vec<f64> = cands
-            .iter()
-            .map(|&(v, _)| (((v - max) / c.temperature) as f64).exp())
-            .collect();
-        let total: f64 = weights.iter().sum();
-        let mut r = draw * total;
-        for (w, &(_, id)) in weights.iter().zip(cands.iter()) {
-            r -= w;
-            if r <= 0.0 {
-                return id;
-            }
-        }
-        cands[cands.len() - 1].1
+        draw_sorted(c, cands, draw)
     }
+}
+
+/// Applies top-p and min-p to candidates sorted best first (values are
+/// logits) and draws from what is left at the configured temperature;
+/// `draw` is uniform in [0, 1).
+fn draw_sorted(c: &SamplerConfig, cands: &mut Vec<(f32, u32)>, draw: f64) -> u32 {
+    // Softmax at temperature 1 for the p-based cuts, as llama.cpp does.
+    let max = cands[0].0;
+    let mut probs: Vec<f64> = cands
+        .iter()
+        .map(|&(v, _)| ((v - max) as f64).exp())
+        .collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if c.top_p < 1.0 {
+        let mut acc = 0.0;
+        let keep = probs.iter().position(|&p| {
+            acc += p;
+            acc >= c.top_p as f64
+        });
+        let keep = keep.map_or(probs.len(), |i| i + 1);
+        cands.truncate(keep);
+        probs.truncate(keep);
+    }
+    if c.min_p > 0.0 {
+        let floor = probs[0] * c.min_p as f64;
+        let keep = probs.iter().take_while(|&&p| p >= floor).count().max(1);
+        cands.truncate(keep);
+    }
+    let weights: Vec<f64> = cands
+        .iter()
+        .map(|&(v, _)| (((v - max) / c.temperature) as f64).exp())
+        .collect();
+    let mut r = draw * weights.iter().sum::<f64>();
+    for (w, &(_, id)) in weights.iter().zip(cands.iter()) {
+        r -= w;
+        if r <= 0.0 {
+            return id;
+        }
+    }
+    cands[cands.len() - 1].1
 }
 
 /// Index of the largest value (the first on ties; NaN never wins).
@@ -274,40 +280,7 @@ mod tests {
         if c.top_k > 0 {
             cands.truncate(c.top_k);
         }
-        let max = cands[0].0;
-        let mut probs: Vec<f64> = cands
-            .iter()
-            .map(|&(v, _)| ((v - max) as f64).exp())
-            .collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if c.top_p < 1.0 {
-            let mut acc = 0.0;
-            let keep = probs.iter().position(|&p| {
-                acc += p;
-                acc >= c.top_p as f64
-            });
-            let keep = keep.map_or(probs.len(), |i| i + 1);
-            cands.truncate(keep);
-            probs.truncate(keep);
-        }
-        if c.min_p > 0.0 {
-            let floor = probs[0] * c.min_p as f64;
-            let keep = probs.iter().take_while(|&&p| p >= floor).count().max(1);
-            cands.truncate(keep);
-        }
-        let weights: Vec<f64> = cands
-            .iter()
-            .map(|&(v, _)| (((v - max) / c.temperature) as f64).exp())
-            .collect();
-        let mut r = draw * weights.iter().sum::<f64>();
-        for (w, &(_, id)) in weights.iter().zip(&cands) {
-            r -= w;
-            if r <= 0.0 {
-                return id;
-            }
-        }
-        cands[cands.len() - 1].1
+        draw_sorted(c, &mut cands, draw)
     }
 
     #[test]

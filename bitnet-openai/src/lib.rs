@@ -469,14 +469,9 @@ impl ResponseHead {
             Endpoint::Chat => "chat.completion",
             Endpoint::Completion => "text_completion",
         };
-        json!({
-            "id": self.id,
-            "object": object,
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-            "usage": usage.json(),
-        })
+        let mut response = self.envelope(object, json!([choice]));
+        response["usage"] = usage.json();
+        response
     }
 
     /// The first chat chunk, which names the speaker (chat only).
@@ -519,6 +514,11 @@ impl ResponseHead {
             Endpoint::Chat => "chat.completion.chunk",
             Endpoint::Completion => "text_completion",
         };
+        self.envelope(object, choices)
+    }
+
+    /// The fields every response and chunk carries around its choices.
+    fn envelope(&self, object: &str, choices: Value) -> Value {
         json!({
             "id": self.id,
             "object": object,
