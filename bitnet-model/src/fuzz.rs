@@ -213,14 +213,24 @@ pub fn gguf_load_model(data: &[u8]) {
     match (best, reference) {
         (Ok((a, _)), Ok((b, _))) => {
             assert_eq!(a.len(), b.len());
-            // The ternary matmuls are exact on every path, the float helpers
-            // only to a tolerance (summation order, FMA), so logits agree
-            // closely, not bit for bit. Damaged values (Inf, huge scales)
-            // can amplify those differences without bound.
+            // The hidden states are bitwise equal on every path; the F16 LM
+            // head sums in each path's own order, so logits agree closely,
+            // not bit for bit. Its rounding scales with the size of the
+            // products it sums, not with the logit they cancel down to, so
+            // the tolerance is relative to the largest logit of the row
+            // (fuzzed weights can make a logit of 0.5 out of terms of 1e3).
+            // Damaged values (Inf, huge scales) amplify it without bound.
             if desc.undamaged() {
-                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                    let close = (x - y).abs() <= 1e-2 + 1e-2 * y.abs();
-                    assert!(close, "logit {i}: {x} on the best path, {y} on scalar");
+                let vocab = c.vocab;
+                for (row, (xs, ys)) in a.chunks(vocab).zip(b.chunks(vocab)).enumerate() {
+                    let scale = ys.iter().fold(1f32, |m, y| m.max(y.abs()));
+                    for (i, (x, y)) in xs.iter().zip(ys).enumerate() {
+                        let close = (x - y).abs() <= 1e-2 * scale;
+                        assert!(
+                            close,
+                            "row {row} logit {i}: {x} on the best path, {y} on scalar (row scale {scale})"
+                        );
+                    }
                 }
             }
         }
@@ -521,7 +531,10 @@ impl ModelDesc {
     fn undamaged(&self) -> bool {
         self.patches.is_empty()
             && self.tensors.iter().all(|t| t.poison.is_none() && !t.code3)
-            && self.meta.iter().all(|(_, v)| match v {
+            && self.meta.iter().all(|(k, v)| match v {
+                // A RoPE base below 1 (the fuzzer found 6e-45) turns the
+                // rotation angles astronomically large: a damaged file.
+                MetaValue::F32(x) if k.ends_with("rope.freq_base") => (1.0..=1e5).contains(x),
                 MetaValue::F32(x) => x.is_finite() && *x > 0.0 && *x <= 1e5,
                 _ => true,
             })
