@@ -3,6 +3,10 @@
 //! own crash inputs also sit in `fuzz/corpus/<target>/`, which
 //! `tests/fuzz_corpus.rs` replays.
 
+mod common;
+
+use common::patch_u32;
+
 use bitnet_model::gguf::{Gguf, GgufError};
 use bitnet_model::tokenizer::MAX_PROMPT_BYTES;
 use bitnet_model::{KvCache, KvType, Model, ModelError, Tokenizer};
@@ -11,17 +15,6 @@ use std::path::PathBuf;
 fn fixture(file: &str) -> Vec<u8> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/tiny-b158");
     std::fs::read(root.join(file)).expect("shared fixtures")
-}
-
-/// Overwrites the u32 value of metadata `key` (a type-4 value after the key).
-fn patch_u32(bytes: &mut [u8], key: &str, value: u32) {
-    let at = bytes
-        .windows(key.len())
-        .position(|w| w == key.as_bytes())
-        .unwrap()
-        + key.len();
-    assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes(), "{key} is a u32");
-    bytes[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
 }
 
 /// gguf_load_model, `oom-a53817ec…` (in the corpus): `block_count` near

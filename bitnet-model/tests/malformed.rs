@@ -1,6 +1,10 @@
 //! Damaged model files: every case is a typed error that names the key or
 //! tensor at fault — never a panic, never a silently wrong model.
 
+mod common;
+
+use common::patch_u32;
+
 use bitnet_model::gguf::Gguf;
 use bitnet_model::{Model, ModelError};
 use std::path::PathBuf;
@@ -18,21 +22,6 @@ fn patch(bytes: &mut [u8], from: &[u8], to: &[u8]) {
         .position(|w| w == from)
         .expect("pattern present");
     bytes[at..at + to.len()].copy_from_slice(to);
-}
-
-/// The u32 value of metadata `key` (a type-4 value right after the key).
-fn patch_u32(bytes: &mut [u8], key: &str, value: u32) {
-    let at = bytes
-        .windows(key.len())
-        .position(|w| w == key.as_bytes())
-        .unwrap()
-        + key.len();
-    assert_eq!(
-        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
-        4,
-        "{key} is a u32"
-    );
-    bytes[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
 }
 
 fn load(bytes: Vec<u8>) -> Result<Model, ModelError> {

@@ -146,3 +146,19 @@ pub fn check_case(what: &str, model: &Model, kv: KvType, case: &Case) {
         next = argmax(&logits);
     }
 }
+
+/// Overwrites the u32 value of GGUF metadata `key` (a type-4 value right
+/// after the key's bytes) in a file's bytes.
+pub fn patch_u32(bytes: &mut [u8], key: &str, value: u32) {
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key.as_bytes())
+        .unwrap()
+        + key.len();
+    assert_eq!(
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+        4,
+        "{key} is a u32"
+    );
+    bytes[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
+}
