@@ -1,11 +1,14 @@
 //! `bitnet bench`: prompt processing (one batched prefill) and generation
 //! (one token per step, optionally several sequences per step) in tokens
-//! per second, mean ± standard deviation over repetitions.
+//! per second, mean ± standard deviation over repetitions. Generation rows
+//! of a model too big for the caches also give the weight bandwidth they
+//! imply and its share of the read bandwidth measured in the same run at the
+//! same thread count: how close decoding gets to the memory roofline.
 
 use crate::args::{BenchArgs, LoadArgs, Threads};
 use crate::error::usage;
 use crate::load::{cpus, load_with, process_env, resolve_threads};
-use bitnet_model::{KvCache, KvType, Logits, Model, Op, ProfileSnapshot, Sequence};
+use bitnet_model::{hw, KvCache, KvType, Logits, Model, Op, ProfileSnapshot, Sequence};
 use std::time::Instant;
 
 /// One result row; the JSON field names are part of the CLI contract.
@@ -20,7 +23,14 @@ struct Row {
     tok_s_sd: f64,
     /// Time per op over the measured repetitions.
     ops: ProfileSnapshot,
+    /// Generation on a model that streams from memory: weight bytes read per
+    /// second (GB/s) and the read bandwidth measured at this thread count.
+    roofline: Option<(f64, f64)>,
 }
+
+/// Below this many bytes of weights per step, decoding runs from the caches
+/// and a share of the DRAM bandwidth would mean nothing.
+const STREAMED_BYTES: usize = 64 << 20;
 
 pub fn run(args: &BenchArgs) -> crate::Result<()> {
     if args.reps == 0 {
@@ -67,9 +77,14 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         )));
     }
     let kernel = l.model.dispatch().describe().to_string();
+    let step_bytes = l.model.bytes_per_token();
+    let streamed = step_bytes >= STREAMED_BYTES && args.gen.iter().any(|&n| n > 0);
     let mut rows = Vec::new();
     for threads in counts {
         l.model.set_threads(threads, l.pin);
+        // 256 MiB in all, several times any last-level cache of these machines.
+        let bandwidth =
+            streamed.then(|| hw::read_bandwidth((256 << 20) / threads, threads, args.reps.min(3)));
         for &n in args.prompt.iter().filter(|&&n| n > 0) {
             let (rates, ops) = repeat_profiled(&l.model, args.reps, || prefill(&l.model, kv, n))?;
             rows.push(row(format!("pp{n}"), n, 0, threads, 1, &rates, ops));
@@ -78,7 +93,10 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
             for &b in &args.batch {
                 let (rates, ops) =
                     repeat_profiled(&l.model, args.reps, || generate(&l.model, kv, n, b))?;
-                rows.push(row(format!("tg{n}"), 0, n, threads, b, &rates, ops));
+                let mut r = row(format!("tg{n}"), 0, n, threads, b, &rates, ops);
+                // One step reads the weights once for its `b` tokens.
+                r.roofline = bandwidth.map(|bw| (r.tok_s / b as f64 * step_bytes as f64 / 1e9, bw));
+                rows.push(r);
             }
         }
     }
@@ -94,20 +112,30 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                     "test": r.test, "n_prompt": r.n_prompt, "n_gen": r.n_gen, "threads": r.threads,
                     "batch": r.batch, "tok_s": r.tok_s, "tok_s_sd": r.tok_s_sd, "kernel": kernel,
                     "ms_per_token": ops,
+                    "weights_gb_s": r.roofline.map(|(gbs, _)| gbs),
+                    "read_bandwidth_gb_s": r.roofline.map(|(_, bw)| bw),
                 })
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
     } else {
-        println!("| model | kernel | threads | batch | test | t/s |");
-        println!("| --- | --- | ---: | ---: | --- | ---: |");
+        println!(
+            "| model | kernel | threads | batch | test | t/s | weights read | of read bandwidth |"
+        );
+        println!("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |");
         let name = args
             .model
             .as_ref()
             .map_or("built-in demo".into(), |p| p.display().to_string());
         for r in &rows {
+            let roofline = match r.roofline {
+                Some((gbs, bw)) => {
+                    format!("{gbs:.1} GB/s | {:.0} % of {bw:.1} GB/s", 100.0 * gbs / bw)
+                }
+                None => " | ".into(),
+            };
             println!(
-                "| {name} | {kernel} | {} | {} | {} | {:.2} ± {:.2} |",
+                "| {name} | {kernel} | {} | {} | {} | {:.2} ± {:.2} | {roofline} |",
                 r.threads, r.batch, r.test, r.tok_s, r.tok_s_sd
             );
         }
@@ -224,5 +252,6 @@ fn row(
         tok_s: mean,
         tok_s_sd: var.sqrt(),
         ops,
+        roofline: None,
     }
 }

@@ -95,7 +95,7 @@ fn windows(text: &[u32], bos: Option<u32>, ctx: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// −log softmax(logits)[target], in f64.
+/// `−log softmax(logits)[target]`, in f64.
 fn nll(logits: &[f32], target: u32) -> f64 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
     let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();

@@ -323,11 +323,22 @@ fn bench_json_rows_have_the_documented_fields() {
     assert_eq!(rows.len(), 6);
     for r in &rows {
         for key in [
-            "test", "n_prompt", "n_gen", "threads", "batch", "tok_s", "tok_s_sd", "kernel",
+            "test",
+            "n_prompt",
+            "n_gen",
+            "threads",
+            "batch",
+            "tok_s",
+            "tok_s_sd",
+            "kernel",
+            "weights_gb_s",
+            "read_bandwidth_gb_s",
         ] {
             assert!(r.get(key).is_some(), "{key} missing in {r}");
         }
         assert!(r["tok_s"].as_f64().unwrap() > 0.0);
+        // The tiny model decodes from the caches: no roofline.
+        assert!(r["weights_gb_s"].is_null() && r["read_bandwidth_gb_s"].is_null());
     }
     assert_eq!(rows[0]["test"], "pp16");
     assert_eq!(rows[2]["batch"], 3);

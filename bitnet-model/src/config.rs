@@ -150,7 +150,7 @@ impl Config {
         } else {
             RopeStyle::Neox
         };
-        Ok(Config {
+        let config = Config {
             arch_name,
             arch,
             hidden,
@@ -166,7 +166,28 @@ impl Config {
             rms_eps,
             activation,
             rope,
-        })
+        };
+        // A base below 1 makes the frequencies grow with the pair index; far
+        // enough below, the highest overflows f32 and every angle it makes is
+        // Inf or NaN (each ISA then rounds NaN to int8 its own way).
+        let overflow = (0..config.rope_dim / 2)
+            .map(|i| config.ctx as f32 * config.rope_frequency(i))
+            .find(|a| !a.is_finite());
+        if let Some(angle) = overflow {
+            return Err(ModelError::Config(format!(
+                "rope.freq_base {rope_theta} gives RoPE angles of {angle} within the context of {}",
+                config.ctx
+            )));
+        }
+        Ok(config)
+    }
+
+    /// Rotation frequency of RoPE pair `i` (`0 ≤ i < rope_dim / 2`), in
+    /// radians per position: `1 / θ^(2i / rope_dim)`, rounded to f32 as
+    /// transformers computes it.
+    pub fn rope_frequency(&self, i: usize) -> f32 {
+        let exponent = (2 * i) as f32 / self.rope_dim as f32;
+        1.0 / ((self.rope_theta as f64).powf(exponent as f64) as f32)
     }
 
     /// Width of K and V rows: `kv_heads · head_dim`.

@@ -876,12 +876,7 @@ struct RopeTable {
 impl RopeTable {
     fn new(c: &Config, positions: &[usize]) -> RopeTable {
         let half = c.rope_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| {
-                let exponent = (2 * i) as f32 / c.rope_dim as f32;
-                1.0 / ((c.rope_theta as f64).powf(exponent as f64) as f32)
-            })
-            .collect();
+        let inv_freq: Vec<f32> = (0..half).map(|i| c.rope_frequency(i)).collect();
         let (mut cos, mut sin) = (
             Vec::with_capacity(positions.len() * half),
             Vec::with_capacity(positions.len() * half),
