@@ -95,8 +95,6 @@ fn demo_model_answers_alike_on_every_kernel_path() {
 
 /// Issue 7's bar: 95 % of the held-out additions right on every path.
 #[test]
-#[ignore = "the committed demo model answers 80 % (161/200) of the held-out additions; \
-            issue 7 wants 95 % and stays open until a retrained model gets there"]
 fn demo_model_adds_numbers_it_never_saw() {
     for isa in Isa::supported() {
         let (wrong, _) = wrong_answers(Dispatch::for_isa(isa).unwrap());
