@@ -83,8 +83,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
     for threads in counts {
         l.model.set_threads(threads, l.pin);
         // 256 MiB in all, several times any last-level cache of these machines.
-        let bandwidth =
-            streamed.then(|| hw::read_bandwidth((256 << 20) / threads, threads, 5));
+        let bandwidth = streamed.then(|| hw::read_bandwidth((256 << 20) / threads, threads, 5));
         for &n in args.prompt.iter().filter(|&&n| n > 0) {
             let (rates, ops) = repeat_profiled(&l.model, args.reps, || prefill(&l.model, kv, n))?;
             rows.push(row(format!("pp{n}"), n, 0, threads, 1, &rates, ops));
