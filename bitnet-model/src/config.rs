@@ -169,16 +169,18 @@ impl Config {
         };
         // A base below 1 makes the frequencies grow with the pair index; far
         // enough below, the highest overflows f32 and every angle it makes is
-        // Inf or NaN (each ISA then rounds NaN to int8 its own way).
-        // The frequencies are monotonic in the pair index, so the two ends
-        // bound them (and a fuzzed head size of 2³¹ costs two calls).
+        // Inf or NaN (each ISA then rounds NaN to int8 its own way). The
+        // frequencies are monotonic in the pair index, so the two ends bound
+        // them (a fuzzed head size of 10⁹ must not cost 10⁹ calls).
         let half = config.rope_dim / 2;
-        let overflow = [0, half.saturating_sub(1)]
-            .into_iter()
-            .filter(|_| half > 0)
-            .map(|i| config.ctx as f32 * config.rope_frequency(i))
-            .find(|a| !a.is_finite());
-        if let Some(angle) = overflow {
+        let fastest = match half {
+            0 => 0.0,
+            _ => config
+                .rope_frequency(0)
+                .max(config.rope_frequency(half - 1)),
+        };
+        let angle = config.ctx as f32 * fastest;
+        if !angle.is_finite() {
             return Err(ModelError::Config(format!(
                 "rope.freq_base {rope_theta} gives RoPE angles of {angle} within the context of {}",
                 config.ctx

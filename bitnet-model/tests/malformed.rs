@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::patch_u32;
+use common::{patch_f32, patch_u32};
 
 use bitnet_model::gguf::Gguf;
 use bitnet_model::{Model, ModelError};
@@ -222,16 +222,14 @@ fn missing_architecture_and_zero_counts_are_named() {
 
 #[test]
 fn a_rope_base_whose_angles_overflow_is_named() {
-    let key = b"bitnet-b1.58.rope.freq_base";
-    let mut b = fixture("model-i2s.gguf");
-    let at = b.windows(key.len()).position(|w| w == key).unwrap() + key.len();
-    assert_eq!(b[at..at + 4], 6u32.to_le_bytes(), "freq_base is an f32");
+    let key = "bitnet-b1.58.rope.freq_base";
     // The fuzzer's value: the highest frequency, 1/θ^(1 − 2/d), is beyond f32.
-    b[at + 4..at + 8].copy_from_slice(&6e-45f32.to_le_bytes());
+    let mut b = fixture("model-i2s.gguf");
+    patch_f32(&mut b, key, 6e-45);
     let e = error(b);
     assert!(e.contains("rope.freq_base") && e.contains("inf"), "{e}");
     // Bases below 1 whose angles stay finite are odd but well defined.
     let mut b = fixture("model-i2s.gguf");
-    b[at + 4..at + 8].copy_from_slice(&0.5f32.to_le_bytes());
+    patch_f32(&mut b, key, 0.5);
     load(b).unwrap();
 }

@@ -147,9 +147,9 @@ pub fn check_case(what: &str, model: &Model, kv: KvType, case: &Case) {
     }
 }
 
-/// Overwrites the u32 value of GGUF metadata `key` (a type-4 value right
-/// after the key's bytes) in a file's bytes.
-pub fn patch_u32(bytes: &mut [u8], key: &str, value: u32) {
+/// Overwrites the 4-byte value of GGUF metadata `key` (a value of type
+/// `ty` right after the key's bytes) in a file's bytes.
+fn patch_meta4(bytes: &mut [u8], key: &str, ty: u32, value: [u8; 4]) {
     let at = bytes
         .windows(key.len())
         .position(|w| w == key.as_bytes())
@@ -157,8 +157,18 @@ pub fn patch_u32(bytes: &mut [u8], key: &str, value: u32) {
         + key.len();
     assert_eq!(
         u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
-        4,
-        "{key} is a u32"
+        ty,
+        "{key} has type {ty}"
     );
-    bytes[at + 4..at + 8].copy_from_slice(&value.to_le_bytes());
+    bytes[at + 4..at + 8].copy_from_slice(&value);
+}
+
+/// Overwrites the u32 value (type 4) of GGUF metadata `key`.
+pub fn patch_u32(bytes: &mut [u8], key: &str, value: u32) {
+    patch_meta4(bytes, key, 4, value.to_le_bytes());
+}
+
+/// Overwrites the f32 value (type 6) of GGUF metadata `key`.
+pub fn patch_f32(bytes: &mut [u8], key: &str, value: f32) {
+    patch_meta4(bytes, key, 6, value.to_le_bytes());
 }
