@@ -495,6 +495,11 @@ proptest! {
             for (i, (&g, &wv)) in y.get().iter().zip(&want).enumerate() {
                 prop_assert!(!g.is_nan(), "{} gemv_f16 left row {} unwritten", d.isa(), i);
                 close(&format!("{} gemv_f16", d.isa()), i, g, wv, dot_tol(k, row_sums[i].0))?;
+                // The decode LM head (this GEMV) and the batched one (dot_f16_multi,
+                // equal to dot_f16) must give a token the same logits.
+                let r = rows.start + i;
+                let lone = d.dot_f16(&x, &w[r * k..(r + 1) * k]).unwrap();
+                prop_assert_eq!(g.to_bits(), lone.to_bits(), "{} gemv_f16 row {} vs dot_f16", d.isa(), r);
             }
         }
     }
@@ -551,6 +556,11 @@ proptest! {
                 prop_assert!(!g.is_nan(), "{} gemv_q8_0 left row {} unwritten", d.isa(), i);
                 close(&format!("{} gemv_q8_0", d.isa()), i, g, wv,
                     dot_tol(k + 2, row_sums[i].0))?;
+                // A row's result does not depend on the rows computed beside it.
+                let r = rows.start + i;
+                let mut lone = [f32::NAN];
+                d.gemv_q8_0(&w, k, &x, r..r + 1, &mut lone).unwrap();
+                prop_assert_eq!(g.to_bits(), lone[0].to_bits(), "{} gemv_q8_0 row {} alone", d.isa(), r);
             }
         }
     }

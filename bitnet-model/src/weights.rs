@@ -10,6 +10,7 @@ use bitnet_kernels::format::{
 use bitnet_kernels::format::{f16_to_f32, f32_to_f16};
 use bitnet_kernels::Dispatch;
 use std::ops::Range;
+use std::slice;
 
 fn tensor_error(name: &str, problem: impl Into<String>) -> ModelError {
     ModelError::Tensor {
@@ -368,10 +369,13 @@ impl Dense {
     /// kernel gives for its token alone, so results do not depend on how many
     /// tokens share the pass.
     ///
-    /// F16 (the tied head of BitNet-2B): rows go in blocks of
-    /// [`HEAD_ROW_BLOCK`], which stay in L2 while each group of
-    /// [`HEAD_TOKEN_GROUP`] tokens passes over them in L1, and each row is
-    /// converted once per group ([`Dispatch::dot_f16_multi`]).
+    /// One token (decode, and the last prompt token of a prefill): F16 and
+    /// Q8_0 go through the dispatched GEMV, which reads the matrix as
+    /// several far-apart streams. Several tokens, F16 (the tied head of
+    /// BitNet-2B): rows go in blocks of [`HEAD_ROW_BLOCK`], which stay in L2
+    /// while each group of [`HEAD_TOKEN_GROUP`] tokens passes over them in
+    /// L1, and each row is converted once per group
+    /// ([`Dispatch::dot_f16_multi`]).
     ///
     /// # Safety
     /// `out[t·stride + r]` must be writable for every token `t` and `r ∈ rows`,
@@ -393,6 +397,19 @@ impl Dense {
             unsafe { out.add(t * stride + r).write(v) }
         };
         match self.ty {
+            // Decode: one token, so the matrix is one stream of reads and the
+            // GEMV kernel's far-apart row streams pull it fastest.
+            TensorType::F16 if n == 1 => {
+                let w: &[u16] = aligned(bytes, &self.name)?;
+                // SAFETY: token 0's outputs `out[r]`, `r ∈ rows`, are ours (caller).
+                let y = unsafe { slice::from_raw_parts_mut(out.add(rows.start), rows.len()) };
+                d.gemv_f16(w, self.cols, xs, rows, y)?;
+            }
+            TensorType::Q8_0 if n == 1 => {
+                // SAFETY: as above.
+                let y = unsafe { slice::from_raw_parts_mut(out.add(rows.start), rows.len()) };
+                d.gemv_q8_0(bytes, self.cols, xs, rows, y)?;
+            }
             TensorType::F16 => {
                 let w: &[u16] = aligned(bytes, &self.name)?;
                 let k = self.cols;

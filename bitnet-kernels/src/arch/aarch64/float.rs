@@ -9,6 +9,7 @@
 //! `math::f16_to_f32` / `math::f32_to_f16` bit for bit, except that `fcvtl`
 //! quiets signalling NaNs (as F16C does); the tests below check every half.
 
+use crate::arch::gemv_in_streams;
 use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use crate::math::{self, exp_consts};
 use core::arch::aarch64::*;
@@ -276,33 +277,39 @@ pub(crate) unsafe fn dot_f32_neon(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// Accumulates `Σ a·f32(b)` over whole 16-wide chunks into `acc`; returns
-/// how many elements that covered.
-#[target_feature(enable = "neon")]
-#[inline]
-fn dot_f16_chunks(acc: &mut [float32x4_t; 4], a: &[f32], b: &[u16]) -> usize {
-    let n = a.len().min(b.len());
-    let main = n - n % 16;
-    for (a, b) in a[..main].chunks_exact(16).zip(b[..main].chunks_exact(16)) {
-        let [b0, b1] = h8_to_f32(ld_h(b));
-        let [b2, b3] = h8_to_f32(ld_h(&b[8..]));
-        acc[0] = vfmaq_f32(acc[0], ld(a), b0);
-        acc[1] = vfmaq_f32(acc[1], ld(&a[4..]), b1);
-        acc[2] = vfmaq_f32(acc[2], ld(&a[8..]), b2);
-        acc[3] = vfmaq_f32(acc[3], ld(&a[12..]), b3);
-    }
-    main
-}
-
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dot_f16_neon(a: &[f32], b: &[u16]) -> f32 {
-    let mut acc = [vdupq_n_f32(0.0); 4];
-    let main = dot_f16_chunks(&mut acc, a, b);
-    let mut sum = hsum(acc);
-    for (x, &y) in a[main..].iter().zip(&b[main..]) {
-        sum += x * math::f16_to_f32(y);
+    let n = a.len().min(b.len());
+    dot_f16_rows(&a[..n], [&b[..n]])[0]
+}
+
+/// [`dot_f16_neon`] of `x` against `S` rows at once, bit for bit (same four
+/// chains, `hsum` and scalar tail per row); each 16 floats of `x` are loaded
+/// once for all rows.
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_f16_rows<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
+    let k = x.len();
+    let rows = rows.map(|r| &r[..k]);
+    let main = k - k % 16;
+    let mut acc = [[vdupq_n_f32(0.0); 4]; S];
+    for j in (0..main).step_by(16) {
+        let xv = [0, 4, 8, 12].map(|o| ld(&x[j + o..]));
+        for (a, r) in acc.iter_mut().zip(&rows) {
+            let [b0, b1] = h8_to_f32(ld_h(&r[j..]));
+            let [b2, b3] = h8_to_f32(ld_h(&r[j + 8..]));
+            for (c, bc) in [b0, b1, b2, b3].into_iter().enumerate() {
+                a[c] = vfmaq_f32(a[c], xv[c], bc);
+            }
+        }
     }
-    sum
+    core::array::from_fn(|i| {
+        let mut sum = hsum(acc[i]);
+        for (x, &y) in x[main..].iter().zip(&rows[i][main..]) {
+            sum += x * math::f16_to_f32(y);
+        }
+        sum
+    })
 }
 
 /// Vectors per group of [`dot_f16_multi_neon`]: 4·G accumulators and the
@@ -388,8 +395,8 @@ pub(crate) unsafe fn axpy_f16_neon(alpha: f32, x: &[u16], y: &mut [f32]) {
     }
 }
 
-/// Rows are taken four at a time so each 8-wide slice of `x` is loaded once
-/// for four rows (the LM head streams far more weights than it has inputs).
+/// Rows in [`GEMV_STREAMS`](crate::arch::GEMV_STREAMS) far-apart streams
+/// (see there for why), each row as [`dot_f16_neon`] computes it.
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn gemv_f16_neon(
     w: &[u16],
@@ -398,35 +405,14 @@ pub(crate) unsafe fn gemv_f16_neon(
     rows: Range<usize>,
     y: &mut [f32],
 ) {
-    const R: usize = 4;
-    let main = k - k % 8;
-    let mut ys = y.chunks_exact_mut(R);
-    let mut r = rows.start;
-    for out in &mut ys {
-        let wr: [&[u16]; R] = core::array::from_fn(|i| &w[(r + i) * k..(r + i + 1) * k]);
-        let mut acc = [[vdupq_n_f32(0.0); 2]; R];
-        for j in (0..main).step_by(8) {
-            let (x0, x1) = (ld(&x[j..]), ld(&x[j + 4..]));
-            for (a, wr) in acc.iter_mut().zip(&wr) {
-                let [w0, w1] = h8_to_f32(ld_h(&wr[j..]));
-                a[0] = vfmaq_f32(a[0], x0, w0);
-                a[1] = vfmaq_f32(a[1], x1, w1);
-            }
-        }
-        for ((o, a), wr) in out.iter_mut().zip(&acc).zip(&wr) {
-            let mut s = vaddvq_f32(vaddq_f32(a[0], a[1]));
-            for j in main..k {
-                s += x[j] * math::f16_to_f32(wr[j]);
-            }
-            *o = s;
-        }
-        r += R;
-    }
-    for o in ys.into_remainder() {
-        // SAFETY: same contract as ours.
-        *o = unsafe { dot_f16_neon(x, &w[r * k..(r + 1) * k]) };
-        r += 1;
-    }
+    let x = &x[..k];
+    let row = |r: usize| &w[r * k..(r + 1) * k];
+    gemv_in_streams(
+        rows,
+        y,
+        |rs| dot_f16_rows(x, rs.map(row)),
+        |r| dot_f16_rows(x, [row(r)])[0],
+    );
 }
 
 /// `Σ_i q[i]·x[i]` over one Q8_0 block, as four partial lanes.
@@ -456,6 +442,25 @@ fn q8_block(q: &[u8], x: &[f32]) -> float32x4_t {
     vaddq_f32(s[0], s[1])
 }
 
+/// `Σ_blocks d·Σ q·x` of `x` against `S` Q8_0 rows, one block of every row
+/// in turn; each row alternates two accumulators between consecutive blocks
+/// so their FMAs do not serialise, whatever `S`.
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_q8_0_rows<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
+    let mut acc = [[vdupq_n_f32(0.0); 2]; S];
+    for (i, xs) in x.chunks_exact(Q8_0_BLOCK).enumerate() {
+        for (a, r) in acc.iter_mut().zip(&rows) {
+            let block = &r[i * Q8_0_BLOCK_BYTES..(i + 1) * Q8_0_BLOCK_BYTES];
+            let d = math::f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            let s = q8_block(&block[2..], xs);
+            a[i & 1] = vfmaq_f32(a[i & 1], s, vdupq_n_f32(d));
+        }
+    }
+    acc.map(|a| vaddvq_f32(vaddq_f32(a[0], a[1])))
+}
+
+/// Far-apart row streams as in [`gemv_f16_neon`].
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn gemv_q8_0_neon(
     w: &[u8],
@@ -465,21 +470,14 @@ pub(crate) unsafe fn gemv_q8_0_neon(
     y: &mut [f32],
 ) {
     let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
-    for (o, r) in y.iter_mut().zip(rows) {
-        let row = &w[r * row_bytes..(r + 1) * row_bytes];
-        // Two accumulators so consecutive blocks' FMAs do not serialise.
-        let mut acc = [vdupq_n_f32(0.0); 2];
-        for (i, (block, xs)) in row
-            .chunks_exact(Q8_0_BLOCK_BYTES)
-            .zip(x.chunks_exact(Q8_0_BLOCK))
-            .enumerate()
-        {
-            let d = math::f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-            let s = q8_block(&block[2..], xs);
-            acc[i & 1] = vfmaq_f32(acc[i & 1], s, vdupq_n_f32(d));
-        }
-        *o = vaddvq_f32(vaddq_f32(acc[0], acc[1]));
-    }
+    let x = &x[..k / Q8_0_BLOCK * Q8_0_BLOCK];
+    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
+    gemv_in_streams(
+        rows,
+        y,
+        |rs| dot_q8_0_rows(x, rs.map(row)),
+        |r| dot_q8_0_rows(x, [row(r)])[0],
+    );
 }
 
 // f64-accumulated dot and axpy (attention): f32 × f32 is exact in f64, so

@@ -1,6 +1,7 @@
 //! AVX2 kernels: activation quantization and the multiply-add ternary GEMM
 //! (`vpmaddubsw` on the 2-bit I2_S codes). Everything else is shared code.
 use super::mad::{mad_isa, Gemm};
+use super::prefetch_ahead;
 use crate::arch::scalar;
 use crate::dispatch::{Isa, Table};
 use crate::format::{I2sMatrix, I2S_BLOCK};
@@ -271,6 +272,11 @@ unsafe fn gemv_tile<const R: usize>(g: &Gemm<'_>, r0: usize, rs: usize) {
         let mut s4 = [_mm256_setzero_si256(); R];
         let mut s1 = [_mm256_setzero_si256(); R];
         for b in b0..b1 {
+            if b % 2 == 0 {
+                for r in 0..R {
+                    prefetch_ahead(w.wrapping_add(r * rstep + b * 32));
+                }
+            }
             let mut av = [_mm256_setzero_si256(); 4];
             for (grp, v) in av.iter_mut().enumerate() {
                 // SAFETY: activations `b·128 + 32·grp .. +32` of token 0, in bounds.

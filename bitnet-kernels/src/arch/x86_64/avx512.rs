@@ -2,6 +2,7 @@
 //! (VNNI `vpdpbusd` on the 2-bit I2_S codes, exact in i32). Everything else
 //! is shared code.
 use super::mad::{mad_isa, Gemm};
+use super::prefetch_ahead;
 use crate::arch::scalar;
 use crate::dispatch::{Isa, Table};
 use crate::format::{I2sMatrix, I2S_BLOCK};
@@ -285,6 +286,11 @@ unsafe fn gemv_tile<const R: usize>(g: &Gemm<'_>, r0: usize, rs: usize) {
     let blocks = g.k / I2S_BLOCK;
     let mut acc = [[_mm512_setzero_si512(); 2]; R];
     for b in 0..blocks {
+        if b % 2 == 0 {
+            for r in 0..R {
+                prefetch_ahead(w.wrapping_add(r * rstep + b * 32));
+            }
+        }
         // SAFETY: activations `b·128 .. b·128 + 128` of token 0, in bounds.
         let (a0, a1) = unsafe {
             let a = g.acts.add(b * I2S_BLOCK);

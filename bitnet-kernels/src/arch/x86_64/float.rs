@@ -25,6 +25,8 @@
 //! value-only intrinsics without `unsafe` 1.87, the AVX-512 intrinsics 1.89
 //! (the workspace's `rust-version`).
 
+use super::prefetch_ahead;
+use crate::arch::gemv_in_streams;
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -345,34 +347,60 @@ pub(crate) unsafe fn dot_f32_avx2(a: &[f32], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_f16_impl_avx2(a: &[f32], b: &[u16]) -> f32 {
     let n = a.len().min(b.len());
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 4];
+    dot_f16_rows_avx2(&a[..n], [&b[..n]])[0]
+}
+
+/// [`dot_f16_impl_avx2`] of `x` against `S` rows at once, bit for bit: every
+/// row keeps the four FMA chains, the 8-wide step into chain 0, the reduction
+/// and the scalar tail; each 8 floats of `x` are loaded once for all rows,
+/// and each row is prefetched ([`prefetch_ahead`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f16_rows_avx2<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
+    let k = x.len();
+    let rows = rows.map(|r| &r[..k]);
+    let (xp, wp) = (x.as_ptr(), rows.map(<[u16]>::as_ptr));
+    let mut acc = [[_mm256_setzero_ps(); 4]; S];
     let mut i = 0;
-    while i + 32 <= n {
-        // SAFETY: i + 32 <= n, within both slices.
-        unsafe {
-            for (u, s) in acc.iter_mut().enumerate() {
-                let o = i + 8 * u;
-                let h = _mm256_cvtph_ps(_mm_loadu_si128(bp.add(o).cast()));
-                *s = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(o)), h, *s);
+    while i + 32 <= k {
+        for w in &wp {
+            prefetch_ahead(w.wrapping_add(i).cast());
+        }
+        for u in 0..4 {
+            let o = i + 8 * u;
+            // SAFETY: o + 8 <= k, and `x` and every row hold k elements.
+            unsafe {
+                let xv = _mm256_loadu_ps(xp.add(o));
+                for (a, w) in acc.iter_mut().zip(&wp) {
+                    let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add(o).cast()));
+                    a[u] = _mm256_fmadd_ps(xv, h, a[u]);
+                }
             }
         }
         i += 32;
     }
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n, within both slices.
+    while i + 8 <= k {
+        // SAFETY: as above.
         unsafe {
-            let h = _mm256_cvtph_ps(_mm_loadu_si128(bp.add(i).cast()));
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(ap.add(i)), h, acc[0]);
+            let xv = _mm256_loadu_ps(xp.add(i));
+            for (a, w) in acc.iter_mut().zip(&wp) {
+                let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add(i).cast()));
+                a[0] = _mm256_fmadd_ps(xv, h, a[0]);
+            }
         }
         i += 8;
     }
-    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut s = hsum_avx2(v);
-    for j in i..n {
-        s += a[j] * math::f16_to_f32(b[j]);
-    }
-    s
+    core::array::from_fn(|j| {
+        let a = &acc[j];
+        let mut s = hsum_avx2(_mm256_add_ps(
+            _mm256_add_ps(a[0], a[1]),
+            _mm256_add_ps(a[2], a[3]),
+        ));
+        for (&xv, &h) in x[i..].iter().zip(&rows[j][i..]) {
+            s += xv * math::f16_to_f32(h);
+        }
+        s
+    })
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -491,17 +519,8 @@ pub(crate) unsafe fn axpy_f16_avx2(alpha: f32, x: &[u16], y: &mut [f32]) {
     }
 }
 
-/// One matrix row at a time, each a single sequential stream through
-/// [`dot_f16_impl_avx2`] (four FMA chains; `x` stays in L1).
-///
-/// Why not several rows per pass to share the `x` loads: on the development
-/// machine (EPYC VM, one thread, 128256 × 2560) four interleaved row streams
-/// ran at ~12 GB/s against ~19 GB/s for one row at a time (two rows were
-/// worse still, software prefetch did not help), although the four-row
-/// kernel was twice as fast with the matrix in L2. Loads of `x` hit L1 and
-/// cost nothing that matters in a DRAM-bound GEMV; one sequential stream per
-/// core is what the memory system served best. Worth re-measuring on other
-/// CPUs before changing.
+/// Rows in [`GEMV_STREAMS`](crate::arch::GEMV_STREAMS) far-apart streams
+/// (see there for why), each row as [`dot_f16_impl_avx2`] computes it.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_f16_avx2(
     w: &[u16],
@@ -511,9 +530,13 @@ pub(crate) unsafe fn gemv_f16_avx2(
     y: &mut [f32],
 ) {
     let x = &x[..k];
-    for (o, r) in y.iter_mut().zip(rows) {
-        *o = dot_f16_impl_avx2(x, &w[r * k..(r + 1) * k]);
-    }
+    let row = |r: usize| &w[r * k..(r + 1) * k];
+    gemv_in_streams(
+        rows,
+        y,
+        |rs| dot_f16_rows_avx2(x, rs.map(row)),
+        |r| dot_f16_rows_avx2(x, [row(r)])[0],
+    );
 }
 
 /// `acc + d·Σ q·x` over one Q8_0 block (f16 scale `d`, 32 × i8 `q`), as 8
@@ -538,9 +561,35 @@ unsafe fn q8_block_avx2(acc: __m256, q: *const u8, x: &[__m256; 4]) -> __m256 {
     }
 }
 
-/// One row at a time for the same reason as [`gemv_f16_avx2`] (measured the
-/// same way: 11–17 GB/s of Q8_0 bytes against ~5 GB/s with four rows per
-/// pass).
+/// `Σ_blocks d·Σ q·x` of `x` against `S` Q8_0 rows at once: each block's
+/// 32 floats of `x` are loaded once for all rows; every row alternates two
+/// accumulators between consecutive blocks (so their final FMAs overlap),
+/// whatever `S`, so a row's result does not depend on its neighbours.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q8_0_rows_avx2<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
+    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+    let nb = x.len() / Q8_0_BLOCK;
+    let rows = rows.map(|r| &r[..nb * Q8_0_BLOCK_BYTES]);
+    let (xp, wp) = (x.as_ptr(), rows.map(<[u8]>::as_ptr));
+    let mut acc = [[_mm256_setzero_ps(); 2]; S];
+    for b in 0..nb {
+        for w in &wp {
+            prefetch_ahead(w.wrapping_add(b * Q8_0_BLOCK_BYTES));
+        }
+        // SAFETY: floats 32b .. 32b + 32 <= nb·32 <= x.len(); block b is
+        // bytes 34b .. 34b + 34 of every row, which hold nb blocks.
+        unsafe {
+            let xv = [0, 8, 16, 24].map(|u| _mm256_loadu_ps(xp.add(32 * b + u)));
+            for (a, w) in acc.iter_mut().zip(&wp) {
+                a[b % 2] = q8_block_avx2(a[b % 2], w.add(b * Q8_0_BLOCK_BYTES), &xv);
+            }
+        }
+    }
+    acc.map(|a| hsum_avx2(_mm256_add_ps(a[0], a[1])))
+}
+
+/// Far-apart row streams as in [`gemv_f16_avx2`]; measured there.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q8_0_avx2(
     w: &[u8],
@@ -550,31 +599,15 @@ pub(crate) unsafe fn gemv_q8_0_avx2(
     y: &mut [f32],
 ) {
     use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
-    let nb = k / Q8_0_BLOCK;
-    let row_bytes = nb * Q8_0_BLOCK_BYTES;
-    let x = &x[..nb * Q8_0_BLOCK];
-    let xp = x.as_ptr();
-    for (o, r) in y.iter_mut().zip(rows) {
-        let row = &w[r * row_bytes..(r + 1) * row_bytes];
-        let wp = row.as_ptr();
-        let block = |acc, b: usize| {
-            // SAFETY: floats 32b .. 32b + 32 <= nb·32 = x.len(); block b is
-            // bytes 34b .. 34b + 34 <= row_bytes = row.len().
-            unsafe {
-                let xv = [0, 8, 16, 24].map(|u| _mm256_loadu_ps(xp.add(32 * b + u)));
-                q8_block_avx2(acc, wp.add(b * Q8_0_BLOCK_BYTES), &xv)
-            }
-        };
-        // Two accumulators so consecutive blocks' final FMAs overlap.
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for b in (0..nb - nb % 2).step_by(2) {
-            acc = [block(acc[0], b), block(acc[1], b + 1)];
-        }
-        if nb % 2 == 1 {
-            acc[0] = block(acc[0], nb - 1);
-        }
-        *o = hsum_avx2(_mm256_add_ps(acc[0], acc[1]));
-    }
+    let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
+    let x = &x[..k / Q8_0_BLOCK * Q8_0_BLOCK];
+    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
+    gemv_in_streams(
+        rows,
+        y,
+        |rs| dot_q8_0_rows_avx2(x, rs.map(row)),
+        |r| dot_q8_0_rows_avx2(x, [row(r)])[0],
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -899,37 +932,60 @@ pub(crate) unsafe fn dot_f32_avx512(a: &[f32], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 fn dot_f16_impl_avx512(a: &[f32], b: &[u16]) -> f32 {
     let n = a.len().min(b.len());
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut acc = [_mm512_setzero_ps(); 4];
+    dot_f16_rows_avx512(&a[..n], [&b[..n]])[0]
+}
+
+/// [`dot_f16_impl_avx512`] of `x` against `S` rows at once, bit for bit
+/// (same chains, masked tail and reduction per row), as
+/// [`dot_f16_rows_avx2`] is for AVX2.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn dot_f16_rows_avx512<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
+    let k = x.len();
+    let rows = rows.map(|r| &r[..k]);
+    let (xp, wp) = (x.as_ptr(), rows.map(<[u16]>::as_ptr));
+    let mut acc = [[_mm512_setzero_ps(); 4]; S];
     let mut i = 0;
-    while i + 64 <= n {
-        // SAFETY: i + 64 <= n, within both slices.
-        unsafe {
-            for (u, s) in acc.iter_mut().enumerate() {
-                let o = i + 16 * u;
-                let h = _mm512_cvtph_ps(_mm256_loadu_si256(bp.add(o).cast()));
-                *s = _mm512_fmadd_ps(_mm512_loadu_ps(ap.add(o)), h, *s);
+    while i + 64 <= k {
+        for w in &wp {
+            prefetch_ahead(w.wrapping_add(i).cast());
+            prefetch_ahead(w.wrapping_add(i + 32).cast());
+        }
+        for u in 0..4 {
+            let o = i + 16 * u;
+            // SAFETY: o + 16 <= k, and `x` and every row hold k elements.
+            unsafe {
+                let xv = _mm512_loadu_ps(xp.add(o));
+                for (a, w) in acc.iter_mut().zip(&wp) {
+                    let h = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(o).cast()));
+                    a[u] = _mm512_fmadd_ps(xv, h, a[u]);
+                }
             }
         }
         i += 64;
     }
-    while i < n {
-        let m = if i + 16 <= n {
+    while i < k {
+        let m = if i + 16 <= k {
             0xffff
         } else {
-            tail_mask(n - i)
+            tail_mask(k - i)
         };
-        // SAFETY: only lanes i .. min(i + 16, n) are read.
+        // SAFETY: only lanes i .. min(i + 16, k) are read.
         unsafe {
-            let h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, bp.add(i).cast()));
-            acc[0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ap.add(i)), h, acc[0]);
+            let xv = _mm512_maskz_loadu_ps(m, xp.add(i));
+            for (a, w) in acc.iter_mut().zip(&wp) {
+                let h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w.add(i).cast()));
+                a[0] = _mm512_fmadd_ps(xv, h, a[0]);
+            }
         }
         i += 16;
     }
-    _mm512_reduce_add_ps(_mm512_add_ps(
-        _mm512_add_ps(acc[0], acc[1]),
-        _mm512_add_ps(acc[2], acc[3]),
-    ))
+    acc.map(|a| {
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(a[0], a[1]),
+            _mm512_add_ps(a[2], a[3]),
+        ))
+    })
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
@@ -1052,7 +1108,8 @@ pub(crate) unsafe fn axpy_f16_avx512(alpha: f32, x: &[u16], y: &mut [f32]) {
     }
 }
 
-/// One row at a time; see [`gemv_f16_avx2`] for why.
+/// As [`gemv_f16_avx2`]: far-apart row streams, each row as
+/// [`dot_f16_impl_avx512`] computes it.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_f16_avx512(
     w: &[u16],
@@ -1062,9 +1119,13 @@ pub(crate) unsafe fn gemv_f16_avx512(
     y: &mut [f32],
 ) {
     let x = &x[..k];
-    for (o, r) in y.iter_mut().zip(rows) {
-        *o = dot_f16_impl_avx512(x, &w[r * k..(r + 1) * k]);
-    }
+    let row = |r: usize| &w[r * k..(r + 1) * k];
+    gemv_in_streams(
+        rows,
+        y,
+        |rs| dot_f16_rows_avx512(x, rs.map(row)),
+        |r| dot_f16_rows_avx512(x, [row(r)])[0],
+    );
 }
 
 /// `acc + d·Σ q·x` over one Q8_0 block, as 16 partial lanes.
@@ -1084,7 +1145,35 @@ unsafe fn q8_block_avx512(acc: __m512, q: *const u8, x0: __m512, x1: __m512) -> 
     }
 }
 
-/// One row at a time; see [`gemv_q8_0_avx2`] for why.
+/// As [`dot_q8_0_rows_avx2`], 16 lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn dot_q8_0_rows_avx512<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
+    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+    let nb = x.len() / Q8_0_BLOCK;
+    let rows = rows.map(|r| &r[..nb * Q8_0_BLOCK_BYTES]);
+    let (xp, wp) = (x.as_ptr(), rows.map(<[u8]>::as_ptr));
+    let mut acc = [[_mm512_setzero_ps(); 2]; S];
+    for b in 0..nb {
+        for w in &wp {
+            prefetch_ahead(w.wrapping_add(b * Q8_0_BLOCK_BYTES));
+        }
+        // SAFETY: floats 32b .. 32b + 32 <= nb·32 <= x.len(); block b is
+        // bytes 34b .. 34b + 34 of every row, which hold nb blocks.
+        unsafe {
+            let (x0, x1) = (
+                _mm512_loadu_ps(xp.add(32 * b)),
+                _mm512_loadu_ps(xp.add(32 * b + 16)),
+            );
+            for (a, w) in acc.iter_mut().zip(&wp) {
+                a[b % 2] = q8_block_avx512(a[b % 2], w.add(b * Q8_0_BLOCK_BYTES), x0, x1);
+            }
+        }
+    }
+    acc.map(|a| _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1])))
+}
+
+/// Far-apart row streams as in [`gemv_f16_avx2`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q8_0_avx512(
     w: &[u8],
@@ -1094,31 +1183,15 @@ pub(crate) unsafe fn gemv_q8_0_avx512(
     y: &mut [f32],
 ) {
     use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
-    let nb = k / Q8_0_BLOCK;
-    let row_bytes = nb * Q8_0_BLOCK_BYTES;
-    let x = &x[..nb * Q8_0_BLOCK];
-    let xp = x.as_ptr();
-    for (o, r) in y.iter_mut().zip(rows) {
-        let row = &w[r * row_bytes..(r + 1) * row_bytes];
-        let wp = row.as_ptr();
-        let block = |acc, b: usize| {
-            // SAFETY: floats 32b .. 32b + 32 <= nb·32 = x.len(); block b is
-            // bytes 34b .. 34b + 34 <= row_bytes = row.len().
-            unsafe {
-                let x0 = _mm512_loadu_ps(xp.add(32 * b));
-                let x1 = _mm512_loadu_ps(xp.add(32 * b + 16));
-                q8_block_avx512(acc, wp.add(b * Q8_0_BLOCK_BYTES), x0, x1)
-            }
-        };
-        let mut acc = [_mm512_setzero_ps(); 2];
-        for b in (0..nb - nb % 2).step_by(2) {
-            acc = [block(acc[0], b), block(acc[1], b + 1)];
-        }
-        if nb % 2 == 1 {
-            acc[0] = block(acc[0], nb - 1);
-        }
-        *o = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-    }
+    let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
+    let x = &x[..k / Q8_0_BLOCK * Q8_0_BLOCK];
+    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
+    gemv_in_streams(
+        rows,
+        y,
+        |rs| dot_q8_0_rows_avx512(x, rs.map(row)),
+        |r| dot_q8_0_rows_avx512(x, [row(r)])[0],
+    );
 }
 
 // ---------------------------------------------------------------------------
