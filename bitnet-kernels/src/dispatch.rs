@@ -169,6 +169,13 @@ pub(crate) struct Table {
     pub dot_f64acc: unsafe fn(a: &[f32], b: &[f32]) -> f32,
     /// `acc += alpha · x` in f64 (exact products; bitwise equal on every path).
     pub axpy_f64acc: unsafe fn(alpha: f32, x: &[f32], acc: &mut [f64]),
+    /// `out[j] = dot_f64acc(q, keys[j·K .. (j + 1)·K])` with `K = q.len()`,
+    /// bit for bit the table's own `dot_f64acc` of each row.
+    pub dot_f64acc_rows: unsafe fn(q: &[f32], keys: &[f32], out: &mut [f32]),
+    /// `out[i] = Σ_j p[j]·values[j·K + i]` with `K = out.len()`, summed in f64
+    /// in order of `j` and rounded once: bit for bit `axpy_f64acc` over the
+    /// rows into a zeroed accumulator, then `as f32`.
+    pub weighted_sum_f64acc: unsafe fn(p: &[f32], values: &[f32], out: &mut [f32]),
     /// `y[r - rows.start] = Σ_k w[r, k] x[k]`, `w` row-major f16 `M × K`.
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.

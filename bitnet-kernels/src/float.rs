@@ -147,6 +147,35 @@ impl Dispatch {
         Ok(())
     }
 
+    /// Attention scores: `out[j] = dot_f64acc(q, keys[j·K .. (j + 1)·K])`
+    /// for `j < out.len()`, with `K = q.len()` and `keys` row-major
+    /// `out.len() × K`. Bit for bit [`Dispatch::dot_f64acc`] of each row.
+    pub fn dot_f64acc_rows(&self, q: &[f32], keys: &[f32], out: &mut [f32]) -> Result<(), Error> {
+        let expected = out.len().saturating_mul(q.len());
+        check_len("dot_f64acc_rows keys", expected, keys.len())?;
+        // SAFETY: as above.
+        unsafe { (self.table.dot_f64acc_rows)(q, keys, out) };
+        Ok(())
+    }
+
+    /// Attention output: `out[i] = Σ_j p[j]·values[j·K + i]` with
+    /// `K = out.len()` and `values` row-major `p.len() × K`, exact products
+    /// summed in f64 in order of `j` and rounded once. Bit for bit what
+    /// [`Dispatch::axpy_f64acc`] row by row into a zeroed accumulator gives,
+    /// on every path.
+    pub fn weighted_sum_f64acc(
+        &self,
+        p: &[f32],
+        values: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let expected = p.len().saturating_mul(out.len());
+        check_len("weighted_sum_f64acc values", expected, values.len())?;
+        // SAFETY: as above.
+        unsafe { (self.table.weighted_sum_f64acc)(p, values, out) };
+        Ok(())
+    }
+
     /// F16 GEMV (the tied LM head): `w` is `M × K` half bits, row-major;
     /// `y[r - rows.start] = Σ_k w[r,k]·x[k]` for `r ∈ rows`.
     pub fn gemv_f16(

@@ -982,6 +982,45 @@ mod f64_accumulated {
                 prop_assert_eq!(got.to_bits(), want.to_bits(), "{}: {} vs {}", d.isa(), got, want);
             }
         }
+
+        /// Attention's batched forms: scores against several keys, and the
+        /// probability-weighted sum of value rows, with head widths through
+        /// every vector tail (including 0) and the extremes of f32.
+        #[test]
+        fn f64acc_rows_equal_the_single_row_kernels(
+            k in prop_oneof![0usize..=40, 120usize..=136],
+            rows in 0usize..=11,
+            seed in any::<u64>(),
+            spread in 0i32..30,
+            extreme in any::<bool>(),
+        ) {
+            let mut rng = TestRng::new(seed);
+            let q = values(&mut rng, k, spread);
+            let mut keys = values(&mut rng, rows * k, spread);
+            if extreme {
+                for (i, v) in keys.iter_mut().enumerate().step_by(3) {
+                    *v = [f32::MAX, f32::MIN, f32::MIN_POSITIVE, -0.0][i % 4];
+                }
+            }
+            let p: Vec<f32> = (0..rows).map(|_| rng.f32().abs()).collect();
+            for d in paths() {
+                let mut scores = vec![f32::NAN; rows];
+                d.dot_f64acc_rows(&q, &keys, &mut scores).unwrap();
+                for (j, &got) in scores.iter().enumerate() {
+                    let want = d.dot_f64acc(&q, &keys[j * k..(j + 1) * k]).unwrap();
+                    prop_assert_eq!(got.to_bits(), want.to_bits(), "{} score {}", d.isa(), j);
+                }
+                let mut acc = vec![0f64; k];
+                for (j, &pj) in p.iter().enumerate() {
+                    d.axpy_f64acc(pj, &keys[j * k..(j + 1) * k], &mut acc).unwrap();
+                }
+                let mut out = vec![f32::NAN; k];
+                d.weighted_sum_f64acc(&p, &keys, &mut out).unwrap();
+                for (i, (&got, &a)) in out.iter().zip(&acc).enumerate() {
+                    prop_assert_eq!(got.to_bits(), (a as f32).to_bits(), "{} output {}", d.isa(), i);
+                }
+            }
+        }
     }
 
     #[test]
@@ -989,6 +1028,17 @@ mod f64_accumulated {
         for d in paths() {
             assert!(d.dot_f64acc(&[1.0], &[1.0, 2.0]).is_err());
             assert!(d.axpy_f64acc(1.0, &[1.0], &mut [0.0, 0.0]).is_err());
+            assert!(d
+                .dot_f64acc_rows(&[1.0, 2.0], &[1.0; 5], &mut [0.0; 2])
+                .is_err());
+            assert!(d
+                .weighted_sum_f64acc(&[1.0; 2], &[1.0; 5], &mut [0.0; 3])
+                .is_err());
+            // No rows: nothing to read, nothing written, and no error.
+            assert!(d.dot_f64acc_rows(&[1.0, 2.0], &[], &mut []).is_ok());
+            let mut out = [7.0f32; 3];
+            d.weighted_sum_f64acc(&[], &[], &mut out).unwrap();
+            assert_eq!(out, [0.0; 3]);
         }
     }
 }

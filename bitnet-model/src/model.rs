@@ -527,7 +527,6 @@ impl Model {
                     return;
                 }
                 let mut scores = vec![0f32; longest];
-                let mut acc = vec![0f64; hd];
                 let (mut keys, mut values) = (Vec::new(), Vec::new());
                 for (si, cache) in caches.iter().enumerate() {
                     let mine = || rows.iter().enumerate().filter(move |(_, r)| r.0 == si);
@@ -549,16 +548,7 @@ impl Model {
                                 let dst = unsafe {
                                     std::slice::from_raw_parts_mut(out.ptr().add(at), hd)
                                 };
-                                attend(
-                                    d,
-                                    &q_all[at..at + hd],
-                                    &keys,
-                                    &values,
-                                    scale,
-                                    scores,
-                                    &mut acc,
-                                    dst,
-                                );
+                                attend(d, &q_all[at..at + hd], &keys, &values, scale, scores, dst);
                             }
                         }
                     }
@@ -687,7 +677,7 @@ fn activate(a: Activation, x: f32) -> f32 {
 
 /// One query head over positions `0..scores.len()`: `softmax(scale · q·Kᵀ)·V`
 /// with `keys` and `values` the KV head's `head_dim`-wide rows, dots and the
-/// weighted sum accumulated in f64 (`acc`: `head_dim` of scratch).
+/// weighted sum accumulated in f64, so every path gives the same output.
 fn attend(
     d: Dispatch,
     q: &[f32],
@@ -695,21 +685,17 @@ fn attend(
     values: &[f32],
     scale: f32,
     scores: &mut [f32],
-    acc: &mut [f64],
     out: &mut [f32],
 ) {
-    let hd = q.len();
-    for (s, k) in scores.iter_mut().zip(keys.chunks_exact(hd)) {
-        *s = d.dot_f64acc(q, k).expect("head-sized rows") * scale;
+    let span = scores.len() * q.len();
+    d.dot_f64acc_rows(q, &keys[..span], scores)
+        .expect("head-sized rows");
+    for s in scores.iter_mut() {
+        *s *= scale;
     }
     ops::softmax(scores);
-    acc.fill(0.0);
-    for (&p, v) in scores.iter().zip(values.chunks_exact(hd)) {
-        d.axpy_f64acc(p, v, acc).expect("head-sized rows");
-    }
-    for (o, &a) in out.iter_mut().zip(acc.iter()) {
-        *o = a as f32;
-    }
+    d.weighted_sum_f64acc(scores, &values[..span], out)
+        .expect("head-sized rows");
 }
 
 fn add_in_place(x: &mut [f32], y: &[f32]) {

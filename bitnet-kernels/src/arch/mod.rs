@@ -49,12 +49,67 @@ pub(crate) fn gemv_in_streams(
 ) {
     let l = rows.len() / GEMV_STREAMS;
     for i in 0..l {
-        let d = dots(core::array::from_fn(|j| rows.start + i + j * l));
+        let mut pass = [0; GEMV_STREAMS];
+        for (j, r) in pass.iter_mut().enumerate() {
+            *r = rows.start + i + j * l;
+        }
+        let d = dots(pass);
         for (j, v) in d.into_iter().enumerate() {
             y[i + j * l] = v;
         }
     }
     for r in rows.start + GEMV_STREAMS * l..rows.end {
         y[r - rows.start] = dot(r);
+    }
+}
+
+/// [`Table::dot_f64acc_rows`](crate::dispatch::Table) for an ISA without its
+/// own: one `dot` per row.
+///
+/// # Safety
+/// `dot`'s ISA is present; `keys.len() == out.len() · q.len()`.
+#[inline(always)]
+pub(crate) unsafe fn dot_f64acc_rows_with(
+    dot: unsafe fn(&[f32], &[f32]) -> f32,
+    q: &[f32],
+    keys: &[f32],
+    out: &mut [f32],
+) {
+    let k = q.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        // SAFETY: forwarded from our caller.
+        *o = unsafe { dot(q, &keys[j * k..(j + 1) * k]) };
+    }
+}
+
+/// Output elements [`weighted_sum_f64acc_with`] accumulates at a time, on the stack.
+const WEIGHTED_SUM_CHUNK: usize = 64;
+
+/// [`Table::weighted_sum_f64acc`](crate::dispatch::Table) for an ISA without
+/// its own: `axpy` row by row into an f64 accumulator of
+/// [`WEIGHTED_SUM_CHUNK`] elements, chunk by chunk (no allocation).
+///
+/// # Safety
+/// `axpy`'s ISA is present; `values.len() == p.len() · out.len()`.
+#[inline(always)]
+pub(crate) unsafe fn weighted_sum_f64acc_with(
+    axpy: unsafe fn(f32, &[f32], &mut [f64]),
+    p: &[f32],
+    values: &[f32],
+    out: &mut [f32],
+) {
+    let k = out.len();
+    let mut acc = [0f64; WEIGHTED_SUM_CHUNK];
+    for (c, o) in out.chunks_mut(WEIGHTED_SUM_CHUNK).enumerate() {
+        let (start, acc) = (c * WEIGHTED_SUM_CHUNK, &mut acc[..o.len()]);
+        acc.fill(0.0);
+        for (j, &pj) in p.iter().enumerate() {
+            let row = j * k + start;
+            // SAFETY: forwarded from our caller.
+            unsafe { axpy(pj, &values[row..row + o.len()], acc) };
+        }
+        for (o, &a) in o.iter_mut().zip(acc.iter()) {
+            *o = a as f32;
+        }
     }
 }

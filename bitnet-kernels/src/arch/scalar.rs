@@ -26,6 +26,8 @@ pub(crate) static TABLE: Table = Table {
     axpy_f16,
     dot_f64acc,
     axpy_f64acc,
+    dot_f64acc_rows,
+    weighted_sum_f64acc,
     gemv_f16,
     gemv_q8_0,
 };
@@ -228,6 +230,16 @@ pub(crate) unsafe fn axpy_f64acc(alpha: f32, x: &[f32], acc: &mut [f64]) {
     for (o, &v) in acc.iter_mut().zip(x) {
         *o += a * v as f64;
     }
+}
+
+pub(crate) unsafe fn dot_f64acc_rows(q: &[f32], keys: &[f32], out: &mut [f32]) {
+    // SAFETY: same contract as ours.
+    unsafe { super::dot_f64acc_rows_with(dot_f64acc, q, keys, out) }
+}
+
+pub(crate) unsafe fn weighted_sum_f64acc(p: &[f32], values: &[f32], out: &mut [f32]) {
+    // SAFETY: same contract as ours.
+    unsafe { super::weighted_sum_f64acc_with(axpy_f64acc, p, values, out) }
 }
 
 pub(crate) unsafe fn gemv_f16(w: &[u16], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]) {

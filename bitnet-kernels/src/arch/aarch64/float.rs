@@ -290,11 +290,15 @@ pub(crate) unsafe fn dot_f16_neon(a: &[f32], b: &[u16]) -> f32 {
 #[inline]
 fn dot_f16_rows<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
     let k = x.len();
-    let rows = rows.map(|r| &r[..k]);
     let main = k - k % 16;
     let mut acc = [[vdupq_n_f32(0.0); 4]; S];
     for j in (0..main).step_by(16) {
-        let xv = [0, 4, 8, 12].map(|o| ld(&x[j + o..]));
+        let xv = [
+            ld(&x[j..]),
+            ld(&x[j + 4..]),
+            ld(&x[j + 8..]),
+            ld(&x[j + 12..]),
+        ];
         for (a, r) in acc.iter_mut().zip(&rows) {
             let [b0, b1] = h8_to_f32(ld_h(&r[j..]));
             let [b2, b3] = h8_to_f32(ld_h(&r[j + 8..]));
@@ -303,13 +307,16 @@ fn dot_f16_rows<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
             }
         }
     }
-    core::array::from_fn(|i| {
-        let mut sum = hsum(acc[i]);
-        for (x, &y) in x[main..].iter().zip(&rows[i][main..]) {
+    // Loops, not `array::map`/`from_fn`, which are not always inlined here.
+    let mut out = [0f32; S];
+    for ((o, a), r) in out.iter_mut().zip(&acc).zip(&rows) {
+        let mut sum = hsum(*a);
+        for (x, &y) in x[main..].iter().zip(&r[main..k]) {
             sum += x * math::f16_to_f32(y);
         }
-        sum
-    })
+        *o = sum;
+    }
+    out
 }
 
 /// Vectors per group of [`dot_f16_multi_neon`]: 4·G accumulators and the
@@ -457,7 +464,11 @@ fn dot_q8_0_rows<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
             a[i & 1] = vfmaq_f32(a[i & 1], s, vdupq_n_f32(d));
         }
     }
-    acc.map(|a| vaddvq_f32(vaddq_f32(a[0], a[1])))
+    let mut out = [0f32; S];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = vaddvq_f32(vaddq_f32(a[0], a[1]));
+    }
+    out
 }
 
 /// Far-apart row streams as in [`gemv_f16_neon`].
@@ -536,6 +547,18 @@ pub(crate) unsafe fn axpy_f64acc_neon(alpha: f32, x: &[f32], acc: &mut [f64]) {
     for j in main..n {
         acc[j] += alpha as f64 * x[j] as f64;
     }
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_f64acc_rows_neon(q: &[f32], keys: &[f32], out: &mut [f32]) {
+    // SAFETY: same contract as ours; NEON is present.
+    unsafe { crate::arch::dot_f64acc_rows_with(dot_f64acc_neon, q, keys, out) }
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn weighted_sum_f64acc_neon(p: &[f32], values: &[f32], out: &mut [f32]) {
+    // SAFETY: same contract as ours; NEON is present.
+    unsafe { crate::arch::weighted_sum_f64acc_with(axpy_f64acc_neon, p, values, out) }
 }
 
 #[cfg(test)]

@@ -44,6 +44,19 @@ fn hsum_avx2(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
+/// The first element of each row, after checking every row holds `len`
+/// elements (so kernels may read `0..len` of each through the pointer).
+/// A loop, not `array::map`: that is not always inlined into the
+/// `#[target_feature]` kernels, and these run once per few hundred bytes.
+#[inline(always)]
+fn row_ptrs<T, const S: usize>(rows: &[&[T]; S], len: usize) -> [*const T; S] {
+    let mut p = [core::ptr::null(); S];
+    for (p, r) in p.iter_mut().zip(rows) {
+        *p = r[..len].as_ptr();
+    }
+    p
+}
+
 /// `max` of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -358,8 +371,8 @@ fn dot_f16_impl_avx2(a: &[f32], b: &[u16]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_f16_rows_avx2<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
     let k = x.len();
-    let rows = rows.map(|r| &r[..k]);
-    let (xp, wp) = (x.as_ptr(), rows.map(<[u16]>::as_ptr));
+    let xp = x.as_ptr();
+    let wp = row_ptrs(&rows, k);
     let mut acc = [[_mm256_setzero_ps(); 4]; S];
     let mut i = 0;
     while i + 32 <= k {
@@ -390,17 +403,18 @@ fn dot_f16_rows_avx2<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
         }
         i += 8;
     }
-    core::array::from_fn(|j| {
-        let a = &acc[j];
+    let mut out = [0f32; S];
+    for ((o, a), row) in out.iter_mut().zip(&acc).zip(&rows) {
         let mut s = hsum_avx2(_mm256_add_ps(
             _mm256_add_ps(a[0], a[1]),
             _mm256_add_ps(a[2], a[3]),
         ));
-        for (&xv, &h) in x[i..].iter().zip(&rows[j][i..]) {
+        for (&xv, &h) in x[i..].iter().zip(&row[i..k]) {
             s += xv * math::f16_to_f32(h);
         }
-        s
-    })
+        *o = s;
+    }
+    out
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -570,8 +584,8 @@ unsafe fn q8_block_avx2(acc: __m256, q: *const u8, x: &[__m256; 4]) -> __m256 {
 fn dot_q8_0_rows_avx2<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
     use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
     let nb = x.len() / Q8_0_BLOCK;
-    let rows = rows.map(|r| &r[..nb * Q8_0_BLOCK_BYTES]);
-    let (xp, wp) = (x.as_ptr(), rows.map(<[u8]>::as_ptr));
+    let xp = x.as_ptr();
+    let wp = row_ptrs(&rows, nb * Q8_0_BLOCK_BYTES);
     let mut acc = [[_mm256_setzero_ps(); 2]; S];
     for b in 0..nb {
         for w in &wp {
@@ -586,7 +600,11 @@ fn dot_q8_0_rows_avx2<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
             }
         }
     }
-    acc.map(|a| hsum_avx2(_mm256_add_ps(a[0], a[1])))
+    let mut out = [0f32; S];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = hsum_avx2(_mm256_add_ps(a[0], a[1]));
+    }
+    out
 }
 
 /// Far-apart row streams as in [`gemv_f16_avx2`]; measured there.
@@ -942,8 +960,8 @@ fn dot_f16_impl_avx512(a: &[f32], b: &[u16]) -> f32 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 fn dot_f16_rows_avx512<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
     let k = x.len();
-    let rows = rows.map(|r| &r[..k]);
-    let (xp, wp) = (x.as_ptr(), rows.map(<[u16]>::as_ptr));
+    let xp = x.as_ptr();
+    let wp = row_ptrs(&rows, k);
     let mut acc = [[_mm512_setzero_ps(); 4]; S];
     let mut i = 0;
     while i + 64 <= k {
@@ -980,12 +998,14 @@ fn dot_f16_rows_avx512<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S]
         }
         i += 16;
     }
-    acc.map(|a| {
-        _mm512_reduce_add_ps(_mm512_add_ps(
+    let mut out = [0f32; S];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = _mm512_reduce_add_ps(_mm512_add_ps(
             _mm512_add_ps(a[0], a[1]),
             _mm512_add_ps(a[2], a[3]),
-        ))
-    })
+        ));
+    }
+    out
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
@@ -1151,8 +1171,8 @@ unsafe fn q8_block_avx512(acc: __m512, q: *const u8, x0: __m512, x1: __m512) -> 
 fn dot_q8_0_rows_avx512<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
     use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
     let nb = x.len() / Q8_0_BLOCK;
-    let rows = rows.map(|r| &r[..nb * Q8_0_BLOCK_BYTES]);
-    let (xp, wp) = (x.as_ptr(), rows.map(<[u8]>::as_ptr));
+    let xp = x.as_ptr();
+    let wp = row_ptrs(&rows, nb * Q8_0_BLOCK_BYTES);
     let mut acc = [[_mm512_setzero_ps(); 2]; S];
     for b in 0..nb {
         for w in &wp {
@@ -1170,7 +1190,11 @@ fn dot_q8_0_rows_avx512<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S]
             }
         }
     }
-    acc.map(|a| _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1])))
+    let mut out = [0f32; S];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1]));
+    }
+    out
 }
 
 /// Far-apart row streams as in [`gemv_f16_avx2`].
@@ -1211,30 +1235,68 @@ fn sum_f64x4(v: __m256d) -> f64 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f64acc_avx2(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    let mut acc = [_mm256_setzero_pd(); 2];
+    dot_f64acc_keys_avx2(&a[..n], [&b[..n]])[0]
+}
+
+/// `dot_f64acc(q, key)` for `R` keys at once, each bit for bit: every key
+/// keeps the two accumulators (lanes 0..4 and 4..8 of
+/// `math::reduce_f64_lanes`), the reduction and the scalar tail; each 8
+/// floats of `q` are loaded and widened once for all keys.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f64acc_keys_avx2<const R: usize>(q: &[f32], keys: [&[f32]; R]) -> [f32; R] {
+    let n = q.len();
+    let qp = q.as_ptr();
+    let kp = row_ptrs(&keys, n);
+    let mut acc = [[_mm256_setzero_pd(); 2]; R];
     let mut i = 0;
     while i + 8 <= n {
-        // SAFETY: i + 8 <= n, within both slices.
-        let (x, y) = unsafe { (_mm256_loadu_ps(ap.add(i)), _mm256_loadu_ps(bp.add(i))) };
-        let (xl, yl) = (
-            _mm256_cvtps_pd(_mm256_castps256_ps128(x)),
-            _mm256_cvtps_pd(_mm256_castps256_ps128(y)),
-        );
-        let (xh, yh) = (
-            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)),
-            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(y)),
-        );
-        acc[0] = _mm256_fmadd_pd(xl, yl, acc[0]);
-        acc[1] = _mm256_fmadd_pd(xh, yh, acc[1]);
+        // SAFETY: i + 8 <= n, and `q` and every key hold n floats.
+        unsafe {
+            let x = _mm256_loadu_ps(qp.add(i));
+            let xl = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+            let xh = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x));
+            for (a, k) in acc.iter_mut().zip(&kp) {
+                let y = _mm256_loadu_ps(k.add(i));
+                a[0] = _mm256_fmadd_pd(xl, _mm256_cvtps_pd(_mm256_castps256_ps128(y)), a[0]);
+                a[1] = _mm256_fmadd_pd(xh, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(y)), a[1]);
+            }
+        }
         i += 8;
     }
-    // acc[0] holds lanes 0..4 and acc[1] lanes 4..8 of `math::reduce_f64_lanes`.
-    let mut s = sum_f64x4(_mm256_add_pd(acc[0], acc[1]));
-    for j in i..n {
-        s += a[j] as f64 * b[j] as f64;
+    let mut out = [0f32; R];
+    for ((o, a), key) in out.iter_mut().zip(&acc).zip(&keys) {
+        let mut s = sum_f64x4(_mm256_add_pd(a[0], a[1]));
+        for (&a, &b) in q[i..].iter().zip(&key[i..n]) {
+            s += a as f64 * b as f64;
+        }
+        *o = s as f32;
     }
-    s as f32
+    out
+}
+
+/// Keys per pass of [`dot_f64acc_rows_avx2`]: 8 accumulators, the widened
+/// query and one key fit the 16 ymm registers.
+const F64ACC_KEYS: usize = 4;
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f64acc_rows_avx2(q: &[f32], keys: &[f32], out: &mut [f32]) {
+    let k = q.len();
+    let key = |j: usize| &keys[j * k..(j + 1) * k];
+    let mut outs = out.chunks_exact_mut(F64ACC_KEYS);
+    let mut j = 0;
+    for o in &mut outs {
+        let mut rows = [&keys[..0]; F64ACC_KEYS];
+        for (r, row) in rows.iter_mut().enumerate() {
+            *row = key(j + r);
+        }
+        o.copy_from_slice(&dot_f64acc_keys_avx2(q, rows));
+        j += F64ACC_KEYS;
+    }
+    for o in outs.into_remainder() {
+        *o = dot_f64acc_keys_avx2(q, [key(j)])[0];
+        j += 1;
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -1256,6 +1318,68 @@ pub(crate) unsafe fn axpy_f64acc_avx2(alpha: f32, x: &[f32], acc: &mut [f64]) {
     }
     for j in i..n {
         acc[j] += alpha as f64 * x[j] as f64;
+    }
+}
+
+/// `C` f64 vectors (`4·C` outputs from `c`) of [`weighted_sum_f64acc_avx2`],
+/// held in registers over every row: each output's f64 sum takes the rows
+/// in order, exactly as `axpy_f64acc` row by row does.
+///
+/// # Safety
+/// `c + 4·C <= K` with `K` the row width, and `values` holds `p.len()` rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn weighted_sum_cols_avx2<const C: usize>(
+    p: &[f32],
+    values: &[f32],
+    k: usize,
+    c: usize,
+    out: &mut [f32],
+) {
+    let vp = values.as_ptr();
+    let mut acc = [_mm256_setzero_pd(); C];
+    for (j, &pj) in p.iter().enumerate() {
+        let a = _mm256_set1_pd(pj as f64);
+        for (u, s) in acc.iter_mut().enumerate() {
+            // SAFETY: floats j·K + c + 4u .. + 4 lie in row j (caller).
+            let v = unsafe { _mm256_cvtps_pd(_mm_loadu_ps(vp.add(j * k + c + 4 * u))) };
+            *s = _mm256_fmadd_pd(a, v, *s);
+        }
+    }
+    for (u, s) in acc.iter().enumerate() {
+        // `cvtpd2ps` rounds to nearest even, as `as f32` does.
+        let v = _mm256_cvtpd_ps(*s);
+        out[c + 4 * u..c + 4 * u + 4].copy_from_slice(&f32x4(v));
+    }
+}
+
+fn f32x4(v: __m128) -> [f32; 4] {
+    let mut o = [0f32; 4];
+    // SAFETY: `o` is 16 writable bytes.
+    unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
+    o
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn weighted_sum_f64acc_avx2(p: &[f32], values: &[f32], out: &mut [f32]) {
+    let k = out.len();
+    let mut c = 0;
+    while c + 32 <= k {
+        // SAFETY: c + 32 <= K; `values` holds p.len() rows (our contract).
+        unsafe { weighted_sum_cols_avx2::<8>(p, values, k, c, out) };
+        c += 32;
+    }
+    while c + 4 <= k {
+        // SAFETY: as above.
+        unsafe { weighted_sum_cols_avx2::<1>(p, values, k, c, out) };
+        c += 4;
+    }
+    for i in c..k {
+        let mut s = 0f64;
+        for (j, &pj) in p.iter().enumerate() {
+            s += pj as f64 * values[j * k + i] as f64;
+        }
+        out[i] = s as f32;
     }
 }
 

@@ -28,7 +28,7 @@ macro_rules! has {
 /// the AVX2 VM (2026-11-29) the F16 LM head read as four streams ran at
 /// 12.5–13.5 GB/s with 1–2 KiB against ~10 GB/s without; 4 KiB was slower.
 #[cfg(target_arch = "x86_64")]
-const PREFETCH_BYTES: usize = 2048;
+const PREFETCH_BYTES: usize = 1024;
 
 /// Prefetches the line [`PREFETCH_BYTES`] past `p` into L1.
 #[cfg(target_arch = "x86_64")]
