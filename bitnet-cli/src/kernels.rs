@@ -78,8 +78,8 @@ fn self_check(d: Dispatch) -> Result<()> {
     Ok(())
 }
 
-/// Decode GEMV on the largest 2B-4T projection, streamed from DRAM, and a
-/// prefill-sized GEMM, on one thread.
+/// Decode GEMV on the largest 2B-4T projection and on an F16 LM head,
+/// streamed from DRAM, and a prefill-sized GEMM, on one thread.
 fn measure(d: Dispatch, quick: bool) {
     let pool_bytes = if quick { 64 << 20 } else { 512 << 20 };
     let reps = if quick { 2 } else { 5 };
@@ -151,6 +151,7 @@ fn measure(d: Dispatch, quick: bool) {
         100.0 * gbs / read,
         (m * k) as f64 / t1 / 1e9
     );
+    measure_head_gemv(d, pool_bytes, reps, read);
     let n = if quick { 32 } else { 128 };
     let family = d.family_for(n);
     if family == Family::MultiplyAdd || !tl_pool.is_empty() {
@@ -162,4 +163,27 @@ fn measure(d: Dispatch, quick: bool) {
             (m * k * n) as f64 / t / 1e9
         );
     }
+}
+
+/// The F16 LM head's GEMV (2B-4T width, rows filling at least 256 MiB),
+/// one pass per repetition over weights that are not in any cache.
+fn measure_head_gemv(d: Dispatch, pool_bytes: usize, reps: usize, read: f64) {
+    let k = 2560;
+    // At least 256 MiB, so no last-level cache holds it between passes.
+    let m = pool_bytes.max(256 << 20) / (2 * k);
+    let w: Vec<u16> = (0..m * k).map(|i| 0x3800 ^ (i as u16 & 0x83ff)).collect();
+    let x = synthetic::activations(k, 5);
+    let mut y = vec![0f32; m];
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let start = Instant::now();
+        d.gemv_f16(&w, k, &x, 0..m, &mut y).expect("valid shapes");
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    let gbs = (w.len() * 2) as f64 / best / 1e9;
+    println!(
+        "gemv_f16 {m}x{k} (LM head, {}), weights from DRAM: {gbs:.2} GB/s = {:.0} % of read bandwidth",
+        d.isa(),
+        100.0 * gbs / read,
+    );
 }
