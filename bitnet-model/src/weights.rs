@@ -100,11 +100,6 @@ impl Ternary {
                 ))
             }
         };
-        if let Scale::Tensor(s) = t.scale {
-            if s == 0.0 {
-                return Err(tensor_error(name, "weight scale is zero"));
-            }
-        }
         // `bitnet` (1bitLLM) files may carry a separate per-tensor multiplier.
         let extra = name
             .strip_suffix(".weight")
@@ -114,16 +109,35 @@ impl Ternary {
                 return Err(tensor_error(&info.name, "expected one F32 value"));
             }
             let mult = f32::from_le_bytes(data.try_into().expect("4 bytes"));
+            if !mult.is_finite() {
+                return Err(tensor_error(
+                    &info.name,
+                    format!("multiplier {mult} is not finite"),
+                ));
+            }
             match &mut t.scale {
                 Scale::Tensor(s) => *s *= mult,
                 Scale::Blocks(v) => v.iter_mut().for_each(|s| *s *= mult),
             }
         }
+        if let Scale::Tensor(s) = t.scale {
+            if s == 0.0 {
+                return Err(tensor_error(name, "weight scale is zero"));
+            }
+        }
+        // The multiplier can overflow a scale; check the final view once here so
+        // `matrix` cannot fail later.
+        t.try_matrix(g.bytes())
+            .map_err(|e| tensor_error(name, e.to_string()))?;
         Ok(t)
     }
 
     /// The kernel view; `file` is the model file's bytes.
     pub fn matrix<'a>(&'a self, file: &'a [u8]) -> I2sMatrix<'a> {
+        self.try_matrix(file).expect("validated at load")
+    }
+
+    fn try_matrix<'a>(&'a self, file: &'a [u8]) -> Result<I2sMatrix<'a>, bitnet_kernels::Error> {
         let codes = match &self.codes {
             Codes::Mapped(r) => &file[r.clone()],
             Codes::Owned(v) => v,
@@ -132,7 +146,7 @@ impl Ternary {
             Scale::Tensor(s) => WeightScale::Tensor(*s),
             Scale::Blocks(v) => WeightScale::Blocks256(v),
         };
-        I2sMatrix::new(codes, self.m, self.k, scale).expect("validated at load")
+        I2sMatrix::new(codes, self.m, self.k, scale)
     }
 
     /// Bytes of 2-bit codes one multiplication reads.

@@ -3,8 +3,10 @@
 //! runs. `cargo test -p bitnet-model --test fuzz_corpus -- --ignored` rewrites
 //! the generated seeds (from the shared fixtures and by hand).
 
+mod common;
+
 use bitnet_model::fuzz::{self, corpus_dir, replay_corpus};
-use bitnet_model::gguf::{Gguf, GgufWriter, MetaValue, TensorType, Value};
+use bitnet_model::gguf::{Gguf, GgufWriter, TensorType};
 use std::path::{Path, PathBuf};
 
 #[test]
@@ -43,27 +45,8 @@ fn write_seed(target: &str, name: &str, bytes: &[u8]) {
 /// A fixture's metadata with every array cut to its first 16 elements and
 /// no tensors: a small valid file whose keys are a real model's.
 fn fixture_metadata(path: &Path) -> Vec<u8> {
-    let g = Gguf::open(path).unwrap();
     let mut w = GgufWriter::new();
-    for (key, value) in g.metadata() {
-        let v = match value {
-            Value::U32(v) => MetaValue::U32(*v),
-            Value::I32(v) => MetaValue::I32(*v),
-            Value::F32(v) => MetaValue::F32(*v),
-            Value::Bool(v) => MetaValue::Bool(*v),
-            Value::Str(_) => MetaValue::Str(g.get_str(key).unwrap().unwrap().into()),
-            Value::Array(a) if a.elem == 8 => {
-                let v = g.get_str_array(key).unwrap().unwrap();
-                MetaValue::StrArray(v.iter().take(16).map(|s| s.to_string()).collect())
-            }
-            Value::Array(a) if a.elem == 5 => {
-                let v = g.get_array_4byte(key, 5).unwrap().unwrap();
-                MetaValue::I32Array(v.iter().take(16).map(|b| i32::from_le_bytes(*b)).collect())
-            }
-            other => panic!("{key}: {other:?} not in the fixture seeds"),
-        };
-        w.meta(key, v);
-    }
+    common::copy_metadata(&Gguf::open(path).unwrap(), &mut w, 16);
     let mut out = Vec::new();
     w.write(&mut out, |_, _| Ok(())).unwrap();
     out

@@ -7,9 +7,10 @@ mod common;
 
 use common::patch_u32;
 
-use bitnet_model::gguf::{Gguf, GgufError};
+use bitnet_model::gguf::{Gguf, GgufError, GgufWriter, TensorType};
 use bitnet_model::tokenizer::MAX_PROMPT_BYTES;
 use bitnet_model::{KvCache, KvType, Model, ModelError, Tokenizer};
+use std::io::Write;
 use std::path::PathBuf;
 
 fn fixture(file: &str) -> Vec<u8> {
@@ -54,6 +55,42 @@ fn i2s_size_overflow_is_a_shape_error() {
         matches!(&e, GgufError::BadShape { tensor, .. } if tensor == name),
         "{e}"
     );
+}
+
+/// The fixture with one more tensor: `blk.0.attn_q.scale`, the separate
+/// per-tensor multiplier of 1bitLLM `bitnet` files, holding `mult`.
+fn fixture_with_multiplier(mult: f32) -> Vec<u8> {
+    let g = Gguf::from_bytes(fixture("model-i2s.gguf")).unwrap();
+    let mut w = GgufWriter::new();
+    common::copy_metadata(&g, &mut w, usize::MAX);
+    for t in g.tensors() {
+        w.tensor(&t.name, &t.dims, t.ty);
+    }
+    w.tensor("blk.0.attn_q.scale", &[1], TensorType::F32);
+    let mut out = Vec::new();
+    w.write(&mut out, |i, out| match g.tensors().get(i) {
+        Some(t) => out.write_all(&g.bytes()[t.data.clone()]),
+        None => out.write_all(&mult.to_le_bytes()),
+    })
+    .unwrap();
+    out
+}
+
+/// gguf_load_model, `crash-e9227c11…` (in the corpus): a NaN multiplier
+/// passed the scale checks, which ran before it was applied, and the
+/// kernel view's own check then panicked on the first forward step.
+/// Infinite and zero multipliers are refused at load too, and the scaled
+/// result goes through the kernel view's own check there (an overflow).
+#[test]
+fn a_bad_scale_multiplier_is_named_at_load() {
+    let load =
+        |mult: f32| Model::from_gguf(Gguf::from_bytes(fixture_with_multiplier(mult)).unwrap());
+    for mult in [f32::NAN, f32::INFINITY, 0.0] {
+        let e = load(mult).err().unwrap_or_else(|| panic!("{mult} loaded"));
+        assert!(e.to_string().contains("blk.0.attn_q."), "{mult}: {e}");
+    }
+    // A sane multiplier loads and scales the projection.
+    load(0.5).unwrap();
 }
 
 /// A KV cache for a context the file claims but the machine cannot hold is

@@ -3,6 +3,7 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+use bitnet_model::gguf::{self, Gguf, GgufWriter, MetaValue};
 use bitnet_model::{npy, KvCache, KvType, Logits, Model, RoundingTrace};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -171,4 +172,33 @@ pub fn patch_u32(bytes: &mut [u8], key: &str, value: u32) {
 /// Overwrites the f32 value (type 6) of GGUF metadata `key`.
 pub fn patch_f32(bytes: &mut [u8], key: &str, value: f32) {
     patch_meta4(bytes, key, 6, value.to_le_bytes());
+}
+
+/// Declares every metadata value of `g` in `w`, arrays cut to their first
+/// `max_array` elements. Covers the value types the shared fixtures use.
+pub fn copy_metadata(g: &Gguf, w: &mut GgufWriter, max_array: usize) {
+    for (key, value) in g.metadata() {
+        let v = match value {
+            gguf::Value::U32(v) => MetaValue::U32(*v),
+            gguf::Value::I32(v) => MetaValue::I32(*v),
+            gguf::Value::F32(v) => MetaValue::F32(*v),
+            gguf::Value::Bool(v) => MetaValue::Bool(*v),
+            gguf::Value::Str(_) => MetaValue::Str(g.get_str(key).unwrap().unwrap().into()),
+            gguf::Value::Array(a) if a.elem == 8 => {
+                let v = g.get_str_array(key).unwrap().unwrap();
+                MetaValue::StrArray(v.iter().take(max_array).map(|s| s.to_string()).collect())
+            }
+            gguf::Value::Array(a) if a.elem == 5 => {
+                let v = g.get_array_4byte(key, 5).unwrap().unwrap();
+                MetaValue::I32Array(
+                    v.iter()
+                        .take(max_array)
+                        .map(|b| i32::from_le_bytes(*b))
+                        .collect(),
+                )
+            }
+            other => panic!("{key}: {other:?} is not a value type the fixtures use"),
+        };
+        w.meta(key, v);
+    }
 }
