@@ -188,6 +188,11 @@ pub struct BenchArgs {
     /// Sequences decoded together per step for the generation tests.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub batch: Vec<usize>,
+    /// Context already in the KV cache when each test starts, in tokens
+    /// (comma-separated): `-d 2048` measures decoding a long conversation.
+    /// The context is filled once per test, untimed.
+    #[arg(short = 'd', long, value_delimiter = ',', default_value = "0")]
+    pub depth: Vec<usize>,
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     pub reps: usize,

@@ -17,6 +17,7 @@ struct Row {
     test: String,
     n_prompt: usize,
     n_gen: usize,
+    n_depth: usize,
     threads: usize,
     batch: usize,
     tok_s: f64,
@@ -69,7 +70,8 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         .copied()
         .max()
         .unwrap_or(0)
-        + 1;
+        + 1
+        + args.depth.iter().copied().max().unwrap_or(0);
     if longest > l.model.config.ctx {
         return Err(usage(format!(
             "a test needs {longest} positions but the model's context is {}",
@@ -84,18 +86,42 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         l.model.set_threads(threads, l.pin);
         // 256 MiB in all, several times any last-level cache of these machines.
         let bandwidth = streamed.then(|| hw::read_bandwidth((256 << 20) / threads, threads, 5));
-        for &n in args.prompt.iter().filter(|&&n| n > 0) {
-            let (rates, ops) = repeat_profiled(&l.model, args.reps, || prefill(&l.model, kv, n))?;
-            rows.push(row(format!("pp{n}"), n, 0, threads, 1, &rates, ops));
-        }
-        for &n in args.gen.iter().filter(|&&n| n > 0) {
-            for &b in &args.batch {
-                let (rates, ops) =
-                    repeat_profiled(&l.model, args.reps, || generate(&l.model, kv, n, b))?;
-                let mut r = row(format!("tg{n}"), 0, n, threads, b, &rates, ops);
-                // One step reads the weights once for its `b` tokens.
-                r.roofline = bandwidth.map(|bw| (r.tok_s / b as f64 * step_bytes as f64 / 1e9, bw));
-                rows.push(r);
+        for &d in &args.depth {
+            // llama-bench's names: `pp512`, `tg128 @ d2048`.
+            let name = |test: String| match d {
+                0 => test,
+                d => format!("{test} @ d{d}"),
+            };
+            for &n in args.prompt.iter().filter(|&&n| n > 0) {
+                let mut cache = context(&l.model, kv, d, n)?;
+                let (rates, ops) = repeat_profiled(&l.model, args.reps, || {
+                    prefill_at(&l.model, &mut cache, d, n)
+                })?;
+                rows.push(row(
+                    name(format!("pp{n}")),
+                    n,
+                    0,
+                    d,
+                    threads,
+                    1,
+                    &rates,
+                    ops,
+                ));
+            }
+            for &n in args.gen.iter().filter(|&&n| n > 0) {
+                for &b in &args.batch {
+                    let mut caches = (0..b)
+                        .map(|_| context(&l.model, kv, d, n + 1))
+                        .collect::<crate::Result<Vec<_>>>()?;
+                    let (rates, ops) = repeat_profiled(&l.model, args.reps, || {
+                        generate_at(&l.model, &mut caches, d, n)
+                    })?;
+                    let mut r = row(name(format!("tg{n}")), 0, n, d, threads, b, &rates, ops);
+                    // One step reads the weights once for its `b` tokens.
+                    r.roofline =
+                        bandwidth.map(|bw| (r.tok_s / b as f64 * step_bytes as f64 / 1e9, bw));
+                    rows.push(r);
+                }
             }
         }
     }
@@ -108,7 +134,8 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                     .map(|&op| (op.name().to_string(), ms_per_token(&r.ops, op).into()))
                     .collect();
                 serde_json::json!({
-                    "test": r.test, "n_prompt": r.n_prompt, "n_gen": r.n_gen, "threads": r.threads,
+                    "test": r.test, "n_prompt": r.n_prompt, "n_gen": r.n_gen, "n_depth": r.n_depth,
+                    "threads": r.threads,
                     "batch": r.batch, "tok_s": r.tok_s, "tok_s_sd": r.tok_s_sd, "kernel": kernel,
                     "ms_per_token": ops,
                     "weights_gb_s": r.roofline.map(|(gbs, _)| gbs),
@@ -170,21 +197,49 @@ pub(crate) fn tokens(n: usize, salt: usize) -> Vec<u32> {
         .collect()
 }
 
+/// A KV cache holding `depth` positions of context (one untimed prefill)
+/// with room for `room` more.
+fn context(model: &Model, kv: KvType, depth: usize, room: usize) -> crate::Result<KvCache> {
+    let mut cache = KvCache::new(&model.config, depth + room, kv)?;
+    if depth > 0 {
+        model.forward(&tokens(depth, 1), &mut cache, Logits::Last, &mut Vec::new())?;
+    }
+    Ok(cache)
+}
+
 /// Tokens per second of one batched prefill of `n` tokens.
 pub(crate) fn prefill(model: &Model, kv: KvType, n: usize) -> crate::Result<f64> {
-    let mut cache = KvCache::new(&model.config, n, kv)?;
+    prefill_at(model, &mut KvCache::new(&model.config, n, kv)?, 0, n)
+}
+
+/// [`prefill`] after the first `depth` positions of `cache`.
+fn prefill_at(model: &Model, cache: &mut KvCache, depth: usize, n: usize) -> crate::Result<f64> {
+    cache.truncate(depth);
     let mut logits = Vec::new();
     let start = Instant::now();
-    model.forward(&tokens(n, 0), &mut cache, Logits::Last, &mut logits)?;
+    model.forward(&tokens(n, 0), cache, Logits::Last, &mut logits)?;
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Tokens per second of `b` sequences generating `n` tokens each, one step
 /// per token for all of them (after a one-token prompt).
 pub(crate) fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::Result<f64> {
-    let mut caches: Vec<KvCache> = (0..b)
+    let mut caches = (0..b)
         .map(|_| KvCache::new(&model.config, n + 1, kv))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    generate_at(model, &mut caches, 0, n)
+}
+
+/// [`generate`] for one sequence per cache, each after its first `depth`
+/// positions.
+fn generate_at(
+    model: &Model,
+    caches: &mut [KvCache],
+    depth: usize,
+    n: usize,
+) -> crate::Result<f64> {
+    let b = caches.len();
+    caches.iter_mut().for_each(|c| c.truncate(depth));
     let mut logits = Vec::new();
     let mut next: Vec<[u32; 1]> = (0..b).map(|i| [tokens(1, i)[0]]).collect();
     let mut step = |next: &[[u32; 1]], caches: &mut [KvCache]| {
@@ -198,13 +253,13 @@ pub(crate) fn generate(model: &Model, kv: KvType, n: usize, b: usize) -> crate::
             .collect();
         model.forward_batch(&mut seqs, Logits::Last, &mut logits)
     };
-    step(&next, &mut caches)?;
+    step(&next, caches)?;
     let start = Instant::now();
     for i in 0..n {
         for (j, t) in next.iter_mut().enumerate() {
             t[0] = tokens(1, i * b + j + 1)[0];
         }
-        step(&next, &mut caches)?;
+        step(&next, caches)?;
     }
     Ok((n * b) as f64 / start.elapsed().as_secs_f64())
 }
@@ -230,10 +285,12 @@ fn repeat_profiled(
     Ok((rates, model.profile().snapshot().since(&before)))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn row(
     test: String,
     n_prompt: usize,
     n_gen: usize,
+    n_depth: usize,
     threads: usize,
     batch: usize,
     rates: &[f64],
@@ -246,6 +303,7 @@ fn row(
         test,
         n_prompt,
         n_gen,
+        n_depth,
         threads,
         batch,
         tok_s: mean,

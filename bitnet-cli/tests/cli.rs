@@ -311,6 +311,8 @@ fn bench_json_rows_have_the_documented_fields() {
             "1,2",
             "--batch",
             "1,3",
+            "-d",
+            "0,40",
             "-r",
             "1",
             "--json",
@@ -319,13 +321,14 @@ fn bench_json_rows_have_the_documented_fields() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("a JSON list");
-    // Per thread count: pp16, tg4 at batch 1 and tg4 at batch 3.
-    assert_eq!(rows.len(), 6);
+    // Per thread count and depth: pp16, tg4 at batch 1 and tg4 at batch 3.
+    assert_eq!(rows.len(), 12);
     for r in &rows {
         for key in [
             "test",
             "n_prompt",
             "n_gen",
+            "n_depth",
             "threads",
             "batch",
             "tok_s",
@@ -342,16 +345,19 @@ fn bench_json_rows_have_the_documented_fields() {
     }
     assert_eq!(rows[0]["test"], "pp16");
     assert_eq!(rows[2]["batch"], 3);
-    let out = bitnet(
-        &["bench", "-m", model.to_str().unwrap(), "-p", "99999"],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("context"),
-        "{}",
-        text(&out.stderr)
-    );
+    // The same tests again with 40 positions of context in the cache.
+    assert_eq!(rows[3]["test"], "pp16 @ d40");
+    assert_eq!(rows[5]["test"], "tg4 @ d40");
+    assert_eq!(rows[5]["n_depth"], 40);
+    for args in [["-p", "99999"], ["-d", "99999"]] {
+        let out = bitnet(&["bench", "-m", model.to_str().unwrap(), args[0], args[1]], &[]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("context"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -172,10 +172,9 @@ pub(crate) struct Table {
     /// `out[j] = dot_f64acc(q, keys[j·K .. (j + 1)·K])` with `K = q.len()`,
     /// bit for bit the table's own `dot_f64acc` of each row.
     pub dot_f64acc_rows: unsafe fn(q: &[f32], keys: &[f32], out: &mut [f32]),
-    /// `out[i] = Σ_j p[j]·values[j·K + i]` with `K = out.len()`, summed in f64
-    /// in order of `j` and rounded once: bit for bit `axpy_f64acc` over the
-    /// rows into a zeroed accumulator, then `as f32`.
-    pub weighted_sum_f64acc: unsafe fn(p: &[f32], values: &[f32], out: &mut [f32]),
+    /// `acc[i] += Σ_j p[j]·values[j·K + i]` with `K = acc.len()`, summed in
+    /// f64 in order of `j`: bit for bit `axpy_f64acc` over the rows.
+    pub weighted_sum_f64acc: unsafe fn(p: &[f32], values: &[f32], acc: &mut [f64]),
     /// `y[r - rows.start] = Σ_k w[r, k] x[k]`, `w` row-major f16 `M × K`.
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.

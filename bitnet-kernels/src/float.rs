@@ -158,21 +158,22 @@ impl Dispatch {
         Ok(())
     }
 
-    /// Attention output: `out[i] = Σ_j p[j]·values[j·K + i]` with
-    /// `K = out.len()` and `values` row-major `p.len() × K`, exact products
-    /// summed in f64 in order of `j` and rounded once. Bit for bit what
-    /// [`Dispatch::axpy_f64acc`] row by row into a zeroed accumulator gives,
-    /// on every path.
+    /// Attention output: `acc[i] += Σ_j p[j]·values[j·K + i]` with
+    /// `K = acc.len()` and `values` row-major `p.len() × K`, exact products
+    /// added in f64 in order of `j`. Bit for bit what
+    /// [`Dispatch::axpy_f64acc`] row by row gives, on every path, so the
+    /// positions may come in blocks: one call per block, in order, sums the
+    /// same as one call over all of them.
     pub fn weighted_sum_f64acc(
         &self,
         p: &[f32],
         values: &[f32],
-        out: &mut [f32],
+        acc: &mut [f64],
     ) -> Result<(), Error> {
-        let expected = p.len().saturating_mul(out.len());
+        let expected = p.len().saturating_mul(acc.len());
         check_len("weighted_sum_f64acc values", expected, values.len())?;
         // SAFETY: as above.
-        unsafe { (self.table.weighted_sum_f64acc)(p, values, out) };
+        unsafe { (self.table.weighted_sum_f64acc)(p, values, acc) };
         Ok(())
     }
 

@@ -1010,15 +1010,24 @@ mod f64_accumulated {
                     let want = d.dot_f64acc(&q, &keys[j * k..(j + 1) * k]).unwrap();
                     prop_assert_eq!(got.to_bits(), want.to_bits(), "{} score {}", d.isa(), j);
                 }
-                let mut acc = vec![0f64; k];
+                // From a nonzero start, as when positions come in blocks.
+                let start: Vec<f64> = (0..k).map(|_| rng.f32() as f64 / 3.0).collect();
+                let mut want = start.clone();
                 for (j, &pj) in p.iter().enumerate() {
-                    d.axpy_f64acc(pj, &keys[j * k..(j + 1) * k], &mut acc).unwrap();
+                    d.axpy_f64acc(pj, &keys[j * k..(j + 1) * k], &mut want).unwrap();
                 }
-                let mut out = vec![f32::NAN; k];
-                d.weighted_sum_f64acc(&p, &keys, &mut out).unwrap();
-                for (i, (&got, &a)) in out.iter().zip(&acc).enumerate() {
-                    prop_assert_eq!(got.to_bits(), (a as f32).to_bits(), "{} output {}", d.isa(), i);
+                let mut got = start.clone();
+                d.weighted_sum_f64acc(&p, &keys, &mut got).unwrap();
+                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    prop_assert_eq!(g.to_bits(), w.to_bits(), "{} output {}", d.isa(), i);
                 }
+                // Two blocks of rows sum as one.
+                let split = rows / 2;
+                let mut blocks = start;
+                d.weighted_sum_f64acc(&p[..split], &keys[..split * k], &mut blocks).unwrap();
+                d.weighted_sum_f64acc(&p[split..], &keys[split * k..], &mut blocks).unwrap();
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                prop_assert_eq!(bits(&blocks), bits(&got), "{}: blocks", d.isa());
             }
         }
     }
@@ -1036,9 +1045,9 @@ mod f64_accumulated {
                 .is_err());
             // No rows: nothing to read, nothing written, and no error.
             assert!(d.dot_f64acc_rows(&[1.0, 2.0], &[], &mut []).is_ok());
-            let mut out = [7.0f32; 3];
-            d.weighted_sum_f64acc(&[], &[], &mut out).unwrap();
-            assert_eq!(out, [0.0; 3]);
+            let mut acc = [7.0f64; 3];
+            d.weighted_sum_f64acc(&[], &[], &mut acc).unwrap();
+            assert_eq!(acc, [7.0; 3]);
         }
     }
 }

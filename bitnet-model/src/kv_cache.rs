@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::error::ModelError;
 use bitnet_kernels::Dispatch;
+use std::ops::Range;
 
 /// Element type of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,12 +21,22 @@ enum Rows {
     F32(Vec<f32>),
 }
 
-/// `layers × capacity × (kv_heads·head_dim)` keys and values.
+/// Which half of a [`KvCache`] to read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Half {
+    Keys,
+    Values,
+}
+
+/// Keys and values of every layer, each `kv_heads × capacity × head_dim`:
+/// head-major, so attention reads one head's positions as one contiguous
+/// run (widened with one kernel call per block, and prefetched as one stream).
 #[derive(Debug)]
 pub struct KvCache {
     keys: Vec<Rows>,
     values: Vec<Rows>,
-    kv_dim: usize,
+    kv_heads: usize,
+    head_dim: usize,
     capacity: usize,
     len: usize,
 }
@@ -59,7 +70,8 @@ impl KvCache {
         Ok(KvCache {
             keys: (0..config.layers).map(|_| rows()).collect(),
             values: (0..config.layers).map(|_| rows()).collect(),
-            kv_dim,
+            kv_heads: config.kv_heads,
+            head_dim: config.head_dim,
             capacity,
             len: 0,
         })
@@ -96,11 +108,13 @@ impl KvCache {
     /// here on instead of growing page by page as positions fill (a server
     /// reserving its footprint at start). Keeps the positions held.
     pub fn commit(&mut self) {
-        let len = self.len * self.kv_dim;
+        let (per_head, held) = (self.capacity * self.head_dim, self.len * self.head_dim);
         for rows in self.keys.iter_mut().chain(self.values.iter_mut()) {
             match rows {
-                Rows::F16(r) => r[len..].fill(0),
-                Rows::F32(r) => r[len..].fill(0.0),
+                Rows::F16(r) => r.chunks_exact_mut(per_head).for_each(|h| h[held..].fill(0)),
+                Rows::F32(r) => r
+                    .chunks_exact_mut(per_head)
+                    .for_each(|h| h[held..].fill(0.0)),
             }
         }
     }
@@ -120,7 +134,8 @@ impl KvCache {
         self.len = len;
     }
 
-    /// Stores the key and value rows of position `pos` of `layer`.
+    /// Stores the key and value rows (`kv_heads·head_dim` each) of
+    /// position `pos` of `layer`.
     pub(crate) fn store(
         &mut self,
         d: Dispatch,
@@ -129,39 +144,45 @@ impl KvCache {
         k: &[f32],
         v: &[f32],
     ) -> Result<(), ModelError> {
-        let span = pos * self.kv_dim..(pos + 1) * self.kv_dim;
+        let hd = self.head_dim;
         for (rows, src) in [(&mut self.keys[layer], k), (&mut self.values[layer], v)] {
-            match rows {
-                Rows::F16(r) => d.f32_to_f16(src, &mut r[span.clone()])?,
-                Rows::F32(r) => r[span.clone()].copy_from_slice(src),
+            for (h, src) in src.chunks_exact(hd).take(self.kv_heads).enumerate() {
+                let at = (h * self.capacity + pos) * hd;
+                match rows {
+                    Rows::F16(r) => d.f32_to_f16(src, &mut r[at..at + hd])?,
+                    Rows::F32(r) => r[at..at + hd].copy_from_slice(src),
+                }
             }
         }
         Ok(())
     }
 
-    /// The keys and values of KV head `head` at positions `0..len` of
-    /// `layer` as contiguous `len × head_dim` f32 rows (f16 widened exactly
-    /// by the SIMD kernel), for attention to read many times over.
-    pub(crate) fn gather_head(
-        &self,
+    /// The keys (or values) of KV head `head` at `positions` of `layer`:
+    /// `positions.len() × head_dim` f32, read in place from an f32 cache or
+    /// widened exactly into `scratch` from an f16 one.
+    pub(crate) fn head_rows<'a>(
+        &'a self,
         d: Dispatch,
+        half: Half,
         layer: usize,
         head: usize,
-        head_dim: usize,
-        len: usize,
-        keys: &mut Vec<f32>,
-        values: &mut Vec<f32>,
-    ) {
-        let off = head * head_dim;
-        for (rows, dst) in [(&self.keys[layer], keys), (&self.values[layer], values)] {
-            dst.resize(len * head_dim, 0.0);
-            for (j, out) in dst.chunks_exact_mut(head_dim).enumerate() {
-                let at = j * self.kv_dim + off..j * self.kv_dim + off + head_dim;
-                match rows {
-                    Rows::F16(r) => d.f16_to_f32(&r[at], out).expect("head-sized rows"),
-                    Rows::F32(r) => out.copy_from_slice(&r[at]),
-                }
+        positions: Range<usize>,
+        scratch: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        let rows = match half {
+            Half::Keys => &self.keys[layer],
+            Half::Values => &self.values[layer],
+        };
+        let hd = self.head_dim;
+        let at = (head * self.capacity + positions.start) * hd
+            ..(head * self.capacity + positions.end) * hd;
+        match rows {
+            Rows::F16(r) => {
+                scratch.resize(at.len(), 0.0);
+                d.f16_to_f32(&r[at], scratch).expect("equal lengths");
+                scratch
             }
+            Rows::F32(r) => &r[at],
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::config::{Activation, Arch, Config, RopeStyle};
 use crate::error::ModelError;
 use crate::gguf::{Gguf, TensorType};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{Half, KvCache};
 use crate::ops;
 use crate::pool::{SharedOut, ThreadPool};
 use crate::profile::{Op, OpProfile};
@@ -17,6 +17,7 @@ use std::sync::Arc;
 const ROW_TILE: usize = 32;
 use crate::weights::{load_vector, Dense, Ternary};
 use bitnet_kernels::{Dispatch, QuantizedActs};
+use std::ops::Range;
 use std::path::Path;
 
 struct Layer {
@@ -489,7 +490,6 @@ impl Model {
         }
         let positions: Vec<usize> = rows.iter().map(|&(_, p)| p).collect();
         let rope = RopeTable::new(c, &positions);
-        let longest = positions.iter().max().map_or(0, |p| p + 1);
         laps.lap(Op::NormsRope);
 
         for (li, layer) in w.layers.iter().enumerate() {
@@ -526,30 +526,26 @@ impl Model {
                 if heads.is_empty() {
                     return;
                 }
-                let mut scores = vec![0f32; longest];
-                let (mut keys, mut values) = (Vec::new(), Vec::new());
+                let (mut scratch, mut tokens, mut queries) = Default::default();
                 for (si, cache) in caches.iter().enumerate() {
-                    let mine = || rows.iter().enumerate().filter(move |(_, r)| r.0 == si);
-                    let Some(len) = mine().map(|(_, &(_, pos))| pos + 1).max() else {
-                        continue;
-                    };
-                    // Each KV head is widened once and read by every query
-                    // head of its group, for every token of the step.
+                    tokens_of(rows, si, &mut tokens);
+                    // Each KV head is read block by block, once for every
+                    // query head of its group and up to QUERY_TOKENS tokens.
                     for kv_head in heads.start / group..=(heads.end - 1) / group {
-                        cache.gather_head(d, li, kv_head, hd, len, &mut keys, &mut values);
-                        let shared = kv_head * group..(kv_head + 1) * group;
-                        for head in heads.start.max(shared.start)..heads.end.min(shared.end) {
-                            for (t, &(_, pos)) in mine() {
-                                let at = t * q_dim + head * hd;
-                                let scores = &mut scores[..pos + 1];
-                                // SAFETY: head `head` of row `t` is this
-                                // worker's alone (heads are split), inside
-                                // `s.attn` (N × q_dim).
-                                let dst = unsafe {
-                                    std::slice::from_raw_parts_mut(out.ptr().add(at), hd)
-                                };
-                                attend(d, &q_all[at..at + hd], &keys, &values, scale, scores, dst);
-                            }
+                        let shared =
+                            heads.start.max(kv_head * group)..heads.end.min((kv_head + 1) * group);
+                        for chunk in tokens.chunks(QUERY_TOKENS) {
+                            queries_of(chunk, shared.clone(), q_dim, hd, &mut queries);
+                            let kv = KvHead {
+                                cache,
+                                layer: li,
+                                head: kv_head,
+                                head_dim: hd,
+                            };
+                            // SAFETY: every query's output (token row, head)
+                            // is this worker's alone (heads are split) and
+                            // inside `s.attn` (N × q_dim).
+                            unsafe { attend(d, &kv, scale, q_all, &queries, &mut scratch, out) };
                         }
                     }
                 }
@@ -675,27 +671,145 @@ fn activate(a: Activation, x: f32) -> f32 {
     }
 }
 
-/// One query head over positions `0..scores.len()`: `softmax(scale · q·Kᵀ)·V`
-/// with `keys` and `values` the KV head's `head_dim`-wide rows, dots and the
-/// weighted sum accumulated in f64, so every path gives the same output.
-fn attend(
-    d: Dispatch,
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
+/// Positions of a KV head read together: keys or values of 32 positions
+/// are 16 KiB of f32 at head width 128, so a block stays in L1 while every
+/// query of the group reads it.
+const KV_BLOCK: usize = 32;
+
+/// Tokens of one step attended together (prefill): each KV block is widened
+/// once for all of them.
+const QUERY_TOKENS: usize = 16;
+
+/// One query head of one token: its row starts at `at` in the step's
+/// `N × q_dim` queries (and its output at `at` in the attention output), and
+/// it attends to positions `0..len`.
+#[derive(Clone, Copy)]
+struct Query {
+    at: usize,
+    len: usize,
+}
+
+/// The `(token row, position)` of each row of sequence `seq` in the step.
+fn tokens_of(rows: &[(usize, usize)], seq: usize, out: &mut Vec<(usize, usize)>) {
+    out.clear();
+    out.extend(
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| r.0 == seq)
+            .map(|(t, &(_, pos))| (t, pos)),
+    );
+}
+
+/// Every query head in `heads` of every token in `tokens`.
+fn queries_of(
+    tokens: &[(usize, usize)],
+    heads: Range<usize>,
+    q_dim: usize,
+    head_dim: usize,
+    out: &mut Vec<Query>,
 ) {
-    let span = scores.len() * q.len();
-    d.dot_f64acc_rows(q, &keys[..span], scores)
-        .expect("head-sized rows");
-    for s in scores.iter_mut() {
-        *s *= scale;
+    out.clear();
+    for &(t, pos) in tokens {
+        out.extend(heads.clone().map(|h| Query {
+            at: t * q_dim + h * head_dim,
+            len: pos + 1,
+        }));
     }
-    ops::softmax(scores);
-    d.weighted_sum_f64acc(scores, &values[..span], out)
-        .expect("head-sized rows");
+}
+
+/// One KV head of one layer of a sequence's cache.
+struct KvHead<'a> {
+    cache: &'a KvCache,
+    layer: usize,
+    head: usize,
+    head_dim: usize,
+}
+
+/// Working memory of [`attend`], kept across calls.
+#[derive(Default)]
+struct AttendScratch {
+    block: Vec<f32>,
+    scores: Vec<f32>,
+    acc: Vec<f64>,
+}
+
+/// `softmax(scale · q·Kᵀ)·V` for each query of one KV head: the dots and the
+/// weighted sum accumulated in f64, so every path gives the same output.
+/// Keys, then values, are widened [`KV_BLOCK`] positions at a time and read
+/// by every query while in L1; a query's sums still take its positions in
+/// order, so the result is the same as over all positions at once.
+///
+/// # Safety
+/// `out[q.at .. q.at + head_dim]` is writable for every query and no one
+/// else touches it during the call.
+unsafe fn attend(
+    d: Dispatch,
+    kv: &KvHead<'_>,
+    scale: f32,
+    q_all: &[f32],
+    queries: &[Query],
+    s: &mut AttendScratch,
+    out: SharedOut<f32>,
+) {
+    let hd = kv.head_dim;
+    let len = queries.iter().map(|q| q.len).max().unwrap_or(0);
+    s.scores.clear();
+    s.scores.resize(queries.len() * len, 0.0);
+    s.acc.clear();
+    s.acc.resize(queries.len() * hd, 0.0);
+    // The positions of `block` that query `q` attends to.
+    let seen = |q: &Query, block: &Range<usize>| q.len.min(block.end).saturating_sub(block.start);
+    let blocks = || {
+        (0..len)
+            .step_by(KV_BLOCK)
+            .map(|b| b..(b + KV_BLOCK).min(len))
+    };
+    for block in blocks() {
+        let keys = kv.cache.head_rows(
+            d,
+            Half::Keys,
+            kv.layer,
+            kv.head,
+            block.clone(),
+            &mut s.block,
+        );
+        for (i, q) in queries.iter().enumerate() {
+            let n = seen(q, &block);
+            let scores = &mut s.scores[i * len + block.start..][..n];
+            d.dot_f64acc_rows(&q_all[q.at..q.at + hd], &keys[..n * hd], scores)
+                .expect("head-sized rows");
+        }
+    }
+    for (i, q) in queries.iter().enumerate() {
+        let scores = &mut s.scores[i * len..][..q.len];
+        for x in scores.iter_mut() {
+            *x *= scale;
+        }
+        ops::softmax(scores);
+    }
+    for block in blocks() {
+        let values = kv.cache.head_rows(
+            d,
+            Half::Values,
+            kv.layer,
+            kv.head,
+            block.clone(),
+            &mut s.block,
+        );
+        for (i, q) in queries.iter().enumerate() {
+            let n = seen(q, &block);
+            let p = &s.scores[i * len + block.start..][..n];
+            d.weighted_sum_f64acc(p, &values[..n * hd], &mut s.acc[i * hd..(i + 1) * hd])
+                .expect("head-sized rows");
+        }
+    }
+    for (i, q) in queries.iter().enumerate() {
+        // SAFETY: this query's output is ours (caller).
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(q.at), hd) };
+        for (o, &a) in dst.iter_mut().zip(&s.acc[i * hd..(i + 1) * hd]) {
+            *o = a as f32;
+        }
+    }
 }
 
 fn add_in_place(x: &mut [f32], y: &[f32]) {

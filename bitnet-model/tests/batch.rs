@@ -282,26 +282,29 @@ fn bytes_per_token_counts_ternary_codes_and_the_lm_head() {
     std::fs::remove_file(path).unwrap();
 }
 
-/// Every token's logits from one 13-token pass (the LM head takes tokens in
-/// groups, 13 leaves a remainder) are bit for bit those of feeding the
-/// tokens one at a time, on every kernel path this CPU has.
+/// Every token's logits from one 75-token pass are bit for bit those of
+/// feeding the tokens one at a time, on every kernel path this CPU has and
+/// with either KV cache type. 75 leaves a remainder in every grouping the
+/// pass makes: the LM head's token groups, attention's 16-token query
+/// chunks and its 32-position KV blocks.
 #[test]
 fn logits_of_a_multi_token_pass_are_bitwise_those_of_single_steps() {
     use bitnet_model::{Dispatch, Isa, KvCache, Logits};
     let (model, path) = tiny_model("multi-token");
-    let ids: Vec<u32> = (0..13).map(|i| (i * 37 % 250) as u32).collect();
+    let ids: Vec<u32> = (0..75).map(|i| (i * 37 % 250) as u32).collect();
     let vocab = model.config.vocab;
-    for isa in Isa::supported() {
+    for (isa, kv) in Isa::supported().flat_map(|isa| [(isa, KvType::F16), (isa, KvType::F32)])
+    {
         let model = model
             .instance()
             .with_dispatch(Dispatch::for_isa(isa).unwrap())
             .with_threads(2, false);
-        let mut cache = KvCache::new(&model.config, 16, KvType::F16).unwrap();
+        let mut cache = KvCache::new(&model.config, ids.len(), kv).unwrap();
         let mut together = Vec::new();
         model
             .forward(&ids, &mut cache, Logits::All, &mut together)
             .unwrap();
-        let mut cache = KvCache::new(&model.config, 16, KvType::F16).unwrap();
+        let mut cache = KvCache::new(&model.config, ids.len(), kv).unwrap();
         let mut one = Vec::new();
         for (t, &id) in ids.iter().enumerate() {
             model
@@ -312,7 +315,7 @@ fn logits_of_a_multi_token_pass_are_bitwise_those_of_single_steps() {
                 .iter()
                 .zip(&one)
                 .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{isa}: token {t}'s logits differ");
+            assert!(same, "{isa}, {kv:?} cache: token {t}'s logits differ");
         }
     }
     std::fs::remove_file(path).unwrap();

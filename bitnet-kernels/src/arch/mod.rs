@@ -82,34 +82,21 @@ pub(crate) unsafe fn dot_f64acc_rows_with(
     }
 }
 
-/// Output elements [`weighted_sum_f64acc_with`] accumulates at a time, on the stack.
-const WEIGHTED_SUM_CHUNK: usize = 64;
-
 /// [`Table::weighted_sum_f64acc`](crate::dispatch::Table) for an ISA without
-/// its own: `axpy` row by row into an f64 accumulator of
-/// [`WEIGHTED_SUM_CHUNK`] elements, chunk by chunk (no allocation).
+/// its own: `axpy` row by row into `acc`.
 ///
 /// # Safety
-/// `axpy`'s ISA is present; `values.len() == p.len() · out.len()`.
+/// `axpy`'s ISA is present; `values.len() == p.len() · acc.len()`.
 #[inline(always)]
 pub(crate) unsafe fn weighted_sum_f64acc_with(
     axpy: unsafe fn(f32, &[f32], &mut [f64]),
     p: &[f32],
     values: &[f32],
-    out: &mut [f32],
+    acc: &mut [f64],
 ) {
-    let k = out.len();
-    let mut acc = [0f64; WEIGHTED_SUM_CHUNK];
-    for (c, o) in out.chunks_mut(WEIGHTED_SUM_CHUNK).enumerate() {
-        let (start, acc) = (c * WEIGHTED_SUM_CHUNK, &mut acc[..o.len()]);
-        acc.fill(0.0);
-        for (j, &pj) in p.iter().enumerate() {
-            let row = j * k + start;
-            // SAFETY: forwarded from our caller.
-            unsafe { axpy(pj, &values[row..row + o.len()], acc) };
-        }
-        for (o, &a) in o.iter_mut().zip(acc.iter()) {
-            *o = a as f32;
-        }
+    let k = acc.len();
+    for (j, &pj) in p.iter().enumerate() {
+        // SAFETY: forwarded from our caller.
+        unsafe { axpy(pj, &values[j * k..(j + 1) * k], acc) };
     }
 }

@@ -237,9 +237,9 @@ pub(crate) unsafe fn dot_f64acc_rows(q: &[f32], keys: &[f32], out: &mut [f32]) {
     unsafe { super::dot_f64acc_rows_with(dot_f64acc, q, keys, out) }
 }
 
-pub(crate) unsafe fn weighted_sum_f64acc(p: &[f32], values: &[f32], out: &mut [f32]) {
+pub(crate) unsafe fn weighted_sum_f64acc(p: &[f32], values: &[f32], acc: &mut [f64]) {
     // SAFETY: same contract as ours.
-    unsafe { super::weighted_sum_f64acc_with(axpy_f64acc, p, values, out) }
+    unsafe { super::weighted_sum_f64acc_with(axpy_f64acc, p, values, acc) }
 }
 
 pub(crate) unsafe fn gemv_f16(w: &[u16], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]) {

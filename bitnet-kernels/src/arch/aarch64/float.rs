@@ -556,9 +556,9 @@ pub(crate) unsafe fn dot_f64acc_rows_neon(q: &[f32], keys: &[f32], out: &mut [f3
 }
 
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn weighted_sum_f64acc_neon(p: &[f32], values: &[f32], out: &mut [f32]) {
+pub(crate) unsafe fn weighted_sum_f64acc_neon(p: &[f32], values: &[f32], acc: &mut [f64]) {
     // SAFETY: same contract as ours; NEON is present.
-    unsafe { crate::arch::weighted_sum_f64acc_with(axpy_f64acc_neon, p, values, out) }
+    unsafe { crate::arch::weighted_sum_f64acc_with(axpy_f64acc_neon, p, values, acc) }
 }
 
 #[cfg(test)]

@@ -1321,65 +1321,59 @@ pub(crate) unsafe fn axpy_f64acc_avx2(alpha: f32, x: &[f32], acc: &mut [f64]) {
     }
 }
 
-/// `C` f64 vectors (`4·C` outputs from `c`) of [`weighted_sum_f64acc_avx2`],
-/// held in registers over every row: each output's f64 sum takes the rows
-/// in order, exactly as `axpy_f64acc` row by row does.
+/// `C` f64 vectors (`4·C` accumulators from `c`) of
+/// [`weighted_sum_f64acc_avx2`], held in registers over every row: each
+/// accumulator takes the rows in order, exactly as `axpy_f64acc` row by row
+/// does.
 ///
 /// # Safety
-/// `c + 4·C <= K` with `K` the row width, and `values` holds `p.len()` rows.
+/// `c + 4·C <= K` with `K = acc.len()`, and `values` holds `p.len()` rows.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn weighted_sum_cols_avx2<const C: usize>(
     p: &[f32],
     values: &[f32],
-    k: usize,
     c: usize,
-    out: &mut [f32],
+    acc: &mut [f64],
 ) {
-    let vp = values.as_ptr();
-    let mut acc = [_mm256_setzero_pd(); C];
+    let (k, vp, ap) = (acc.len(), values.as_ptr(), acc.as_mut_ptr());
+    let mut s = [_mm256_setzero_pd(); C];
+    for (u, s) in s.iter_mut().enumerate() {
+        // SAFETY: c + 4u + 4 <= K (caller).
+        *s = unsafe { _mm256_loadu_pd(ap.add(c + 4 * u)) };
+    }
     for (j, &pj) in p.iter().enumerate() {
         let a = _mm256_set1_pd(pj as f64);
-        for (u, s) in acc.iter_mut().enumerate() {
+        for (u, s) in s.iter_mut().enumerate() {
             // SAFETY: floats j·K + c + 4u .. + 4 lie in row j (caller).
             let v = unsafe { _mm256_cvtps_pd(_mm_loadu_ps(vp.add(j * k + c + 4 * u))) };
             *s = _mm256_fmadd_pd(a, v, *s);
         }
     }
-    for (u, s) in acc.iter().enumerate() {
-        // `cvtpd2ps` rounds to nearest even, as `as f32` does.
-        let v = _mm256_cvtpd_ps(*s);
-        out[c + 4 * u..c + 4 * u + 4].copy_from_slice(&f32x4(v));
+    for (u, s) in s.iter().enumerate() {
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_pd(ap.add(c + 4 * u), *s) };
     }
 }
 
-fn f32x4(v: __m128) -> [f32; 4] {
-    let mut o = [0f32; 4];
-    // SAFETY: `o` is 16 writable bytes.
-    unsafe { _mm_storeu_ps(o.as_mut_ptr(), v) };
-    o
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn weighted_sum_f64acc_avx2(p: &[f32], values: &[f32], out: &mut [f32]) {
-    let k = out.len();
+pub(crate) unsafe fn weighted_sum_f64acc_avx2(p: &[f32], values: &[f32], acc: &mut [f64]) {
+    let k = acc.len();
     let mut c = 0;
     while c + 32 <= k {
         // SAFETY: c + 32 <= K; `values` holds p.len() rows (our contract).
-        unsafe { weighted_sum_cols_avx2::<8>(p, values, k, c, out) };
+        unsafe { weighted_sum_cols_avx2::<8>(p, values, c, acc) };
         c += 32;
     }
     while c + 4 <= k {
         // SAFETY: as above.
-        unsafe { weighted_sum_cols_avx2::<1>(p, values, k, c, out) };
+        unsafe { weighted_sum_cols_avx2::<1>(p, values, c, acc) };
         c += 4;
     }
-    for i in c..k {
-        let mut s = 0f64;
+    for (i, a) in acc.iter_mut().enumerate().skip(c) {
         for (j, &pj) in p.iter().enumerate() {
-            s += pj as f64 * values[j * k + i] as f64;
+            *a += pj as f64 * values[j * k + i] as f64;
         }
-        out[i] = s as f32;
     }
 }
 
