@@ -350,7 +350,10 @@ fn bench_json_rows_have_the_documented_fields() {
     assert_eq!(rows[5]["test"], "tg4 @ d40");
     assert_eq!(rows[5]["n_depth"], 40);
     for args in [["-p", "99999"], ["-d", "99999"]] {
-        let out = bitnet(&["bench", "-m", model.to_str().unwrap(), args[0], args[1]], &[]);
+        let out = bitnet(
+            &["bench", "-m", model.to_str().unwrap(), args[0], args[1]],
+            &[],
+        );
         assert_eq!(out.status.code(), Some(2));
         assert!(
             text(&out.stderr).contains("context"),

@@ -293,8 +293,7 @@ fn logits_of_a_multi_token_pass_are_bitwise_those_of_single_steps() {
     let (model, path) = tiny_model("multi-token");
     let ids: Vec<u32> = (0..75).map(|i| (i * 37 % 250) as u32).collect();
     let vocab = model.config.vocab;
-    for (isa, kv) in Isa::supported().flat_map(|isa| [(isa, KvType::F16), (isa, KvType::F32)])
-    {
+    for (isa, kv) in Isa::supported().flat_map(|isa| [(isa, KvType::F16), (isa, KvType::F32)]) {
         let model = model
             .instance()
             .with_dispatch(Dispatch::for_isa(isa).unwrap())
