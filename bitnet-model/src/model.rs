@@ -725,6 +725,20 @@ struct KvHead<'a> {
     head_dim: usize,
 }
 
+impl KvHead<'_> {
+    /// Its keys or values at `positions` (see [`KvCache::head_rows`]).
+    fn rows<'s>(
+        &'s self,
+        d: Dispatch,
+        half: Half,
+        positions: Range<usize>,
+        scratch: &'s mut Vec<f32>,
+    ) -> &'s [f32] {
+        let c = self.cache;
+        c.head_rows(d, half, self.layer, self.head, positions, scratch)
+    }
+}
+
 /// Working memory of [`attend`], kept across calls.
 #[derive(Default)]
 struct AttendScratch {
@@ -765,14 +779,7 @@ unsafe fn attend(
             .map(|b| b..(b + KV_BLOCK).min(len))
     };
     for block in blocks() {
-        let keys = kv.cache.head_rows(
-            d,
-            Half::Keys,
-            kv.layer,
-            kv.head,
-            block.clone(),
-            &mut s.block,
-        );
+        let keys = kv.rows(d, Half::Keys, block.clone(), &mut s.block);
         for (i, q) in queries.iter().enumerate() {
             let n = seen(q, &block);
             let scores = &mut s.scores[i * len + block.start..][..n];
@@ -788,14 +795,7 @@ unsafe fn attend(
         ops::softmax(scores);
     }
     for block in blocks() {
-        let values = kv.cache.head_rows(
-            d,
-            Half::Values,
-            kv.layer,
-            kv.head,
-            block.clone(),
-            &mut s.block,
-        );
+        let values = kv.rows(d, Half::Values, block.clone(), &mut s.block);
         for (i, q) in queries.iter().enumerate() {
             let n = seen(q, &block);
             let p = &s.scores[i * len + block.start..][..n];
