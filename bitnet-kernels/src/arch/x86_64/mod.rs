@@ -30,7 +30,9 @@ macro_rules! has {
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_BYTES: usize = 1024;
 
-/// Prefetches the line [`PREFETCH_BYTES`] past `p` into L1.
+/// Prefetches the line [`PREFETCH_BYTES`] past `p` into L1. The GEMVs call
+/// it every 32 bytes of a stream, so each line is requested twice: on the
+/// AVX2 VM (2026-11-30) that read 5–13 % faster than once per line.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch_ahead(p: *const u8) {
