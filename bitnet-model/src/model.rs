@@ -10,7 +10,7 @@ use crate::ops;
 use crate::pool::{SharedOut, ThreadPool};
 use crate::profile::{Op, OpProfile};
 use bitnet_kernels::partition_chunk;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Rows per chunk of a static split: whole register tiles of every kernel.
@@ -220,29 +220,38 @@ impl Model {
     }
 
     /// `y = W · x` for every token, rows split statically over `workers`.
-    fn matmul(
+    /// `y = W·x` for every `(W, y)` of `outs`, which share the input `x`, in
+    /// one pass of the workers: each worker computes its rows of every matrix
+    /// in turn, so none waits for the others between matrices (decode reads
+    /// Q, K, V and gate, up back to back, as one stream per worker).
+    fn matmuls<const N: usize>(
         &self,
         workers: usize,
-        w: &Ternary,
         x: &QuantizedActs<'_>,
-        y: &mut [f32],
+        outs: [(&Ternary, &mut [f32]); N],
     ) -> Result<(), ModelError> {
         let (d, file) = (self.dispatch, self.weights.file.bytes());
-        let m = w.m;
-        debug_assert_eq!(y.len(), x.n() * m);
-        let out = SharedOut(y.as_mut_ptr());
-        let failed = AtomicBool::new(false);
+        let outs = outs.map(|(w, y)| {
+            debug_assert_eq!(y.len(), x.n() * w.m);
+            (w, SharedOut(y.as_mut_ptr()))
+        });
+        // The index of a matrix whose shapes the kernel refused, if any.
+        let failed = AtomicUsize::new(usize::MAX);
         self.pool.run_on(workers, &|i, n| {
-            let rows = partition_chunk(m, n, ROW_TILE, i);
-            // SAFETY: `y` holds N rows of stride M; each worker writes only
-            // its own columns `rows`, and `run` returns after all are done.
-            if unsafe { d.gemm_i2s_strided(&w.matrix(file), x, rows, out.ptr(), m) }.is_err() {
-                failed.store(true, Ordering::Relaxed);
+            for (j, (w, out)) in outs.iter().enumerate() {
+                let rows = partition_chunk(w.m, n, ROW_TILE, i);
+                // SAFETY: `y` holds N rows of stride M; each worker writes only
+                // its own columns `rows`, and `run` returns after all are done.
+                if unsafe { d.gemm_i2s_strided(&w.matrix(file), x, rows, out.ptr(), w.m) }.is_err()
+                {
+                    failed.store(j, Ordering::Relaxed);
+                }
             }
         });
-        if failed.load(Ordering::Relaxed) {
+        if let Some((w, _)) = outs.get(failed.load(Ordering::Relaxed)) {
             return Err(ModelError::Config(format!(
-                "matmul shapes disagree ({m} rows, K = {})",
+                "matmul shapes disagree ({} rows, K = {})",
+                w.m,
                 x.k()
             )));
         }
@@ -501,9 +510,15 @@ impl Model {
             let acts =
                 self.quantize_rows(workers, &mut s.xn, h, Some(&norm), &mut s.quant, &mut diag)?;
             laps.lap(Op::NormsRope);
-            self.matmul(workers, &layer.wq, &acts, &mut s.q)?;
-            self.matmul(workers, &layer.wk, &acts, &mut s.k)?;
-            self.matmul(workers, &layer.wv, &acts, &mut s.v)?;
+            self.matmuls(
+                workers,
+                &acts,
+                [
+                    (&layer.wq, &mut s.q),
+                    (&layer.wk, &mut s.k),
+                    (&layer.wv, &mut s.v),
+                ],
+            )?;
             laps.lap(Op::TernaryMatmul);
             for t in 0..n {
                 rope.apply(d, c, t, &mut s.q[t * q_dim..(t + 1) * q_dim])?;
@@ -571,7 +586,7 @@ impl Model {
                 }
             };
             laps.lap(Op::NormsRope);
-            self.matmul(workers, &layer.wo, &acts, &mut s.proj)?;
+            self.matmuls(workers, &acts, [(&layer.wo, &mut s.proj)])?;
             laps.lap(Op::TernaryMatmul);
             add_in_place(&mut s.x, &s.proj);
 
@@ -583,8 +598,11 @@ impl Model {
             let acts =
                 self.quantize_rows(workers, &mut s.xn, h, Some(&norm), &mut s.quant, &mut diag)?;
             laps.lap(Op::NormsRope);
-            self.matmul(workers, &layer.w_gate, &acts, &mut s.gate)?;
-            self.matmul(workers, &layer.w_up, &acts, &mut s.up)?;
+            self.matmuls(
+                workers,
+                &acts,
+                [(&layer.w_gate, &mut s.gate), (&layer.w_up, &mut s.up)],
+            )?;
             laps.lap(Op::TernaryMatmul);
             let (gate, up) = (&s.gate, &s.up);
             let gated = |t: usize, out: &mut [f32]| {
@@ -605,7 +623,7 @@ impl Model {
                 &mut diag,
             )?;
             laps.lap(Op::NormsRope);
-            self.matmul(workers, &layer.w_down, &acts, &mut s.proj)?;
+            self.matmuls(workers, &acts, [(&layer.w_down, &mut s.proj)])?;
             laps.lap(Op::TernaryMatmul);
             add_in_place(&mut s.x, &s.proj);
         }
