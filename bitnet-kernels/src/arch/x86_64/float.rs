@@ -443,6 +443,10 @@ fn dot_f16_group_avx2<const G: usize>(xs: &[f32], b: &[u16], out: &mut [f32]) {
     let mut acc = [[_mm256_setzero_ps(); 4]; G];
     let mut i = 0;
     while i + 32 <= k {
+        // The first token group reads the row from DRAM: prefetching lets
+        // the FMAs overlap the reads (later groups find it in L2 or L1).
+        prefetch_ahead(bp.wrapping_add(i).cast());
+        prefetch_ahead(bp.wrapping_add(i + 16).cast());
         for u in 0..4 {
             let o = i + 8 * u;
             // SAFETY: o + 8 <= k, so halves o..o + 8 lie in `b` and floats
