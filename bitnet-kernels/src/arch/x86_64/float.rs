@@ -101,6 +101,11 @@ pub(crate) unsafe fn f16_to_f32_avx2(src: &[u16], dst: &mut [f32]) {
     let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     let mut i = 0;
     while i + 8 <= n {
+        // The f16 KV cache is widened block by block from DRAM late in a
+        // long context; the next block of the head follows this one.
+        if i % 16 == 0 {
+            prefetch_ahead(s.wrapping_add(i).cast());
+        }
         // SAFETY: i + 8 <= n, so both ranges lie inside their slices;
         // loadu/storeu need no alignment.
         unsafe { _mm256_storeu_ps(d.add(i), _mm256_cvtph_ps(_mm_loadu_si128(s.add(i).cast()))) };
