@@ -3,7 +3,8 @@
 //! per second, mean ± standard deviation over repetitions. Generation rows
 //! of a model too big for the caches also give the weight bandwidth they
 //! imply and its share of the read bandwidth measured in the same run at the
-//! same thread count: how close decoding gets to the memory roofline.
+//! same thread count (the best probe before and after the test): how close
+//! decoding gets to the memory roofline.
 
 use crate::args::{BenchArgs, LoadArgs, Threads};
 use crate::error::usage;
@@ -85,7 +86,8 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
     for threads in counts {
         l.model.set_threads(threads, l.pin);
         // 256 MiB in all, several times any last-level cache of these machines.
-        let bandwidth = streamed.then(|| hw::read_bandwidth((256 << 20) / threads, threads, 5));
+        let probe = || hw::read_bandwidth((256 << 20) / threads, threads, 5);
+        let mut bandwidth = streamed.then(probe);
         for &d in &args.depth {
             // llama-bench's names: `pp512`, `tg128 @ d2048`.
             let name = |test: String| match d {
@@ -117,6 +119,11 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                         generate_at(&l.model, &mut caches, d, n)
                     })?;
                     let mut r = row(name(format!("tg{n}")), 0, n, d, threads, b, &rates, ops);
+                    // The best the probe has read at this thread count so far,
+                    // before and after this test: on a host whose bandwidth
+                    // drifts, one probe taken at a slow moment would overstate
+                    // the share.
+                    bandwidth = bandwidth.map(|bw| bw.max(probe()));
                     // One step reads the weights once for its `b` tokens.
                     r.roofline =
                         bandwidth.map(|bw| (r.tok_s / b as f64 * step_bytes as f64 / 1e9, bw));

@@ -219,11 +219,10 @@ impl Model {
         &self.pool
     }
 
-    /// `y = W · x` for every token, rows split statically over `workers`.
-    /// `y = W·x` for every `(W, y)` of `outs`, which share the input `x`, in
-    /// one pass of the workers: each worker computes its rows of every matrix
-    /// in turn, so none waits for the others between matrices (decode reads
-    /// Q, K, V and gate, up back to back, as one stream per worker).
+    /// `y = W · x` for every token and every `(W, y)` of `outs`, which share
+    /// the input `x`, rows split statically over `workers`. One pass of the
+    /// workers: each computes its rows of every matrix in turn, so none
+    /// waits for the others between matrices (Q, K, V; gate, up).
     fn matmuls<const N: usize>(
         &self,
         workers: usize,
