@@ -104,6 +104,11 @@ impl KvCache {
         self.capacity
     }
 
+    /// Floats per head of one position.
+    pub(crate) fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
     /// Writes every element now, so the whole cache is resident memory from
     /// here on instead of growing page by page as positions fill (a server
     /// reserving its footprint at start). Keeps the positions held.

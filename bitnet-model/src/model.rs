@@ -554,7 +554,6 @@ impl Model {
                                 cache,
                                 layer: li,
                                 head: kv_head,
-                                head_dim: hd,
                             };
                             // SAFETY: every query's output (token row, head)
                             // is this worker's alone (heads are split) and
@@ -739,7 +738,6 @@ struct KvHead<'a> {
     cache: &'a KvCache,
     layer: usize,
     head: usize,
-    head_dim: usize,
 }
 
 impl KvHead<'_> {
@@ -782,7 +780,7 @@ unsafe fn attend(
     s: &mut AttendScratch,
     out: SharedOut<f32>,
 ) {
-    let hd = kv.head_dim;
+    let hd = kv.cache.head_dim();
     let len = queries.iter().map(|q| q.len).max().unwrap_or(0);
     s.scores.clear();
     s.scores.resize(queries.len() * len, 0.0);
