@@ -112,7 +112,8 @@ pub struct LoadArgs {
     #[arg(long, value_parser = parse_isa)]
     pub kernel: Option<Isa>,
     /// Re-quantize the LM head in memory to read fewer bytes per token
-    /// (lossy, opt-in): q8_0 or q6_k [default: the file's weights, exact].
+    /// (lossy, opt-in): q8_0, or q6_k (which also quantizes the head's input
+    /// to int8) [default: the file's weights, exact].
     #[arg(long, value_enum)]
     pub lm_head: Option<LmHeadArg>,
 }

@@ -117,10 +117,11 @@ pub(crate) type GemmI2sFn = unsafe fn(
     y: *mut f32,
     y_stride: usize,
 );
-/// A dense GEMV entry over `w` elements `E`: `w`, `K`, `x`, output rows, `y`.
+/// A dense GEMV entry over `w` elements `E` and `x` elements `X`: `w`,
+/// `K`, `x`, output rows, `y`.
 #[allow(clippy::type_complexity)]
-pub(crate) type GemvFn<E> =
-    unsafe fn(w: &[E], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]);
+pub(crate) type GemvFn<E, X = f32> =
+    unsafe fn(w: &[E], k: usize, x: &[X], rows: Range<usize>, y: &mut [f32]);
 /// The same over the lookup-table layout.
 pub(crate) type GemmTlFn = unsafe fn(
     w: &TlMatrix<'_>,
@@ -179,6 +180,10 @@ pub(crate) struct Table {
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.
     pub gemv_q8_0: GemvFn<u8>,
+    /// `y[r - rows.start] = Σ_blocks d_w·d_x·Σ scale·(L − 32)·q`: Q6_K rows
+    /// against one row of Q8_K activations (`crate::kquant`), bit for bit
+    /// the scalar reference.
+    pub gemv_q6k: GemvFn<u8, u8>,
 }
 
 /// A handle on one supported ISA's kernels. Cheap to copy.

@@ -10,6 +10,9 @@
 //!   shared f32 epilogue ([`dequantize_dot`]), so **every SIMD path is
 //!   bit-for-bit equal to the scalar reference**. Two families:
 //!   multiply-add ([`Dispatch::gemm_i2s`]) and lookup-table ([`Dispatch::gemm_tl`]).
+//! * A re-quantized LM head ([`kquant`]): ggml's Q6_K weights against int8
+//!   activations (Q8_K), also exact in `i32` with one shared f32 step per
+//!   block, so bit for bit equal on every path too.
 //! * Every kernel takes an output-row range; [`partition`] splits rows into
 //!   static, tile-aligned chunks for a thread pool.
 //!
@@ -36,6 +39,7 @@ mod dispatch;
 mod error;
 pub mod float;
 pub mod format;
+pub mod kquant;
 mod math;
 mod matmul;
 mod partition;

@@ -20,6 +20,7 @@ use bitnet_kernels::format::{
     encode_i2s_row, encode_tq1_row, encode_tq2_row, f16_to_f32, f32_to_f16, I2sMatrix, TlMatrix,
     WeightScale, TQ_BLOCK,
 };
+use bitnet_kernels::kquant::{Q6K_BLOCK, Q6K_BLOCK_BYTES, Q8K_BLOCK_BYTES};
 use bitnet_kernels::{Dispatch, Isa, QuantizedActs};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -51,8 +52,8 @@ pub fn replay_corpus(target: &str, body: fn(&[u8])) {
 }
 
 /// Shapes, trits and activations from the fuzzer through every kernel path
-/// this CPU has and both matmul families; any difference from the scalar
-/// reference is a panic.
+/// this CPU has and both matmul families, then raw bytes through the Q6_K
+/// head GEMV; any difference from the scalar reference is a panic.
 pub fn kernel_differential(data: &[u8]) {
     let [m, kb, n, rest @ ..] = data else { return };
     let (m, k, n) = (
@@ -96,6 +97,27 @@ pub fn kernel_differential(data: &[u8]) {
             let same = y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "{isa} family {family}: m={m} k={k} n={n}");
         }
+    }
+    // The Q6_K head GEMV on raw weight and activation bytes: its integer
+    // sums wrap alike on every path, and the f32 epilogue is shared.
+    let blocks = k.div_ceil(Q6K_BLOCK);
+    let w6: Vec<u8> = (0..m * blocks * Q6K_BLOCK_BYTES)
+        .map(|i| byte(i * 3 + 1))
+        .collect();
+    let xq: Vec<u8> = (0..blocks * Q8K_BLOCK_BYTES)
+        .map(|i| byte(i * 5 + 2))
+        .collect();
+    let mut want = vec![0f32; m];
+    scalar
+        .gemv_q6k(&w6, blocks * Q6K_BLOCK, &xq, 0..m, &mut want)
+        .unwrap();
+    for isa in Isa::supported() {
+        let d = Dispatch::for_isa(isa).unwrap();
+        let mut y = vec![f32::NAN; m];
+        d.gemv_q6k(&w6, blocks * Q6K_BLOCK, &xq, 0..m, &mut y)
+            .unwrap();
+        let same = y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{isa} gemv_q6k: m={m} blocks={blocks}");
     }
 }
 

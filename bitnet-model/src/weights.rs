@@ -8,6 +8,7 @@ use bitnet_kernels::format::{
     collapse_block_scales, I2sMatrix, Tq1Matrix, Tq2Matrix, WeightScale, TQ_BLOCK,
 };
 use bitnet_kernels::format::{f16_to_f32, f32_to_f16};
+use bitnet_kernels::kquant::{dequantize_row_q6k, quantize_row_q8k, Q6K_BLOCK, Q8K_BLOCK_BYTES};
 use bitnet_kernels::Dispatch;
 use std::ops::Range;
 use std::slice;
@@ -371,7 +372,7 @@ impl Dense {
                     }
                 }
             }
-            TensorType::Q6K => dequantize_q6_k(row, out),
+            TensorType::Q6K => dequantize_row_q6k(row, out)?,
             _ => unreachable!("checked at load"),
         }
         Ok(())
@@ -383,9 +384,10 @@ impl Dense {
     /// kernel gives for its token alone, so results do not depend on how many
     /// tokens share the pass.
     ///
-    /// One token (decode, and the last prompt token of a prefill): F16 and
-    /// Q8_0 go through the dispatched GEMV, which reads the matrix as
-    /// several far-apart streams. Several tokens, F16 (the tied head of
+    /// One token (decode, and the last prompt token of a prefill): F16,
+    /// Q8_0 and Q6_K go through the dispatched GEMV, which reads the matrix
+    /// as several far-apart streams. Q6_K dots int8 activations
+    /// ([`quantize_row_q8k`], one scale per 256), as ggml does. Several tokens, F16 (the tied head of
     /// BitNet-2B): rows go in blocks of [`HEAD_ROW_BLOCK`], which stay in L2
     /// while each group of [`HEAD_TOKEN_GROUP`] tokens passes over them in
     /// L1, and each row is converted once per group
@@ -423,6 +425,28 @@ impl Dense {
                 // SAFETY: as above.
                 let y = unsafe { slice::from_raw_parts_mut(out.add(rows.start), rows.len()) };
                 d.gemv_q8_0(bytes, self.cols, xs, rows, y)?;
+            }
+            // Every worker quantizes the tokens itself (a few µs), identically.
+            TensorType::Q6K => {
+                let xq_row = self.cols / Q6K_BLOCK * Q8K_BLOCK_BYTES;
+                let mut xq = vec![0u8; n * xq_row];
+                for (x, q) in xs.chunks_exact(self.cols).zip(xq.chunks_exact_mut(xq_row)) {
+                    quantize_row_q8k(x, q)?;
+                }
+                if n == 1 {
+                    // SAFETY: as above.
+                    let y = unsafe { slice::from_raw_parts_mut(out.add(rows.start), rows.len()) };
+                    d.gemv_q6k(bytes, self.cols, &xq, rows, y)?;
+                } else {
+                    let mut y = [0f32];
+                    for r in rows {
+                        let row = &bytes[r * rb..(r + 1) * rb];
+                        for (t, q) in xq.chunks_exact(xq_row).enumerate() {
+                            d.gemv_q6k(row, self.cols, q, 0..1, &mut y)?;
+                            put(t, r, y[0]);
+                        }
+                    }
+                }
             }
             TensorType::F16 => {
                 let w: &[u16] = aligned(bytes, &self.name)?;
@@ -462,8 +486,8 @@ impl Dense {
                     }
                 }
             }
-            // No SIMD kernel yet for these: dequantize a row once, then dot.
-            TensorType::BF16 | TensorType::Q6K => {
+            // No SIMD kernel yet for BF16: dequantize a row once, then dot.
+            TensorType::BF16 => {
                 let mut row = vec![0f32; self.cols];
                 for r in rows {
                     self.row(file, d, r, &mut row)?;
@@ -479,43 +503,9 @@ impl Dense {
     }
 }
 
-/// Bytes per Q6_K block of 256 weights: `ql[128]`, `qh[64]`, `scales[16]` (i8), f16 `d`.
-pub(crate) const Q6K_BLOCK_BYTES: usize = 210;
-
-/// ggml's Q6_K: each weight is `d · scale · (q − 32)` with a 6-bit `q` whose
-/// low 4 bits are in `ql` and high 2 bits in `qh`; per 128-weight half,
-/// byte `l` of `ql` / `qh` serves weights `l`, `l+32`, `l+64`, `l+96`.
-pub(crate) fn dequantize_q6_k(row: &[u8], out: &mut [f32]) {
-    for (block, y) in row
-        .chunks_exact(Q6K_BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(256))
-    {
-        let (ql, rest) = block.split_at(128);
-        let (qh, rest) = rest.split_at(64);
-        let (scales, d) = rest.split_at(16);
-        let d = f16_to_f32(u16::from_le_bytes([d[0], d[1]]));
-        for half in 0..2 {
-            let (ql, qh, sc, y) = (
-                &ql[64 * half..],
-                &qh[32 * half..],
-                &scales[8 * half..],
-                &mut y[128 * half..],
-            );
-            for l in 0..32 {
-                let is = l / 16;
-                let q = [
-                    (ql[l] & 0xf) | ((qh[l] & 3) << 4),
-                    (ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4),
-                    (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
-                    (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
-                ];
-                for (g, &q) in q.iter().enumerate() {
-                    y[l + 32 * g] = d * sc[is + 2 * g] as i8 as f32 * (q as i32 - 32) as f32;
-                }
-            }
-        }
-    }
-}
+/// Bytes per Q6_K block of 256 weights: `ql[128]`, `qh[64]`, `scales[16]`
+/// (i8), f16 `d` ([`bitnet_kernels::kquant`] has the layout).
+pub(crate) const Q6K_BLOCK_BYTES: usize = bitnet_kernels::kquant::Q6K_BLOCK_BYTES;
 
 /// Bytes per Q8_0 block of 32 weights: f16 `d`, then 32 × i8.
 pub(crate) const Q8_0_BLOCK_BYTES: usize = bitnet_kernels::float::Q8_0_BLOCK_BYTES;
@@ -549,7 +539,11 @@ pub(crate) fn nearest_int(x: f32) -> i32 {
 
 /// ggml's `make_qx_quants` with `rmse_type = 1` and no importance weights:
 /// a scale for `x` and its levels `L ∈ [0, 2·nmax)`, chosen among 19 candidate
-/// scales to minimise the x²-weighted squared error.
+/// scales to minimise the x²-weighted squared error. Bit for bit ggml's
+/// result: each candidate's sums run over `x` in order, as there; the 19
+/// candidates run side by side rather than one after another, which lets
+/// them vectorize (the Q6_K re-quantization of a 2B head spends nearly all
+/// its time here).
 fn make_qx_quants(nmax: i32, x: &[f32], levels: &mut [i8]) -> f32 {
     let (mut max, mut amax) = (0f32, 0f32);
     for &v in x {
@@ -563,33 +557,37 @@ fn make_qx_quants(nmax: i32, x: &[f32], levels: &mut [i8]) -> f32 {
         return 0.0;
     }
     let quantize = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
-    let sums = |iscale: f32| {
-        let (mut sumlx, mut suml2) = (0f32, 0f32);
-        for &v in x {
-            let l = quantize(iscale, v) as f32;
-            let w = v * v;
-            sumlx += w * v * l;
-            suml2 += w * l * l;
-        }
-        (sumlx, suml2)
-    };
-    let mut iscale = -(nmax as f32) / max;
-    for (l, &v) in levels.iter_mut().zip(x) {
-        *l = (quantize(iscale, v) + nmax) as i8;
+    // ggml's order: `-nmax / max` first, then `-(nmax + 0.1·is) / max` for
+    // `is = -9 ..= 9`, `is ≠ 0`.
+    // A 20th lane repeats the first, so the lanes fill whole vectors.
+    let mut iscales = [-(nmax as f32) / max; 20];
+    for (c, is) in (-9..=9).filter(|&is| is != 0).enumerate() {
+        iscales[c + 1] = -(nmax as f32 + 0.1 * is as f32) / max;
     }
-    let (sumlx, suml2) = sums(iscale);
-    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
-    let mut best = scale * sumlx;
-    for is in (-9..=9).filter(|&is| is != 0) {
-        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
-        let (sumlx, suml2) = sums(iscale);
-        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            for (l, &v) in levels.iter_mut().zip(x) {
-                *l = (quantize(iscale, v) + nmax) as i8;
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+    let (mut sumlx, mut suml2) = ([0f32; 20], [0f32; 20]);
+    for &v in x {
+        let w = v * v;
+        for ((lx, l2), &iscale) in sumlx.iter_mut().zip(&mut suml2).zip(&iscales) {
+            let l = quantize(iscale, v) as f32;
+            *lx += w * v * l;
+            *l2 += w * l * l;
         }
+    }
+    let mut scale = if suml2[0] != 0.0 {
+        sumlx[0] / suml2[0]
+    } else {
+        0.0
+    };
+    let (mut best, mut chosen) = (scale * sumlx[0], 0);
+    for c in 1..19 {
+        if suml2[c] > 0.0 && sumlx[c] * sumlx[c] > best * suml2[c] {
+            scale = sumlx[c] / suml2[c];
+            best = scale * sumlx[c];
+            chosen = c;
+        }
+    }
+    for (l, &v) in levels.iter_mut().zip(x) {
+        *l = (quantize(iscales[chosen], v) + nmax) as i8;
     }
     scale
 }
@@ -679,7 +677,7 @@ mod tests {
         }
         block[208..].copy_from_slice(&bitnet_kernels::format::f32_to_f16(0.5).to_le_bytes());
         let mut out = vec![0f32; 256];
-        dequantize_q6_k(&block, &mut out);
+        dequantize_row_q6k(&block, &mut out).unwrap();
         for i in 0..256 {
             let scale = (i / 16) as f32 - 8.0;
             assert_eq!(out[i], 0.5 * scale * (q(i) as f32 - 32.0), "weight {i}");
@@ -721,7 +719,7 @@ mod tests {
         let mut q = vec![0u8; 1024 / 256 * Q6K_BLOCK_BYTES];
         quantize_q6_k(&x, &mut q);
         let mut y = vec![0f32; 1024];
-        dequantize_q6_k(&q, &mut y);
+        dequantize_row_q6k(&q, &mut y).unwrap();
         for ((xb, yb), qb) in x
             .chunks_exact(256)
             .zip(y.chunks_exact(256))
@@ -747,6 +745,73 @@ mod tests {
         let mut q = vec![0xffu8; Q6K_BLOCK_BYTES];
         quantize_q6_k(&[0.0; 256], &mut q);
         assert!(q.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn make_qx_quants_equals_the_one_by_one_search() {
+        let mut rng = crate::synthetic::Rng::new(11);
+        for case in 0..4000 {
+            let spread = [1e-3f32, 0.05, 1.0, 300.0][case % 4];
+            let mut x: Vec<f32> = (0..16).map(|_| rng.next_f32() * spread).collect();
+            if case % 7 == 0 {
+                x[case % 16] *= 40.0;
+            }
+            if case % 11 == 0 {
+                x[..8].fill(0.0);
+            }
+            let (mut a, mut b) = ([0i8; 16], [0i8; 16]);
+            let (sa, sb) = (
+                make_qx_quants(32, &x, &mut a),
+                make_qx_quants_one_by_one(32, &x, &mut b),
+            );
+            assert_eq!(sa.to_bits(), sb.to_bits(), "case {case}");
+            assert_eq!(a, b, "case {case}");
+        }
+    }
+
+    /// `make_qx_quants` as ggml writes it: the candidates one after another.
+    fn make_qx_quants_one_by_one(nmax: i32, x: &[f32], levels: &mut [i8]) -> f32 {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax < 1e-15 {
+            levels.fill(0);
+            return 0.0;
+        }
+        let quantize = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        let sums = |iscale: f32| {
+            let (mut sumlx, mut suml2) = (0f32, 0f32);
+            for &v in x {
+                let l = quantize(iscale, v) as f32;
+                let w = v * v;
+                sumlx += w * v * l;
+                suml2 += w * l * l;
+            }
+            (sumlx, suml2)
+        };
+        let mut iscale = -(nmax as f32) / max;
+        for (l, &v) in levels.iter_mut().zip(x) {
+            *l = (quantize(iscale, v) + nmax) as i8;
+        }
+        let (sumlx, suml2) = sums(iscale);
+        let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+        let mut best = scale * sumlx;
+        for is in (-9..=9).filter(|&is| is != 0) {
+            iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+            let (sumlx, suml2) = sums(iscale);
+            if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+                for (l, &v) in levels.iter_mut().zip(x) {
+                    *l = (quantize(iscale, v) + nmax) as i8;
+                }
+                scale = sumlx / suml2;
+                best = scale * sumlx;
+            }
+        }
+        scale
     }
 
     #[test]

@@ -8,11 +8,13 @@ use bitnet_model::{KvCache, KvType, Logits, Model};
 use common::{argmax, cases, fixtures};
 
 fn logits(model: &Model, ids: &[u32]) -> Vec<f32> {
+    logits_of(model, ids, Logits::All)
+}
+
+fn logits_of(model: &Model, ids: &[u32], which: Logits) -> Vec<f32> {
     let mut cache = KvCache::new(&model.config, ids.len(), KvType::F32).unwrap();
     let mut out = Vec::new();
-    model
-        .forward(ids, &mut cache, Logits::All, &mut out)
-        .unwrap();
+    model.forward(ids, &mut cache, which, &mut out).unwrap();
     out
 }
 
@@ -47,6 +49,11 @@ fn requantized_heads_stay_close_and_read_fewer_bytes() {
                 agree += usize::from(argmax(w) == argmax(g));
                 total += 1;
             }
+            // The last token alone takes the one-token GEMV; inside the
+            // batch it took the per-row path: the same logits, bit for bit.
+            let last = logits_of(&model, &case.ids, Logits::Last);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&last), bits(&got[got.len() - vocab..]), "{ty:?}");
         }
         assert!(
             agree * 100 >= total * 95,

@@ -3,6 +3,10 @@
 
 use crate::dispatch::{Isa, Table};
 use crate::format::{I2sMatrix, WeightScale, I2S_BLOCK, TQ_BLOCK};
+use crate::kquant::{
+    add_q6k_block, q6k_level, q6k_scale, q8k_scale, Q6K_BLOCK, Q6K_BLOCK_BYTES, Q6K_SCALES,
+    Q8K_BLOCK_BYTES, Q8K_Q, Q8K_SUMS,
+};
 use crate::math;
 use crate::matmul::dequantize_dot;
 use crate::quant::{QuantizedActs, RowScale, ACT_MAX_FLOOR};
@@ -30,6 +34,7 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc,
     gemv_f16,
     gemv_q8_0,
+    gemv_q6k,
 };
 
 /// `max|x|` ignoring NaN (SIMD paths match for finite input).
@@ -268,5 +273,35 @@ pub(crate) unsafe fn gemv_q8_0(w: &[u8], k: usize, x: &[f32], rows: Range<usize>
             acc += d * s;
         }
         *o = acc;
+    }
+}
+
+/// `Σ_j scale_j · Σ_{i ∈ 16j..16j + 16} (L_i − 32)·q_i` of one Q6_K block
+/// against one Q8_K block, with `Σ (L − 32)·q = Σ L·q − 32·sums[j]`. Exact
+/// for activations from `quantize_row_q8k`; wrapping in general, which
+/// every path shares because `i32` addition and products wrap alike.
+pub(crate) fn q6k_block_dot(w: &[u8], x: &[u8]) -> i32 {
+    let mut isum = 0i32;
+    for j in 0..16 {
+        let sc = w[Q6K_SCALES + j] as i8 as i32;
+        let lq: i32 = (16 * j..16 * (j + 1))
+            .map(|i| q6k_level(w, i) as i32 * x[Q8K_Q + i] as i8 as i32)
+            .sum();
+        let s = i16::from_le_bytes([x[Q8K_SUMS + 2 * j], x[Q8K_SUMS + 2 * j + 1]]) as i32;
+        isum = isum.wrapping_add(sc * (lq - 32 * s));
+    }
+    isum
+}
+
+pub(crate) unsafe fn gemv_q6k(w: &[u8], k: usize, xq: &[u8], rows: Range<usize>, y: &mut [f32]) {
+    let row_bytes = k / Q6K_BLOCK * Q6K_BLOCK_BYTES;
+    for (o, r) in y.iter_mut().zip(rows) {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        *o = row
+            .chunks_exact(Q6K_BLOCK_BYTES)
+            .zip(xq.chunks_exact(Q8K_BLOCK_BYTES))
+            .fold(0.0, |acc, (wb, xb)| {
+                add_q6k_block(acc, q6k_scale(wb), q8k_scale(xb), q6k_block_dot(wb, xb))
+            });
     }
 }

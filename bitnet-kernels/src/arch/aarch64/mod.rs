@@ -5,6 +5,8 @@ use crate::dispatch::Table;
 #[cfg(target_arch = "aarch64")]
 mod float;
 #[cfg(target_arch = "aarch64")]
+mod kquant;
+#[cfg(target_arch = "aarch64")]
 mod lut;
 #[cfg(target_arch = "aarch64")]
 mod neon;

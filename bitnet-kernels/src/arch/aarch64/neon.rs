@@ -37,6 +37,7 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc: super::float::weighted_sum_f64acc_neon,
     gemv_f16: super::float::gemv_f16_neon,
     gemv_q8_0: super::float::gemv_q8_0_neon,
+    gemv_q6k: super::kquant::gemv_q6k_neon,
 };
 
 pub(crate) static TABLE_DOTPROD: Table = Table {

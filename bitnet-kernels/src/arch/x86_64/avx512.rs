@@ -34,6 +34,7 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc: super::float::weighted_sum_f64acc_avx2,
     gemv_f16: super::float::gemv_f16_avx512,
     gemv_q8_0: super::float::gemv_q8_0_avx512,
+    gemv_q6k: super::kquant::gemv_q6k_avx2,
 };
 
 // ---------------------------------------------------------------------------

@@ -49,7 +49,7 @@ fn hsum_avx2(v: __m256) -> f32 {
 /// A loop, not `array::map`: that is not always inlined into the
 /// `#[target_feature]` kernels, and these run once per few hundred bytes.
 #[inline(always)]
-fn row_ptrs<T, const S: usize>(rows: &[&[T]; S], len: usize) -> [*const T; S] {
+pub(super) fn row_ptrs<T, const S: usize>(rows: &[&[T]; S], len: usize) -> [*const T; S] {
     let mut p = [core::ptr::null(); S];
     for (p, r) in p.iter_mut().zip(rows) {
         *p = r[..len].as_ptr();

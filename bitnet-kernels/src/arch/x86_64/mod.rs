@@ -9,6 +9,8 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod float;
 #[cfg(target_arch = "x86_64")]
+mod kquant;
+#[cfg(target_arch = "x86_64")]
 mod lut;
 #[cfg(target_arch = "x86_64")]
 mod mad;
