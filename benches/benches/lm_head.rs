@@ -1,8 +1,10 @@
 //! The tied LM head of 2B-4T (128256 × 2560): F16 (the file's exact weights)
-//! and Q8_0 GEMV per path, as weight GB/s against the measured read bandwidth.
+//! and the re-quantized Q8_0 and Q6_K GEMVs per path, as weight GB/s against
+//! the measured read bandwidth.
 
 use bitnet_benches::*;
 use bitnet_kernels::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+use bitnet_kernels::kquant::{quantize_row_q8k, Q6K_BLOCK, Q6K_BLOCK_BYTES, Q8K_BLOCK_BYTES};
 use bitnet_model::synthetic::Rng;
 use criterion::{BenchmarkId, Throughput};
 use std::time::Instant;
@@ -26,14 +28,28 @@ fn main() {
             }
         })
         .collect();
+    // Random levels and scales; d = 2^-10.
+    let q6: Vec<u8> = (0..m * k / Q6K_BLOCK * Q6K_BLOCK_BYTES)
+        .map(|i| match i % Q6K_BLOCK_BYTES {
+            208 => 0x00,
+            209 => 0x14,
+            _ => rng.next_u64() as u8,
+        })
+        .collect();
     let x: Vec<f32> = (0..k)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
         .collect();
+    let mut xq = vec![0u8; k / Q6K_BLOCK * Q8K_BLOCK_BYTES];
+    quantize_row_q8k(&x, &mut xq).unwrap();
     let mut y = vec![0f32; m];
 
     let mut g = c.benchmark_group(format!("lm_head_bytes/{}", LM_HEAD.id()));
     for d in paths() {
-        for (fmt, bytes) in [("f16", f16.len() * 2), ("q8_0", q8.len())] {
+        for (fmt, bytes) in [
+            ("f16", f16.len() * 2),
+            ("q8_0", q8.len()),
+            ("q6_k", q6.len()),
+        ] {
             let id = format!("{}-{fmt}", d.isa().name());
             g.throughput(Throughput::Bytes(bytes as u64));
             g.bench_function(BenchmarkId::from_parameter(&id), |b| {
@@ -42,7 +58,8 @@ fn main() {
                     for _ in 0..iters {
                         match fmt {
                             "f16" => d.gemv_f16(&f16, k, &x, 0..m, &mut y).unwrap(),
-                            _ => d.gemv_q8_0(&q8, k, &x, 0..m, &mut y).unwrap(),
+                            "q8_0" => d.gemv_q8_0(&q8, k, &x, 0..m, &mut y).unwrap(),
+                            _ => d.gemv_q6k(&q6, k, &xq, 0..m, &mut y).unwrap(),
                         }
                     }
                     let t = start.elapsed();

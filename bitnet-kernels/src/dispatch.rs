@@ -160,9 +160,10 @@ pub(crate) struct Table {
     pub rope_interleaved: unsafe fn(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]),
     pub dot_f32: unsafe fn(a: &[f32], b: &[f32]) -> f32,
     pub dot_f16: unsafe fn(a: &[f32], b: &[u16]) -> f32,
-    /// `out[t] = dot_f16(xs[t·K .. (t + 1)·K], b)` with `K = b.len()`, bit
-    /// for bit the table's own `dot_f16` of each vector.
-    pub dot_f16_multi: unsafe fn(xs: &[f32], b: &[u16], out: &mut [f32]),
+    /// `out[r·N + t] = dot_f16(xs[t·k ..][..k], w[r·k ..][..k])` for the
+    /// `N = xs.len() / k` vectors and `w.len() / k` rows, bit for bit the
+    /// table's own `dot_f16` of each pair.
+    pub dot_f16_multi: unsafe fn(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]),
     /// `y += alpha * x`.
     pub axpy_f32: unsafe fn(alpha: f32, x: &[f32], y: &mut [f32]),
     pub axpy_f16: unsafe fn(alpha: f32, x: &[u16], y: &mut [f32]),

@@ -98,18 +98,44 @@ impl Dispatch {
         Ok(unsafe { (self.table.dot_f16)(a, b) })
     }
 
-    /// One f16 row against several f32 vectors: `out[t] = Σ xs[t·K + i]·f32(b[i])`
-    /// with `K = b.len()` and `xs` holding `out.len()` vectors of `K` back to
-    /// back (the LM head of a batched step: one weight row, every token).
-    /// Each `out[t]` is bit for bit what [`Dispatch::dot_f16`] gives for that
-    /// vector on the same path, so results do not depend on how many tokens
-    /// share a call; the row's halves are converted once for all of them.
-    pub fn dot_f16_multi(&self, xs: &[f32], b: &[u16], out: &mut [f32]) -> Result<(), Error> {
-        // A saturated product cannot equal a real slice length.
-        let expected = out.len().saturating_mul(b.len());
-        check_len("dot_f16_multi vectors", expected, xs.len())?;
+    /// F16 rows against several f32 vectors (the LM head of a batched
+    /// step): `w` holds `M` rows and `xs` `N` vectors, `k` elements each,
+    /// back to back; `out[r·N + t] = Σ_i xs[t·k + i]·f32(w[r·k + i])`, so
+    /// `out` is `M × N`. Each output is bit for bit what
+    /// [`Dispatch::dot_f16`] gives for that row and vector on the same path,
+    /// so results do not depend on how many rows or tokens share a call;
+    /// the kernels convert each row once for several vectors.
+    pub fn dot_f16_multi(
+        &self,
+        xs: &[f32],
+        w: &[u16],
+        k: usize,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        if k == 0 {
+            return Err(Error::ZeroDim {
+                what: "K (columns)",
+            });
+        }
+        for (what, len) in [
+            ("dot_f16_multi vectors", xs.len()),
+            ("dot_f16_multi rows", w.len()),
+        ] {
+            if !len.is_multiple_of(k) {
+                return Err(Error::BufferLength {
+                    what,
+                    expected: len / k * k,
+                    actual: len,
+                });
+            }
+        }
+        check_len(
+            "dot_f16_multi output (rows × vectors)",
+            w.len() / k * (xs.len() / k),
+            out.len(),
+        )?;
         // SAFETY: as above.
-        unsafe { (self.table.dot_f16_multi)(xs, b, out) };
+        unsafe { (self.table.dot_f16_multi)(xs, w, k, out) };
         Ok(())
     }
 

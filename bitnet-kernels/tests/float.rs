@@ -396,32 +396,34 @@ proptest! {
         }
     }
 
-    /// One row against 0..=9 vectors (every group size and remainder of
-    /// every path), K through every tail: each output is bit for bit the
-    /// same path's `dot_f16` of its vector, so the LM head gives the same
-    /// logits whether a token is alone in its step or not. Outputs start as
-    /// NaN so an unwritten one shows.
+    /// 1..=5 rows against 0..=13 vectors (every tile and group size and
+    /// remainder of every path), K through every tail: each output is bit
+    /// for bit the same path's `dot_f16` of its row and vector, so the LM
+    /// head gives the same logits whether a token is alone in its step or
+    /// not. Outputs start as NaN so an unwritten one shows.
     #[test]
-    fn dot_f16_multi_is_dot_f16_per_vector(
-        n in 0usize..=9,
-        k in prop_oneof![0usize..=70, 0usize..=3000],
+    fn dot_f16_multi_is_dot_f16_per_pair(
+        m in 1usize..=5,
+        n in 0usize..=13,
+        k in prop_oneof![1usize..=70, 1usize..=3000],
         seed: u64,
         kind in vals(),
     ) {
         let mut rng = TestRng::new(seed);
         let xs = f32s(&mut rng, n * k, kind);
-        let b = halves(&mut rng, k, kind);
-        let (uxs, ub) = (Unaligned::new(&xs), Unaligned::new(&b));
+        let w = halves(&mut rng, m * k, kind);
+        let (uxs, uw) = (Unaligned::new(&xs), Unaligned::new(&w));
         for d in paths() {
-            let mut out = Unaligned::new(&vec![f32::NAN; n]);
-            d.dot_f16_multi(uxs.get(), ub.get(), out.get_mut()).unwrap();
-            for (t, &got) in out.get().iter().enumerate() {
-                let want = d.dot_f16(&xs[t * k..(t + 1) * k], &b).unwrap();
+            let mut out = Unaligned::new(&vec![f32::NAN; m * n]);
+            d.dot_f16_multi(uxs.get(), uw.get(), k, out.get_mut()).unwrap();
+            for (i, &got) in out.get().iter().enumerate() {
+                let (r, t) = (i / n, i % n);
+                let want = d.dot_f16(&xs[t * k..(t + 1) * k], &w[r * k..(r + 1) * k]).unwrap();
                 prop_assert_eq!(
                     got.to_bits(),
                     want.to_bits(),
-                    "{} dot_f16_multi vector {} of {}, K = {}: {:e} vs dot_f16 {:e}",
-                    d.isa(), t, n, k, got, want
+                    "{} dot_f16_multi row {} vector {} of {}, K = {}: {:e} vs dot_f16 {:e}",
+                    d.isa(), r, t, n, k, got, want
                 );
             }
         }
@@ -861,14 +863,25 @@ fn bad_shapes_are_errors() {
             Err(Error::BufferLength { .. })
         ));
         assert!(
-            is_len(d.dot_f16_multi(&buf(15), &bits(8), &mut buf(2))),
+            is_len(d.dot_f16_multi(&buf(15), &bits(8), 8, &mut buf(2))),
             "{isa}"
         );
         assert!(
-            is_len(d.dot_f16_multi(&buf(16), &bits(8), &mut buf(3))),
+            is_len(d.dot_f16_multi(&buf(16), &bits(8), 8, &mut buf(3))),
             "{isa}"
         );
-        assert!(is_len(d.dot_f16_multi(&buf(1), &[], &mut buf(2))), "{isa}");
+        assert!(
+            is_len(d.dot_f16_multi(&buf(16), &bits(12), 8, &mut buf(2))),
+            "{isa}"
+        );
+        assert!(
+            is_len(d.dot_f16_multi(&buf(16), &bits(16), 8, &mut buf(2))),
+            "{isa}"
+        );
+        assert!(matches!(
+            d.dot_f16_multi(&[], &[], 0, &mut buf(2)),
+            Err(Error::ZeroDim { .. })
+        ));
         assert!(is_len(d.axpy_f32(1.0, &buf(17), &mut buf(16))), "{isa}");
         assert!(is_len(d.axpy_f16(1.0, &bits(16), &mut buf(17))), "{isa}");
 
@@ -934,9 +947,8 @@ fn bad_shapes_are_errors() {
 
         // Empty but well-formed calls are fine.
         assert_eq!(d.dot_f32(&[], &[]), Ok(0.0));
-        let mut zero_k = buf(3);
-        assert!(d.dot_f16_multi(&[], &[], &mut zero_k).is_ok());
-        assert_eq!(zero_k, [d.dot_f16(&[], &[]).unwrap(); 3]);
+        assert!(d.dot_f16_multi(&[], &bits(8), 4, &mut []).is_ok());
+        assert!(d.dot_f16_multi(&buf(8), &[], 4, &mut []).is_ok());
         assert!(d.f16_to_f32(&[], &mut []).is_ok());
         assert!(d.gemv_f16(&w, 8, &buf(8), 3..3, &mut []).is_ok());
     }

@@ -209,18 +209,10 @@ pub(crate) struct Dense {
     owned: Option<Vec<u8>>,
 }
 
-/// Rows of an F16 LM head per block of [`Dense::gemv_tokens`]: 64 rows of
-/// 2560 halves (320 KB) stay in a 512 KB L2 while the token groups pass.
+/// Rows of an F16 LM head per [`Dispatch::dot_f16_multi`] call of
+/// [`Dense::gemv_tokens`]: bounds the staging buffer of their dots. The
+/// kernel itself keeps each row (pair) in L1 while every token passes.
 const HEAD_ROW_BLOCK: usize = 64;
-/// Tokens dotted with each F16 row per [`Dispatch::dot_f16_multi`] call:
-/// three 2560-float vectors (30 KB) nearly fill a 32 KB L1. On the AVX2 VM
-/// (loaded; 12 tokens, K = 2560, matrix in cache, one thread) blocks of 64
-/// rows × 3 tokens ran at 26 GMAC/s against 20 for one row and token per
-/// call, 2 tokens 24, 6 or 12 tokens 19 (their vectors no longer fit L1).
-/// Streamed from memory, the first group's pass over a block waits on DRAM;
-/// prefetching the next block during the later groups made no measurable
-/// difference there.
-const HEAD_TOKEN_GROUP: usize = 3;
 
 impl Dense {
     pub fn load(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<Dense, ModelError> {
@@ -387,11 +379,9 @@ impl Dense {
     /// One token (decode, and the last prompt token of a prefill): F16,
     /// Q8_0 and Q6_K go through the dispatched GEMV, which reads the matrix
     /// as several far-apart streams. Q6_K dots int8 activations
-    /// ([`quantize_row_q8k`], one scale per 256), as ggml does. Several tokens, F16 (the tied head of
-    /// BitNet-2B): rows go in blocks of [`HEAD_ROW_BLOCK`], which stay in L2
-    /// while each group of [`HEAD_TOKEN_GROUP`] tokens passes over them in
-    /// L1, and each row is converted once per group
-    /// ([`Dispatch::dot_f16_multi`]).
+    /// ([`quantize_row_q8k`], one scale per 256), as ggml does. Several
+    /// tokens, F16 (the tied head of BitNet-2B): [`Dispatch::dot_f16_multi`]
+    /// converts each row once for several tokens.
     ///
     /// # Safety
     /// `out[t·stride + r]` must be writable for every token `t` and `r ∈ rows`,
@@ -451,17 +441,15 @@ impl Dense {
             TensorType::F16 => {
                 let w: &[u16] = aligned(bytes, &self.name)?;
                 let k = self.cols;
-                let mut dots = [0f32; HEAD_TOKEN_GROUP];
+                let mut dots = vec![0f32; HEAD_ROW_BLOCK * n];
                 let mut r0 = rows.start;
                 while r0 < rows.end {
                     let block = r0..(r0 + HEAD_ROW_BLOCK).min(rows.end);
-                    for (g, group) in xs.chunks(HEAD_TOKEN_GROUP * k).enumerate() {
-                        let dots = &mut dots[..group.len() / k];
-                        for r in block.clone() {
-                            d.dot_f16_multi(group, &w[r * k..(r + 1) * k], dots)?;
-                            for (j, &v) in dots.iter().enumerate() {
-                                put(g * HEAD_TOKEN_GROUP + j, r, v);
-                            }
+                    let dots = &mut dots[..block.len() * n];
+                    d.dot_f16_multi(xs, &w[block.start * k..block.end * k], k, dots)?;
+                    for (r, row) in block.clone().zip(dots.chunks_exact(n)) {
+                        for (t, &v) in row.iter().enumerate() {
+                            put(t, r, v);
                         }
                     }
                     r0 = block.end;

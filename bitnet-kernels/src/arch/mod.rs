@@ -100,3 +100,27 @@ pub(crate) unsafe fn weighted_sum_f64acc_with(
         unsafe { axpy(pj, &values[j * k..(j + 1) * k], acc) };
     }
 }
+
+/// [`Table::dot_f16_multi`](crate::dispatch::Table) for an ISA whose kernel
+/// takes one row against every vector (`row(xs, b, out)`): row by row.
+///
+/// # Safety
+/// `row`'s ISA is present; `k > 0`, `xs.len()` and `w.len()` are multiples
+/// of `k`, and `out.len() == (w.len() / k) · (xs.len() / k)`.
+#[inline(always)]
+pub(crate) unsafe fn dot_f16_multi_rows_with(
+    row: unsafe fn(&[f32], &[u16], &mut [f32]),
+    xs: &[f32],
+    w: &[u16],
+    k: usize,
+    out: &mut [f32],
+) {
+    let n = xs.len() / k;
+    if n == 0 {
+        return;
+    }
+    for (b, o) in w.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        // SAFETY: forwarded from our caller.
+        unsafe { row(xs, b, o) };
+    }
+}

@@ -190,7 +190,12 @@ pub(crate) unsafe fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     a.iter().zip(b).map(|(x, &y)| x * math::f16_to_f32(y)).sum()
 }
 
-pub(crate) unsafe fn dot_f16_multi(xs: &[f32], b: &[u16], out: &mut [f32]) {
+pub(crate) unsafe fn dot_f16_multi(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
+    // SAFETY: same contract as ours.
+    unsafe { super::dot_f16_multi_rows_with(dot_f16_row_multi, xs, w, k, out) }
+}
+
+unsafe fn dot_f16_row_multi(xs: &[f32], b: &[u16], out: &mut [f32]) {
     let k = b.len();
     for (t, o) in out.iter_mut().enumerate() {
         // SAFETY: same contract as ours.

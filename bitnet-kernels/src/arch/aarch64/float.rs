@@ -9,7 +9,7 @@
 //! `math::f16_to_f32` / `math::f32_to_f16` bit for bit, except that `fcvtl`
 //! quiets signalling NaNs (as F16C does); the tests below check every half.
 
-use crate::arch::gemv_in_streams;
+use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams};
 use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use crate::math::{self, exp_consts};
 use core::arch::aarch64::*;
@@ -319,7 +319,7 @@ fn dot_f16_rows<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
     out
 }
 
-/// Vectors per group of [`dot_f16_multi_neon`]: 4·G accumulators and the
+/// Vectors per group of [`dot_f16_row_multi_neon`]: 4·G accumulators and the
 /// four converted halves fit the 32 vector registers.
 const F16_MULTI_NEON: usize = 4;
 
@@ -354,9 +354,16 @@ fn dot_f16_group_neon<const G: usize>(xs: &[f32], b: &[u16], out: &mut [f32]) {
     }
 }
 
-/// See `Table::dot_f16_multi`: groups of [`F16_MULTI_NEON`] vectors.
+/// See `Table::dot_f16_multi`: row by row.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_f16_multi_neon(xs: &[f32], b: &[u16], out: &mut [f32]) {
+pub(crate) unsafe fn dot_f16_multi_neon(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
+    // SAFETY: forwarded from our caller; NEON is baseline on AArch64.
+    unsafe { dot_f16_multi_rows_with(dot_f16_row_multi_neon, xs, w, k, out) }
+}
+
+/// One row against every vector, in groups of [`F16_MULTI_NEON`].
+#[target_feature(enable = "neon")]
+unsafe fn dot_f16_row_multi_neon(xs: &[f32], b: &[u16], out: &mut [f32]) {
     const G: usize = F16_MULTI_NEON;
     let (k, n) = (b.len(), out.len());
     let mut t = 0;

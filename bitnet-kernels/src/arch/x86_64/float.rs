@@ -25,8 +25,8 @@
 //! value-only intrinsics without `unsafe` 1.87, the AVX-512 intrinsics 1.89
 //! (the workspace's `rust-version`).
 
-use super::prefetch_ahead;
-use crate::arch::gemv_in_streams;
+use super::{prefetch_ahead, prefetch_line};
+use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -368,17 +368,23 @@ fn dot_f16_impl_avx2(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_rows_avx2(&a[..n], [&b[..n]])[0]
 }
 
-/// [`dot_f16_impl_avx2`] of `x` against `S` rows at once, bit for bit: every
-/// row keeps the four FMA chains, the 8-wide step into chain 0, the reduction
-/// and the scalar tail; each 8 floats of `x` are loaded once for all rows,
-/// and each row is prefetched ([`prefetch_ahead`], every 32 bytes).
+/// [`dot_f16_impl_avx2`] of `x` against `S` rows at once, bit for bit: each
+/// row sums its 8-wide steps into two FMA chains (step `j` into chain
+/// `j mod 2`), then adds the chains, sums the lanes and adds the scalar
+/// tail. Two chains, not more: the rows (four streams in the decode GEMV)
+/// give the FMA units their parallelism, two read the head as fast as four
+/// on the AVX2 VM (13.1 against 13.0 GB/s, one thread; one chain: 12.2),
+/// and the batched head's tiles ([`dot_f16_tile_avx2`]) must hold the same
+/// accumulators for 2 rows × 3 tokens in 16 registers. Each 8 floats of
+/// `x` are loaded once for all rows, and each row is prefetched
+/// ([`prefetch_ahead`], every 32 bytes).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_f16_rows_avx2<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
     let k = x.len();
     let xp = x.as_ptr();
     let wp = row_ptrs(&rows, k);
-    let mut acc = [[_mm256_setzero_ps(); 4]; S];
+    let mut acc = [[_mm256_setzero_ps(); 2]; S];
     let mut i = 0;
     while i + 32 <= k {
         // Two requests per 64-byte line, as the ternary GEMV makes: on the
@@ -394,35 +400,50 @@ fn dot_f16_rows_avx2<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
                 let xv = _mm256_loadu_ps(xp.add(o));
                 for (a, w) in acc.iter_mut().zip(&wp) {
                     let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add(o).cast()));
-                    a[u] = _mm256_fmadd_ps(xv, h, a[u]);
+                    a[u % 2] = _mm256_fmadd_ps(xv, h, a[u % 2]);
                 }
             }
         }
         i += 32;
     }
-    while i + 8 <= k {
-        // SAFETY: as above.
-        unsafe {
-            let xv = _mm256_loadu_ps(xp.add(i));
-            for (a, w) in acc.iter_mut().zip(&wp) {
-                let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add(i).cast()));
-                a[0] = _mm256_fmadd_ps(xv, h, a[0]);
+    // Up to three 8-wide steps are left: chains 0, 1, 0. A macro, not a
+    // closure over `acc`, and constant chain indices, so the accumulators
+    // stay in registers (a closure made the decode head 3–12 % slower).
+    macro_rules! step {
+        ($i:expr, $c:literal) => {
+            // SAFETY: callers keep $i + 8 <= k, within `x` and every row.
+            unsafe {
+                let xv = _mm256_loadu_ps(xp.add($i));
+                for (a, w) in acc.iter_mut().zip(&wp) {
+                    let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add($i).cast()));
+                    a[$c] = _mm256_fmadd_ps(xv, h, a[$c]);
+                }
             }
-        }
+        };
+    }
+    if i + 16 <= k {
+        step!(i, 0);
+        step!(i + 8, 1);
+        i += 16;
+    }
+    if i + 8 <= k {
+        step!(i, 0);
         i += 8;
     }
     let mut out = [0f32; S];
     for ((o, a), row) in out.iter_mut().zip(&acc).zip(&rows) {
-        let mut s = hsum_avx2(_mm256_add_ps(
-            _mm256_add_ps(a[0], a[1]),
-            _mm256_add_ps(a[2], a[3]),
-        ));
-        for (&xv, &h) in x[i..].iter().zip(&row[i..k]) {
-            s += xv * math::f16_to_f32(h);
-        }
-        *o = s;
+        *o = f16_dot_tail(hsum_avx2(_mm256_add_ps(a[0], a[1])), &x[i..], &row[i..k]);
     }
     out
+}
+
+/// The scalar tail every AVX2 f16 dot ends with: `s + Σ x·f32(h)` in order.
+#[inline(always)]
+fn f16_dot_tail(mut s: f32, x: &[f32], h: &[u16]) -> f32 {
+    for (&xv, &h) in x.iter().zip(h) {
+        s += xv * math::f16_to_f32(h);
+    }
+    s
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -430,77 +451,125 @@ pub(crate) unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_impl_avx2(a, b)
 }
 
-/// Vectors per group of [`dot_f16_multi_avx2`]: 4·G accumulators plus the
-/// converted halves and one vector load fit the 16 ymm registers.
-const F16_MULTI_AVX2: usize = 3;
-
-/// [`dot_f16_impl_avx2`] of the `G` vectors `xs[t·K ..]` against one row `b`
-/// (`K = b.len()`): each 8 halves are converted once for all of them, and
-/// every vector keeps the single-vector accumulators, FMA sequence, final
-/// reduction and scalar tail, so `out[t]` equals
-/// `dot_f16_impl_avx2(&xs[t·K .. (t + 1)·K], b)` bit for bit.
+/// [`dot_f16_impl_avx2`] of `T` vectors `xs[t·K ..]` against `R` rows
+/// (`K = k`): every (row, vector) pair keeps the single-vector chains, lane
+/// sum and scalar tail, so `out[r][t]` equals `dot_f16_impl_avx2` of it bit
+/// for bit.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_f16_group_avx2<const G: usize>(xs: &[f32], b: &[u16], out: &mut [f32]) {
-    let k = b.len();
-    let (xs, out) = (&xs[..G * k], &mut out[..G]);
-    let (xp, bp) = (xs.as_ptr(), b.as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); 4]; G];
+fn dot_f16_tile_avx2<const R: usize, const T: usize>(
+    xs: &[f32],
+    rows: [&[u16]; R],
+    k: usize,
+    out: &mut [[f32; T]; R],
+) {
+    let xs = &xs[..T * k];
+    let xp = xs.as_ptr();
+    let wp = row_ptrs(&rows, k);
+    let mut acc = [[[_mm256_setzero_ps(); 2]; T]; R];
     let mut i = 0;
-    while i + 32 <= k {
-        // The first token group reads the row from DRAM: prefetching lets
-        // the FMAs overlap the reads (later groups find it in L2 or L1).
-        prefetch_ahead(bp.wrapping_add(i).cast());
-        prefetch_ahead(bp.wrapping_add(i + 16).cast());
-        for u in 0..4 {
-            let o = i + 8 * u;
-            // SAFETY: o + 8 <= k, so halves o..o + 8 lie in `b` and floats
-            // t·K + o .. t·K + o + 8 in vector t < G of `xs`.
+    // One 8-wide step into chain `$c`, all rows and vectors (a macro, as in
+    // `dot_f16_rows_avx2`, so the accumulators stay in registers).
+    macro_rules! step {
+        ($i:expr, $c:literal) => {
+            // SAFETY: callers keep $i + 8 <= k, so halves $i..$i + 8 lie in
+            // every row and floats t·k + $i .. t·k + $i + 8 in vector t < T.
             unsafe {
-                let h = _mm256_cvtph_ps(_mm_loadu_si128(bp.add(o).cast()));
-                for (t, a) in acc.iter_mut().enumerate() {
-                    a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(t * k + o)), h, a[u]);
+                let mut h = [_mm256_setzero_ps(); R];
+                for (h, w) in h.iter_mut().zip(&wp) {
+                    *h = _mm256_cvtph_ps(_mm_loadu_si128(w.add($i).cast()));
+                }
+                for t in 0..T {
+                    let xv = _mm256_loadu_ps(xp.add(t * k + $i));
+                    for (a, h) in acc.iter_mut().zip(&h) {
+                        a[t][$c] = _mm256_fmadd_ps(xv, *h, a[t][$c]);
+                    }
                 }
             }
-        }
-        i += 32;
+        };
     }
-    while i + 8 <= k {
-        // SAFETY: i + 8 <= k, as above.
-        unsafe {
-            let h = _mm256_cvtph_ps(_mm_loadu_si128(bp.add(i).cast()));
-            for (t, a) in acc.iter_mut().enumerate() {
-                a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(t * k + i)), h, a[0]);
+    while i + 16 <= k {
+        if i % 32 == 0 {
+            // The same place in the next `R` rows of the matrix (row-major,
+            // so `R·k` halves on), which the next tile reads from DRAM:
+            // rows read side by side form one stream, for which the 1 KiB
+            // of `prefetch_ahead` is too short a lead. On the AVX2 VM
+            // (2026-11-30; the 2B head from DRAM, 6 vectors, one thread)
+            // 2 × 3 tiles ran at 21 GMAC/s this way, 17 with 4 KiB.
+            for w in &wp {
+                let next = w.wrapping_add(R * k + i).cast::<u8>();
+                prefetch_line(next);
+                prefetch_line(next.wrapping_add(32));
             }
         }
+        step!(i, 0);
+        step!(i + 8, 1);
+        i += 16;
+    }
+    if i + 8 <= k {
+        step!(i, 0);
         i += 8;
     }
-    for (t, (a, o)) in acc.iter().zip(out.iter_mut()).enumerate() {
-        let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-        let mut s = hsum_avx2(v);
-        let x = &xs[t * k..(t + 1) * k];
-        for j in i..k {
-            s += x[j] * math::f16_to_f32(b[j]);
+    for ((o, a), row) in out.iter_mut().zip(&acc).zip(&rows) {
+        for (t, (o, a)) in o.iter_mut().zip(a).enumerate() {
+            let s = hsum_avx2(_mm256_add_ps(a[0], a[1]));
+            *o = f16_dot_tail(s, &xs[t * k + i..(t + 1) * k], &row[i..k]);
         }
-        *o = s;
     }
 }
 
-/// See `Table::dot_f16_multi`: groups of [`F16_MULTI_AVX2`] vectors.
+/// [`dot_f16_tile_avx2`] over every vector of `xs`, 3 at a time: 2 rows × 3
+/// vectors × 2 chains of accumulators, two converted rows and one vector
+/// load are 15 of the 16 ymm registers, and each vector load feeds two
+/// FMAs. On the AVX2 VM (2026-11-30; 6 vectors, one thread) that tile ran
+/// at 21 GMAC/s over the 2B head from DRAM and 22–31 in L2, against 14–16
+/// for one row × 3 vectors with four chains each. `out[j·n + t]` for row
+/// `j < R` and vector `t < n`.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_f16_multi_avx2(xs: &[f32], b: &[u16], out: &mut [f32]) {
-    const G: usize = F16_MULTI_AVX2;
-    let (k, n) = (b.len(), out.len());
-    let mut t = 0;
-    while n - t >= G {
-        dot_f16_group_avx2::<G>(&xs[t * k..], b, &mut out[t..]);
-        t += G;
+fn dot_f16_rows_multi_avx2<const R: usize>(
+    xs: &[f32],
+    rows: [&[u16]; R],
+    k: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    fn put<const R: usize, const T: usize>(o: [[f32; T]; R], out: &mut [f32], n: usize, t0: usize) {
+        for (j, o) in o.iter().enumerate() {
+            out[j * n + t0..j * n + t0 + T].copy_from_slice(o);
+        }
     }
-    let (x, o) = (&xs[t * k..], &mut out[t..]);
-    match n - t {
-        0 => {}
-        1 => dot_f16_group_avx2::<1>(x, b, o),
-        _ => dot_f16_group_avx2::<2>(x, b, o),
+    let mut t0 = 0;
+    while t0 < n {
+        let x = &xs[t0 * k..];
+        macro_rules! tile {
+            ($t:literal) => {{
+                let mut o = [[0f32; $t]; R];
+                dot_f16_tile_avx2::<R, $t>(x, rows, k, &mut o);
+                put(o, out, n, t0);
+                t0 += $t;
+            }};
+        }
+        match n - t0 {
+            1 => tile!(1),
+            2 => tile!(2),
+            _ => tile!(3),
+        }
+    }
+}
+
+/// See `Table::dot_f16_multi`: tiles of 2 rows × up to 3 vectors.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16_multi_avx2(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
+    let (n, m) = (xs.len() / k, w.len() / k);
+    let row = |r: usize| &w[r * k..(r + 1) * k];
+    let mut r = 0;
+    while r + 2 <= m {
+        dot_f16_rows_multi_avx2(xs, [row(r), row(r + 1)], k, n, &mut out[r * n..]);
+        r += 2;
+    }
+    if r < m {
+        dot_f16_rows_multi_avx2(xs, [row(r)], k, n, &mut out[r * n..]);
     }
 }
 
@@ -1025,11 +1094,11 @@ pub(crate) unsafe fn dot_f16_avx512(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_impl_avx512(a, b)
 }
 
-/// Vectors per group of [`dot_f16_multi_avx512`] (4·G accumulators of 32 zmm).
+/// Vectors per group of [`dot_f16_row_multi_avx512`] (4·G accumulators of 32 zmm).
 const F16_MULTI_AVX512: usize = 4;
 
 /// [`dot_f16_impl_avx512`] of the `G` vectors `xs[t·K ..]` against one row
-/// `b`; as [`dot_f16_group_avx2`], `out[t]` equals the single-vector kernel
+/// `b`; as [`dot_f16_tile_avx2`], `out[t]` equals the single-vector kernel
 /// bit for bit (same accumulators, masked tail and reduction per vector).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
@@ -1077,9 +1146,16 @@ fn dot_f16_group_avx512<const G: usize>(xs: &[f32], b: &[u16], out: &mut [f32]) 
     }
 }
 
-/// See `Table::dot_f16_multi`: groups of [`F16_MULTI_AVX512`] vectors.
+/// See `Table::dot_f16_multi`: row by row.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(crate) unsafe fn dot_f16_multi_avx512(xs: &[f32], b: &[u16], out: &mut [f32]) {
+pub(crate) unsafe fn dot_f16_multi_avx512(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
+    // SAFETY: forwarded from our caller; AVX-512 is present.
+    unsafe { dot_f16_multi_rows_with(dot_f16_row_multi_avx512, xs, w, k, out) }
+}
+
+/// One row against every vector, in groups of [`F16_MULTI_AVX512`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn dot_f16_row_multi_avx512(xs: &[f32], b: &[u16], out: &mut [f32]) {
     const G: usize = F16_MULTI_AVX512;
     let (k, n) = (b.len(), out.len());
     let mut t = 0;

@@ -38,13 +38,17 @@ const PREFETCH_BYTES: usize = 1024;
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch_ahead(p: *const u8) {
-    // SAFETY: a prefetch never faults, whatever the address, and
-    // `wrapping_add` keeps computing it defined past the end of the data.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            p.wrapping_add(PREFETCH_BYTES).cast(),
-        )
-    }
+    prefetch_line(p.wrapping_add(PREFETCH_BYTES));
+}
+
+/// Prefetches the line holding `p` into L1.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    // SAFETY: a prefetch never faults, whatever the address (callers form
+    // it with `wrapping_add`, which keeps computing it defined past the end
+    // of the data).
+    unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast()) }
 }
 
 pub(crate) fn has_avx2() -> bool {
