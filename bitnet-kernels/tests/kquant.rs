@@ -99,18 +99,11 @@ fn activations(rng: &mut TestRng, blocks: usize, fill: Fill) -> (Vec<f32>, Vec<u
     (x, xq)
 }
 
+/// An f16 scale's value (the conversion itself is tested in `float.rs`).
 fn f16(bits: u16) -> f64 {
-    let (sign, exp, man) = ((bits >> 15) & 1, (bits >> 10) & 0x1f, (bits & 0x3ff) as f64);
-    let v = if exp == 0 {
-        man * 2f64.powi(-24)
-    } else {
-        (1.0 + man / 1024.0) * 2f64.powi(exp as i32 - 15)
-    };
-    if sign == 1 {
-        -v
-    } else {
-        v
-    }
+    let mut v = [0f32];
+    scalar().f16_to_f32(&[bits], &mut v).unwrap();
+    v[0] as f64
 }
 
 /// Per block: `d_w · d_x` and `Σ_i scale_i·(L_i − 32)·q_i`, from the

@@ -407,8 +407,8 @@ fn dot_f16_rows_avx2<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
         i += 32;
     }
     // Up to three 8-wide steps are left: chains 0, 1, 0. A macro, not a
-    // closure over `acc`, and constant chain indices, so the accumulators
-    // stay in registers (a closure made the decode head 3–12 % slower).
+    // closure over `acc`, and constant chain indices, so nothing forces the
+    // accumulators out of registers.
     macro_rules! step {
         ($i:expr, $c:literal) => {
             // SAFETY: callers keep $i + 8 <= k, within `x` and every row.
