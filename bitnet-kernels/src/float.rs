@@ -213,7 +213,7 @@ impl Dispatch {
         rows: Range<usize>,
         y: &mut [f32],
     ) -> Result<(), Error> {
-        check_gemv(w.len(), k, k, x, &rows, y)?;
+        check_gemv(w.len(), k, k, (x.len(), k), &rows, y)?;
         // SAFETY: as above.
         unsafe { (self.table.gemv_f16)(w, k, x, rows, y) };
         Ok(())
@@ -235,7 +235,14 @@ impl Dispatch {
                 block: Q8_0_BLOCK,
             });
         }
-        check_gemv(w.len(), k, Q8_0_BLOCK_BYTES * k / Q8_0_BLOCK, x, &rows, y)?;
+        check_gemv(
+            w.len(),
+            k,
+            Q8_0_BLOCK_BYTES * k / Q8_0_BLOCK,
+            (x.len(), k),
+            &rows,
+            y,
+        )?;
         // SAFETY: as above.
         unsafe { (self.table.gemv_q8_0)(w, k, x, rows, y) };
         Ok(())
@@ -259,12 +266,14 @@ fn check_rope(x: &[f32], head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<()
     check_len("RoPE sin", head_dim / 2, sin.len())
 }
 
-/// `row_len`: elements of `w` per row (`K` halves for f16, bytes for Q8_0).
-fn check_gemv(
+/// `row_len`: elements of `w` per row (`K` halves for f16, bytes for the
+/// block formats); `x_len`: the input's length, which must be `x_expected`
+/// (`K` floats, or the bytes of a quantized row).
+pub(crate) fn check_gemv(
     w_len: usize,
     k: usize,
     row_len: usize,
-    x: &[f32],
+    (x_len, x_expected): (usize, usize),
     rows: &Range<usize>,
     y: &[f32],
 ) -> Result<(), Error> {
@@ -281,7 +290,7 @@ fn check_gemv(
         });
     }
     let m = w_len / row_len;
-    check_len("GEMV input", k, x.len())?;
+    check_len("GEMV input", x_expected, x_len)?;
     if rows.start > rows.end || rows.end > m {
         return Err(Error::RowRange {
             start: rows.start,

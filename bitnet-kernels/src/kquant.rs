@@ -21,6 +21,7 @@
 
 use crate::dispatch::Dispatch;
 use crate::error::{check_len, Error};
+use crate::float::check_gemv;
 use crate::math;
 use core::ops::Range;
 
@@ -152,11 +153,6 @@ impl Dispatch {
         rows: Range<usize>,
         y: &mut [f32],
     ) -> Result<(), Error> {
-        if k == 0 {
-            return Err(Error::ZeroDim {
-                what: "K (columns)",
-            });
-        }
         if !k.is_multiple_of(Q6K_BLOCK) {
             return Err(Error::KNotMultiple {
                 k,
@@ -164,24 +160,8 @@ impl Dispatch {
             });
         }
         let blocks = k / Q6K_BLOCK;
-        check_len("Q6_K GEMV activations", blocks * Q8K_BLOCK_BYTES, xq.len())?;
-        let row_bytes = blocks * Q6K_BLOCK_BYTES;
-        if !w.len().is_multiple_of(row_bytes) {
-            return Err(Error::BufferLength {
-                what: "Q6_K GEMV weights (a multiple of the row size)",
-                expected: row_bytes * (w.len() / row_bytes).max(1),
-                actual: w.len(),
-            });
-        }
-        let m = w.len() / row_bytes;
-        if rows.start > rows.end || rows.end > m {
-            return Err(Error::RowRange {
-                start: rows.start,
-                end: rows.end,
-                m,
-            });
-        }
-        check_len("Q6_K GEMV output", rows.len(), y.len())?;
+        let xq_len = (xq.len(), blocks * Q8K_BLOCK_BYTES);
+        check_gemv(w.len(), k, blocks * Q6K_BLOCK_BYTES, xq_len, &rows, y)?;
         // SAFETY: ISA supported (Dispatch invariant); shapes checked above.
         unsafe { (self.table.gemv_q6k)(w, k, xq, rows, y) };
         Ok(())
