@@ -369,13 +369,11 @@ fn dot_f16_impl_avx2(a: &[f32], b: &[u16]) -> f32 {
 }
 
 /// [`dot_f16_impl_avx2`] of `x` against `S` rows at once, bit for bit: each
-/// row sums its 8-wide steps into two FMA chains (step `j` into chain
-/// `j mod 2`), then adds the chains, sums the lanes and adds the scalar
-/// tail. Two chains, not more: the rows (four streams in the decode GEMV)
-/// give the FMA units their parallelism, two read the head as fast as four
-/// on the AVX2 VM (13.1 against 13.0 GB/s, one thread; one chain: 12.2),
-/// and the batched head's tiles ([`dot_f16_tile_avx2`]) must hold the same
-/// accumulators for 2 rows × 3 tokens in 16 registers. Each 8 floats of
+/// row sums its 8-wide steps in order into one FMA chain, then sums the
+/// lanes and adds the scalar tail. One chain per row: the rows (four
+/// streams in the decode GEMV) give the FMA units their parallelism, and
+/// the batched head's tiles ([`dot_f16_tile_avx2`]) must hold the same
+/// accumulators for 2 rows × 6 tokens in 16 registers. Each 8 floats of
 /// `x` are loaded once for all rows, and each row is prefetched
 /// ([`prefetch_ahead`], every 32 bytes).
 #[inline]
@@ -384,55 +382,44 @@ fn dot_f16_rows_avx2<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
     let k = x.len();
     let xp = x.as_ptr();
     let wp = row_ptrs(&rows, k);
-    let mut acc = [[_mm256_setzero_ps(); 2]; S];
+    let mut acc = [_mm256_setzero_ps(); S];
     let mut i = 0;
-    while i + 32 <= k {
-        // Two requests per 64-byte line, as the ternary GEMV makes: on the
-        // AVX2 VM (2026-11-30) this read the head 7–10 % faster than one.
-        for w in &wp {
-            prefetch_ahead(w.wrapping_add(i).cast());
-            prefetch_ahead(w.wrapping_add(i + 16).cast());
+    while i + 16 <= k {
+        if i % 32 == 0 {
+            // Two requests per 64-byte line, as the ternary GEMV makes: on
+            // the AVX2 VM (2026-11-30) this read the head 7–10 % faster
+            // than one.
+            for w in &wp {
+                prefetch_ahead(w.wrapping_add(i).cast());
+                prefetch_ahead(w.wrapping_add(i + 16).cast());
+            }
         }
-        for u in 0..4 {
-            let o = i + 8 * u;
+        for o in [i, i + 8] {
             // SAFETY: o + 8 <= k, and `x` and every row hold k elements.
             unsafe {
                 let xv = _mm256_loadu_ps(xp.add(o));
                 for (a, w) in acc.iter_mut().zip(&wp) {
                     let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add(o).cast()));
-                    a[u % 2] = _mm256_fmadd_ps(xv, h, a[u % 2]);
+                    *a = _mm256_fmadd_ps(xv, h, *a);
                 }
             }
         }
-        i += 32;
-    }
-    // Up to three 8-wide steps are left: chains 0, 1, 0. A macro, not a
-    // closure over `acc`, and constant chain indices, so nothing forces the
-    // accumulators out of registers.
-    macro_rules! step {
-        ($i:expr, $c:literal) => {
-            // SAFETY: callers keep $i + 8 <= k, within `x` and every row.
-            unsafe {
-                let xv = _mm256_loadu_ps(xp.add($i));
-                for (a, w) in acc.iter_mut().zip(&wp) {
-                    let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add($i).cast()));
-                    a[$c] = _mm256_fmadd_ps(xv, h, a[$c]);
-                }
-            }
-        };
-    }
-    if i + 16 <= k {
-        step!(i, 0);
-        step!(i + 8, 1);
         i += 16;
     }
     if i + 8 <= k {
-        step!(i, 0);
+        // SAFETY: i + 8 <= k, as above.
+        unsafe {
+            let xv = _mm256_loadu_ps(xp.add(i));
+            for (a, w) in acc.iter_mut().zip(&wp) {
+                let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add(i).cast()));
+                *a = _mm256_fmadd_ps(xv, h, *a);
+            }
+        }
         i += 8;
     }
     let mut out = [0f32; S];
     for ((o, a), row) in out.iter_mut().zip(&acc).zip(&rows) {
-        *o = f16_dot_tail(hsum_avx2(_mm256_add_ps(a[0], a[1])), &x[i..], &row[i..k]);
+        *o = f16_dot_tail(hsum_avx2(*a), &x[i..], &row[i..k]);
     }
     out
 }
@@ -466,12 +453,12 @@ fn dot_f16_tile_avx2<const R: usize, const T: usize>(
     let xs = &xs[..T * k];
     let xp = xs.as_ptr();
     let wp = row_ptrs(&rows, k);
-    let mut acc = [[[_mm256_setzero_ps(); 2]; T]; R];
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
     let mut i = 0;
-    // One 8-wide step into chain `$c`, all rows and vectors (a macro, as in
-    // `dot_f16_rows_avx2`, so the accumulators stay in registers).
+    // One 8-wide step, all rows and vectors: a macro, not a closure over
+    // `acc`, so nothing forces the accumulators out of registers.
     macro_rules! step {
-        ($i:expr, $c:literal) => {
+        ($i:expr) => {
             // SAFETY: callers keep $i + 8 <= k, so halves $i..$i + 8 lie in
             // every row and floats t·k + $i .. t·k + $i + 8 in vector t < T.
             unsafe {
@@ -482,7 +469,7 @@ fn dot_f16_tile_avx2<const R: usize, const T: usize>(
                 for t in 0..T {
                     let xv = _mm256_loadu_ps(xp.add(t * k + $i));
                     for (a, h) in acc.iter_mut().zip(&h) {
-                        a[t][$c] = _mm256_fmadd_ps(xv, *h, a[t][$c]);
+                        a[t] = _mm256_fmadd_ps(xv, *h, a[t]);
                     }
                 }
             }
@@ -490,55 +477,49 @@ fn dot_f16_tile_avx2<const R: usize, const T: usize>(
     }
     while i + 16 <= k {
         if i % 32 == 0 {
-            // The same place in the next `R` rows of the matrix (row-major,
-            // so `R·k` halves on), which the next tile reads from DRAM:
-            // rows read side by side form one stream, for which the 1 KiB
-            // of `prefetch_ahead` is too short a lead. On the AVX2 VM
-            // (2026-11-30; the 2B head from DRAM, 6 vectors, one thread)
-            // 2 × 3 tiles ran at 21 GMAC/s this way, 17 with 4 KiB.
+            // The same place in the row after each of ours (row-major, so
+            // `k` halves on), which the next tile reads from DRAM: the 1 KiB
+            // of `prefetch_ahead` is too short a lead for rows that every
+            // vector passes over. On the AVX2 VM (2026-11-30; the 2B head
+            // from DRAM, 6 vectors, one thread) tiles ran at 21 GMAC/s this
+            // way, 17 with 4 KiB.
             for w in &wp {
-                let next = w.wrapping_add(R * k + i).cast::<u8>();
+                let next = w.wrapping_add(k + i).cast::<u8>();
                 prefetch_line(next);
                 prefetch_line(next.wrapping_add(32));
             }
         }
-        step!(i, 0);
-        step!(i + 8, 1);
+        step!(i);
+        step!(i + 8);
         i += 16;
     }
     if i + 8 <= k {
-        step!(i, 0);
+        step!(i);
         i += 8;
     }
     for ((o, a), row) in out.iter_mut().zip(&acc).zip(&rows) {
         for (t, (o, a)) in o.iter_mut().zip(a).enumerate() {
-            let s = hsum_avx2(_mm256_add_ps(a[0], a[1]));
-            *o = f16_dot_tail(s, &xs[t * k + i..(t + 1) * k], &row[i..k]);
+            *o = f16_dot_tail(hsum_avx2(*a), &xs[t * k + i..(t + 1) * k], &row[i..k]);
         }
     }
 }
 
-/// [`dot_f16_tile_avx2`] over every vector of `xs`, 3 at a time: 2 rows × 3
-/// vectors × 2 chains of accumulators, two converted rows and one vector
-/// load are 15 of the 16 ymm registers, and each vector load feeds two
-/// FMAs. On the AVX2 VM (2026-11-30; 6 vectors, one thread) that tile ran
-/// at 21 GMAC/s over the 2B head from DRAM and 22–31 in L2, against 14–16
-/// for one row × 3 vectors with four chains each. `out[j·n + t]` for row
-/// `j < R` and vector `t < n`.
+/// [`dot_f16_tile_avx2`] over every vector of `xs`, 6 at a time: 2 rows × 6
+/// vectors of accumulators, two converted rows and one vector load are 15
+/// of the 16 ymm registers; each converted row feeds six FMAs and each
+/// vector load two. On the AVX2 VM (2026-11-30; the 2B head from DRAM, 6
+/// vectors, one thread) the whole crate's batched head ran at 19.5–23.2
+/// GMAC/s this way against 17.0–19.1 for 2 rows × 3 vectors × 2 chains
+/// (alternated in one process). `outs[j][t]` for row `j < R`, vector `t < n`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_f16_rows_multi_avx2<const R: usize>(
     xs: &[f32],
     rows: [&[u16]; R],
     k: usize,
-    n: usize,
-    out: &mut [f32],
+    mut outs: [&mut [f32]; R],
 ) {
-    fn put<const R: usize, const T: usize>(o: [[f32; T]; R], out: &mut [f32], n: usize, t0: usize) {
-        for (j, o) in o.iter().enumerate() {
-            out[j * n + t0..j * n + t0 + T].copy_from_slice(o);
-        }
-    }
+    let n = outs[0].len();
     let mut t0 = 0;
     while t0 < n {
         let x = &xs[t0 * k..];
@@ -546,30 +527,47 @@ fn dot_f16_rows_multi_avx2<const R: usize>(
             ($t:literal) => {{
                 let mut o = [[0f32; $t]; R];
                 dot_f16_tile_avx2::<R, $t>(x, rows, k, &mut o);
-                put(o, out, n, t0);
+                for (out, o) in outs.iter_mut().zip(&o) {
+                    out[t0..t0 + $t].copy_from_slice(o);
+                }
                 t0 += $t;
             }};
         }
         match n - t0 {
             1 => tile!(1),
             2 => tile!(2),
-            _ => tile!(3),
+            3 => tile!(3),
+            4 => tile!(4),
+            5 => tile!(5),
+            _ => tile!(6),
         }
     }
 }
 
-/// See `Table::dot_f16_multi`: tiles of 2 rows × up to 3 vectors.
+/// See `Table::dot_f16_multi`. A tile pairs row `j` with row `j + m/2`, so
+/// the rows arrive as two streams half the matrix apart, as the decode
+/// GEMV's do ([`GEMV_STREAMS`](crate::arch::GEMV_STREAMS)): on the AVX2 VM
+/// (2026-11-30; the 2B head from DRAM in the model's 64-row blocks, 6
+/// vectors, one thread) 25.0–27.2 GMAC/s against 16.5–22.4 for adjacent
+/// rows, alternated in one process.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16_multi_avx2(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
     let (n, m) = (xs.len() / k, w.len() / k);
-    let row = |r: usize| &w[r * k..(r + 1) * k];
-    let mut r = 0;
-    while r + 2 <= m {
-        dot_f16_rows_multi_avx2(xs, [row(r), row(r + 1)], k, n, &mut out[r * n..]);
-        r += 2;
+    if n == 0 {
+        return;
     }
-    if r < m {
-        dot_f16_rows_multi_avx2(xs, [row(r)], k, n, &mut out[r * n..]);
+    let h = m / 2;
+    let row = |r: usize| &w[r * k..(r + 1) * k];
+    let (lo, hi) = out.split_at_mut(h * n);
+    for (j, (a, b)) in lo
+        .chunks_exact_mut(n)
+        .zip(hi.chunks_exact_mut(n))
+        .enumerate()
+    {
+        dot_f16_rows_multi_avx2(xs, [row(j), row(j + h)], k, [a, b]);
+    }
+    if m % 2 == 1 {
+        dot_f16_rows_multi_avx2(xs, [row(m - 1)], k, [&mut out[(m - 1) * n..m * n]]);
     }
 }
 
