@@ -185,6 +185,9 @@ pub(crate) struct Table {
     /// against one row of Q8_K activations (`crate::kquant`), bit for bit
     /// the scalar reference.
     pub gemv_q6k: GemvFn<u8, u8>,
+    /// `out[r·N + t] = gemv_q6k` of row `r` of `w` against Q8_K vector `t`
+    /// of `xqs` (`N` vectors of `k / 256` blocks), bit for bit.
+    pub dot_q6k_multi: unsafe fn(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]),
 }
 
 /// A handle on one supported ISA's kernels. Cheap to copy.

@@ -112,27 +112,11 @@ impl Dispatch {
         k: usize,
         out: &mut [f32],
     ) -> Result<(), Error> {
-        if k == 0 {
-            return Err(Error::ZeroDim {
-                what: "K (columns)",
-            });
-        }
-        for (what, len) in [
-            ("dot_f16_multi vectors", xs.len()),
-            ("dot_f16_multi rows", w.len()),
-        ] {
-            if !len.is_multiple_of(k) {
-                return Err(Error::BufferLength {
-                    what,
-                    expected: len / k * k,
-                    actual: len,
-                });
-            }
-        }
-        check_len(
-            "dot_f16_multi output (rows × vectors)",
-            w.len() / k * (xs.len() / k),
-            out.len(),
+        check_multi(
+            k,
+            ("dot_f16_multi vectors", xs.len(), k),
+            ("dot_f16_multi rows", w.len(), k),
+            out,
         )?;
         // SAFETY: as above.
         unsafe { (self.table.dot_f16_multi)(xs, w, k, out) };
@@ -264,6 +248,36 @@ fn check_rope(x: &[f32], head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<()
     }
     check_len("RoPE cos", head_dim / 2, cos.len())?;
     check_len("RoPE sin", head_dim / 2, sin.len())
+}
+
+/// The shapes of a rows × vectors dot (`dot_f16_multi`, `dot_q6k_multi`):
+/// `k > 0`, the vectors and the rows are whole (`(name, length, one's
+/// length)`), and `out` holds one value per row and vector.
+pub(crate) fn check_multi(
+    k: usize,
+    (x_what, x_len, x_row): (&'static str, usize, usize),
+    (w_what, w_len, w_row): (&'static str, usize, usize),
+    out: &[f32],
+) -> Result<(), Error> {
+    if k == 0 {
+        return Err(Error::ZeroDim {
+            what: "K (columns)",
+        });
+    }
+    for (what, len, unit) in [(x_what, x_len, x_row), (w_what, w_len, w_row)] {
+        if !len.is_multiple_of(unit) {
+            return Err(Error::BufferLength {
+                what,
+                expected: len / unit * unit,
+                actual: len,
+            });
+        }
+    }
+    check_len(
+        "multi-vector dot output (rows × vectors)",
+        w_len / w_row * (x_len / x_row),
+        out.len(),
+    )
 }
 
 /// `row_len`: elements of `w` per row (`K` halves for f16, bytes for the

@@ -21,7 +21,7 @@
 
 use crate::dispatch::Dispatch;
 use crate::error::{check_len, Error};
-use crate::float::check_gemv;
+use crate::float::{check_gemv, check_multi};
 use crate::math;
 use core::ops::Range;
 
@@ -164,6 +164,45 @@ impl Dispatch {
         check_gemv(w.len(), k, blocks * Q6K_BLOCK_BYTES, xq_len, &rows, y)?;
         // SAFETY: ISA supported (Dispatch invariant); shapes checked above.
         unsafe { (self.table.gemv_q6k)(w, k, xq, rows, y) };
+        Ok(())
+    }
+
+    /// Q6_K rows against several Q8_K vectors (the LM head of a batched
+    /// step): `w` holds `M` rows of `K/256` Q6_K blocks and `xqs` `N` rows of
+    /// `K/256` Q8_K blocks, back to back; `out[r·N + t]` is
+    /// [`Dispatch::gemv_q6k`] of row `r` against vector `t`, bit for bit, so
+    /// `out` is `M × N`. The kernels unpack each block once for several
+    /// vectors.
+    pub fn dot_q6k_multi(
+        &self,
+        xqs: &[u8],
+        w: &[u8],
+        k: usize,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        if !k.is_multiple_of(Q6K_BLOCK) {
+            return Err(Error::KNotMultiple {
+                k,
+                block: Q6K_BLOCK,
+            });
+        }
+        let blocks = k / Q6K_BLOCK;
+        check_multi(
+            k,
+            (
+                "dot_q6k_multi vectors (Q8_K)",
+                xqs.len(),
+                blocks * Q8K_BLOCK_BYTES,
+            ),
+            (
+                "dot_q6k_multi rows (Q6_K)",
+                w.len(),
+                blocks * Q6K_BLOCK_BYTES,
+            ),
+            out,
+        )?;
+        // SAFETY: ISA supported (Dispatch invariant); shapes checked above.
+        unsafe { (self.table.dot_q6k_multi)(xqs, w, k, out) };
         Ok(())
     }
 }

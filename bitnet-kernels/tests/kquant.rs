@@ -1,5 +1,5 @@
-//! The Q6_K × Q8_K GEMV: every path bit for bit against scalar (also on
-//! activation bytes no quantizer made, where the `i32` sums wrap), the
+//! The Q6_K × Q8_K GEMV and its several-vector form: every path bit for
+//! bit against scalar (also on activation bytes no quantizer made, where the `i32` sums wrap), the
 //! scalar path against the definition in `i64`/`f64`, and the Q8_K
 //! quantizer against its contract.
 
@@ -154,6 +154,41 @@ proptest! {
         }
     }
 
+    /// 1..=5 rows against 0..=9 vectors (every tile size and remainder):
+    /// each output is bit for bit scalar `gemv_q6k` of its row and vector,
+    /// so the LM head gives the same logits whether a token is alone in its
+    /// step or not. Outputs start as NaN so an unwritten one shows.
+    #[test]
+    fn dot_q6k_multi_is_gemv_q6k_per_pair(
+        m in 1usize..=5,
+        n in 0usize..=9,
+        blocks in prop_oneof![1usize..=2, 1usize..=10],
+        seed: u64,
+        fill in fills(),
+    ) {
+        let mut rng = TestRng::new(seed);
+        let k = blocks * Q6K_BLOCK;
+        let w = weights(&mut rng, m, blocks, fill);
+        let xqs: Vec<u8> = (0..n).flat_map(|_| activations(&mut rng, blocks, fill).1).collect();
+        let xrow = blocks * Q8K_BLOCK_BYTES;
+        let (uw, ux) = (Unaligned::new(&w), Unaligned::new(&xqs));
+        for d in paths() {
+            let mut out = Unaligned::new(&vec![f32::NAN; m * n]);
+            d.dot_q6k_multi(ux.get(), uw.get(), k, out.get_mut()).unwrap();
+            for (i, &got) in out.get().iter().enumerate() {
+                let (r, t) = (i / n, i % n);
+                let mut want = [f32::NAN];
+                scalar().gemv_q6k(&w, k, &xqs[t * xrow..(t + 1) * xrow], r..r + 1, &mut want).unwrap();
+                prop_assert_eq!(
+                    got.to_bits(),
+                    want[0].to_bits(),
+                    "{} dot_q6k_multi row {} vector {} of {}: {:e} vs gemv_q6k {:e}",
+                    d.isa(), r, t, n, got, want[0]
+                );
+            }
+        }
+    }
+
     /// With activations from the quantizer the block sums are exact, so the
     /// only roundings are the f32 epilogue's: `d_w·d_x`, `Σ` to f32, their
     /// product and the running sum, ≤ `blocks + 3` per term.
@@ -275,6 +310,27 @@ fn bad_shapes_are_errors() {
         d.gemv_q6k(&w, 0, &xq, 0..1, &mut y[..1]),
         Err(Error::ZeroDim { .. })
     ));
+    let mut out = [0f32; 4];
+    assert_eq!(
+        d.dot_q6k_multi(&xq, &w, 100, &mut out[..2]),
+        Err(Error::KNotMultiple { k: 100, block: 256 })
+    );
+    assert!(matches!(
+        d.dot_q6k_multi(&xq, &w, 0, &mut out[..2]),
+        Err(Error::ZeroDim { .. })
+    ));
+    for (xs, ws, outs) in [
+        (&xq[..10], &w[..], 0),
+        (&xq[..], &w[..300], 1),
+        (&xq[..], &w[..], 3),
+    ] {
+        assert!(matches!(
+            d.dot_q6k_multi(xs, ws, 256, &mut out[..outs]),
+            Err(Error::BufferLength { .. })
+        ));
+    }
+    assert!(d.dot_q6k_multi(&[], &w, 256, &mut []).is_ok());
+    assert!(d.dot_q6k_multi(&xq, &[], 256, &mut []).is_ok());
     let mut q = vec![0u8; Q8K_BLOCK_BYTES];
     assert_eq!(
         quantize_row_q8k(&[0.0; 100], &mut q),

@@ -53,7 +53,7 @@ pub fn replay_corpus(target: &str, body: fn(&[u8])) {
 
 /// Shapes, trits and activations from the fuzzer through every kernel path
 /// this CPU has and both matmul families, then raw bytes through the Q6_K
-/// head GEMV; any difference from the scalar reference is a panic.
+/// head (GEMV and several vectors); any difference from the scalar reference is a panic.
 pub fn kernel_differential(data: &[u8]) {
     let [m, kb, n, rest @ ..] = data else { return };
     let (m, k, n) = (
@@ -98,26 +98,38 @@ pub fn kernel_differential(data: &[u8]) {
             assert!(same, "{isa} family {family}: m={m} k={k} n={n}");
         }
     }
-    // The Q6_K head GEMV on raw weight and activation bytes: its integer
-    // sums wrap alike on every path, and the f32 epilogue is shared.
+    // The Q6_K head on raw weight and activation bytes, one vector (GEMV)
+    // and `n` (the batched head): its integer sums wrap alike on every
+    // path, and the f32 epilogue is shared.
     let blocks = k.div_ceil(Q6K_BLOCK);
+    let kq = blocks * Q6K_BLOCK;
     let w6: Vec<u8> = (0..m * blocks * Q6K_BLOCK_BYTES)
         .map(|i| byte(i * 3 + 1))
         .collect();
-    let xq: Vec<u8> = (0..blocks * Q8K_BLOCK_BYTES)
-        .map(|i| byte(i * 5 + 2))
-        .collect();
-    let mut want = vec![0f32; m];
-    scalar
-        .gemv_q6k(&w6, blocks * Q6K_BLOCK, &xq, 0..m, &mut want)
-        .unwrap();
+    let xrow = blocks * Q8K_BLOCK_BYTES;
+    let xq: Vec<u8> = (0..n * xrow).map(|i| byte(i * 5 + 2)).collect();
+    // `want[r·n + t]`: row `r` against vector `t`.
+    let mut want = vec![0f32; m * n];
+    let mut y = vec![0f32; m];
+    for (t, x) in xq.chunks_exact(xrow).enumerate() {
+        scalar.gemv_q6k(&w6, kq, x, 0..m, &mut y).unwrap();
+        for (r, &v) in y.iter().enumerate() {
+            want[r * n + t] = v;
+        }
+    }
     for isa in Isa::supported() {
         let d = Dispatch::for_isa(isa).unwrap();
         let mut y = vec![f32::NAN; m];
-        d.gemv_q6k(&w6, blocks * Q6K_BLOCK, &xq, 0..m, &mut y)
-            .unwrap();
-        let same = y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+        d.gemv_q6k(&w6, kq, &xq[..xrow], 0..m, &mut y).unwrap();
+        let same = (0..m).all(|r| y[r].to_bits() == want[r * n].to_bits());
         assert!(same, "{isa} gemv_q6k: m={m} blocks={blocks}");
+        let mut out = vec![f32::NAN; m * n];
+        d.dot_q6k_multi(&xq, &w6, kq, &mut out).unwrap();
+        let same = out
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{isa} dot_q6k_multi: m={m} blocks={blocks} n={n}");
     }
 }
 

@@ -209,10 +209,35 @@ pub(crate) struct Dense {
     owned: Option<Vec<u8>>,
 }
 
-/// Rows of an F16 LM head per [`Dispatch::dot_f16_multi`] call of
-/// [`Dense::gemv_tokens`]: bounds the staging buffer of their dots. The
-/// kernel itself keeps each row (pair) in L1 while every token passes.
+/// Rows of an F16 or Q6_K LM head per [`Dispatch::dot_f16_multi`] or
+/// [`Dispatch::dot_q6k_multi`] call of [`Dense::gemv_tokens`]: bounds the
+/// staging buffer of their dots. The kernels themselves keep each row in L1
+/// while every token passes.
 const HEAD_ROW_BLOCK: usize = 64;
+
+/// `dots(block, out)` over `rows` in blocks of [`HEAD_ROW_BLOCK`], `out`
+/// holding the block's `rows × n` dots, each passed on as `put(t, r, v)`.
+fn by_row_blocks(
+    rows: Range<usize>,
+    n: usize,
+    put: impl Fn(usize, usize, f32),
+    mut dots: impl FnMut(Range<usize>, &mut [f32]) -> Result<(), bitnet_kernels::Error>,
+) -> Result<(), ModelError> {
+    let mut staged = vec![0f32; HEAD_ROW_BLOCK * n];
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let block = r0..(r0 + HEAD_ROW_BLOCK).min(rows.end);
+        let out = &mut staged[..block.len() * n];
+        dots(block.clone(), out)?;
+        for (r, row) in block.clone().zip(out.chunks_exact(n)) {
+            for (t, &v) in row.iter().enumerate() {
+                put(t, r, v);
+            }
+        }
+        r0 = block.end;
+    }
+    Ok(())
+}
 
 impl Dense {
     pub fn load(g: &Gguf, name: &str, cols: usize, rows: usize) -> Result<Dense, ModelError> {
@@ -428,32 +453,18 @@ impl Dense {
                     let y = unsafe { slice::from_raw_parts_mut(out.add(rows.start), rows.len()) };
                     d.gemv_q6k(bytes, self.cols, &xq, rows, y)?;
                 } else {
-                    let mut y = [0f32];
-                    for r in rows {
-                        let row = &bytes[r * rb..(r + 1) * rb];
-                        for (t, q) in xq.chunks_exact(xq_row).enumerate() {
-                            d.gemv_q6k(row, self.cols, q, 0..1, &mut y)?;
-                            put(t, r, y[0]);
-                        }
-                    }
+                    by_row_blocks(rows, n, put, |block, dots| {
+                        let w = &bytes[block.start * rb..block.end * rb];
+                        d.dot_q6k_multi(&xq, w, self.cols, dots)
+                    })?;
                 }
             }
             TensorType::F16 => {
                 let w: &[u16] = aligned(bytes, &self.name)?;
                 let k = self.cols;
-                let mut dots = vec![0f32; HEAD_ROW_BLOCK * n];
-                let mut r0 = rows.start;
-                while r0 < rows.end {
-                    let block = r0..(r0 + HEAD_ROW_BLOCK).min(rows.end);
-                    let dots = &mut dots[..block.len() * n];
-                    d.dot_f16_multi(xs, &w[block.start * k..block.end * k], k, dots)?;
-                    for (r, row) in block.clone().zip(dots.chunks_exact(n)) {
-                        for (t, &v) in row.iter().enumerate() {
-                            put(t, r, v);
-                        }
-                    }
-                    r0 = block.end;
-                }
+                by_row_blocks(rows, n, put, |block, dots| {
+                    d.dot_f16_multi(xs, &w[block.start * k..block.end * k], k, dots)
+                })?;
             }
             TensorType::Q8_0 => {
                 let mut y = [0f32];

@@ -124,3 +124,30 @@ pub(crate) unsafe fn dot_f16_multi_rows_with(
         unsafe { row(xs, b, o) };
     }
 }
+
+/// [`Table::dot_q6k_multi`](crate::dispatch::Table) for an ISA without its
+/// own: the ISA's `gemv_q6k` per row and vector.
+///
+/// # Safety
+/// `gemv`'s ISA is present; `k` is a positive multiple of 256, `xqs` and `w`
+/// hold whole Q8_K and Q6_K rows, and `out` one value per row and vector.
+#[inline(always)]
+pub(crate) unsafe fn dot_q6k_multi_with(
+    gemv: crate::dispatch::GemvFn<u8, u8>,
+    xqs: &[u8],
+    w: &[u8],
+    k: usize,
+    out: &mut [f32],
+) {
+    let xrow = k / crate::kquant::Q6K_BLOCK * crate::kquant::Q8K_BLOCK_BYTES;
+    let n = xqs.len() / xrow;
+    if n == 0 {
+        return;
+    }
+    for (r, o) in out.chunks_exact_mut(n).enumerate() {
+        for (x, y) in xqs.chunks_exact(xrow).zip(o.chunks_exact_mut(1)) {
+            // SAFETY: forwarded from our caller; row `r` exists.
+            unsafe { gemv(w, k, x, r..r + 1, y) };
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub(crate) static TABLE: Table = Table {
     gemv_f16,
     gemv_q8_0,
     gemv_q6k,
+    dot_q6k_multi,
 };
 
 /// `max|x|` ignoring NaN (SIMD paths match for finite input).
@@ -309,4 +310,9 @@ pub(crate) unsafe fn gemv_q6k(w: &[u8], k: usize, xq: &[u8], rows: Range<usize>,
                 add_q6k_block(acc, q6k_scale(wb), q8k_scale(xb), q6k_block_dot(wb, xb))
             });
     }
+}
+
+pub(crate) unsafe fn dot_q6k_multi(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
+    // SAFETY: forwarded from our caller.
+    unsafe { super::dot_q6k_multi_with(gemv_q6k, xqs, w, k, out) }
 }

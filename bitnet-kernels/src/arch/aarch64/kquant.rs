@@ -2,7 +2,7 @@
 //! against the int8 activations, pairwise widening adds, `mla` by the
 //! 16-weight scales). The dotprod table uses it too.
 
-use crate::arch::gemv_in_streams;
+use crate::arch::{dot_q6k_multi_with, gemv_in_streams};
 use crate::kquant::{
     add_q6k_block, q6k_scale, q8k_scale, Q6K_BLOCK, Q6K_BLOCK_BYTES, Q6K_QH, Q6K_SCALES,
     Q8K_BLOCK_BYTES, Q8K_Q, Q8K_SUMS,
@@ -98,4 +98,11 @@ pub(crate) unsafe fn gemv_q6k_neon(
         |rs| dot_q6k_rows(xq, rs.map(row)),
         |r| dot_q6k_rows(xq, [row(r)])[0],
     );
+}
+
+/// See `Table::dot_q6k_multi`: the GEMV per row and vector.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_q6k_multi_neon(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
+    // SAFETY: forwarded from our caller.
+    unsafe { dot_q6k_multi_with(gemv_q6k_neon, xqs, w, k, out) }
 }

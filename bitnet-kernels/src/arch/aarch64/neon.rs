@@ -38,6 +38,7 @@ pub(crate) static TABLE: Table = Table {
     gemv_f16: super::float::gemv_f16_neon,
     gemv_q8_0: super::float::gemv_q8_0_neon,
     gemv_q6k: super::kquant::gemv_q6k_neon,
+    dot_q6k_multi: super::kquant::dot_q6k_multi_neon,
 };
 
 pub(crate) static TABLE_DOTPROD: Table = Table {

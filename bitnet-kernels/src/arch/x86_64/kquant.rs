@@ -4,7 +4,7 @@
 //! AVX-512 machine was at hand to test and measure one on.
 
 use super::float::row_ptrs;
-use super::prefetch_ahead;
+use super::{prefetch_ahead, prefetch_line};
 use crate::arch::gemv_in_streams;
 use crate::kquant::{
     add_q6k_block, q8k_scale, Q6K_BLOCK, Q6K_BLOCK_BYTES, Q6K_D, Q6K_QH, Q6K_SCALES,
@@ -13,18 +13,18 @@ use crate::kquant::{
 use core::arch::x86_64::*;
 use core::ops::Range;
 
-/// [`scalar::q6k_block_dot`](crate::arch::scalar::q6k_block_dot) on AVX2
-/// (the same wrapping `i32`) and the block's `d` (F16C, exact like
-/// `math::f16_to_f32`). `maddubs` cannot saturate: a pair is at most
-/// `2 · 63 · 128`.
+/// [`scalar::q6k_block_dot`](crate::arch::scalar::q6k_block_dot) of one
+/// Q6_K block against `T` Q8_K blocks, on AVX2 (the same wrapping `i32`):
+/// the block's levels and scales are unpacked once for all `T`.
+/// `maddubs` cannot saturate: a pair is at most `2 · 63 · 128`.
 ///
 /// # Safety
-/// `w` must be valid for reading 210 bytes and `x` for 292.
+/// `w` must be valid for reading 210 bytes and every `xs[t]` for 292.
 #[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn q6k_block_avx2(w: *const u8, x: *const u8) -> (i32, f32) {
-    // SAFETY: every load is within the 210 bytes of `w` or the 292 of `x`
-    // (the caller's contract), unaligned.
+#[target_feature(enable = "avx2")]
+unsafe fn q6k_block_avx2<const T: usize>(w: *const u8, xs: [*const u8; T]) -> [i32; T] {
+    // SAFETY: every load is within the 210 bytes of `w` or the 292 of an
+    // `xs[t]` (the caller's contract), unaligned.
     unsafe {
         let ld = |p: *const u8| _mm256_loadu_si256(p.cast());
         let low4 = _mm256_set1_epi8(0x0f);
@@ -37,7 +37,7 @@ unsafe fn q6k_block_avx2(w: *const u8, x: *const u8) -> (i32, f32) {
             0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, //
             2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
         );
-        let mut acc = _mm256_setzero_si256();
+        let mut acc = [_mm256_setzero_si256(); T];
         for half in 0..2 {
             let l0 = ld(w.add(64 * half));
             let l1 = ld(w.add(64 * half + 32));
@@ -63,26 +63,38 @@ unsafe fn q6k_block_avx2(w: *const u8, x: *const u8) -> (i32, f32) {
             ];
             for (g, l) in levels.into_iter().enumerate() {
                 let j = 4 * half + g;
-                let q = ld(x.add(Q8K_Q + 32 * j));
                 let s = _mm256_permutevar8x32_epi32(scales, _mm256_set1_epi32(j as i32));
                 let s = _mm256_shuffle_epi8(s, spread);
-                let pairs = _mm256_maddubs_epi16(l, q);
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, s));
+                for (a, x) in acc.iter_mut().zip(&xs) {
+                    let pairs = _mm256_maddubs_epi16(l, ld(x.add(Q8K_Q + 32 * j)));
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, s));
+                }
             }
         }
-        // − 32 · Σ_j scale_j · sums_j
-        let offset = _mm256_madd_epi16(scales, ld(x.add(Q8K_SUMS)));
-        acc = _mm256_sub_epi32(acc, _mm256_slli_epi32::<5>(offset));
-        let s = _mm_add_epi32(
-            _mm256_castsi256_si128(acc),
-            _mm256_extracti128_si256::<1>(acc),
-        );
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        let d = w.add(Q6K_D).cast::<u16>().read_unaligned();
-        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(d as i32)));
-        (_mm_cvtsi128_si32(s), d)
+        let mut out = [0i32; T];
+        for ((o, a), x) in out.iter_mut().zip(acc).zip(&xs) {
+            // − 32 · Σ_j scale_j · sums_j
+            let offset = _mm256_madd_epi16(scales, ld(x.add(Q8K_SUMS)));
+            let a = _mm256_sub_epi32(a, _mm256_slli_epi32::<5>(offset));
+            let s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            *o = _mm_cvtsi128_si32(s);
+        }
+        out
     }
+}
+
+/// `d` of the Q6_K block at `w` (F16C, exact like `math::f16_to_f32`).
+///
+/// # Safety
+/// `w` must be valid for reading 210 bytes.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q6k_d_avx2(w: *const u8) -> f32 {
+    // SAFETY: `d` is at bytes 208..210 of the block (the caller's contract).
+    let d = unsafe { w.add(Q6K_D).cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(d as i32)))
 }
 
 /// `S` rows against one activation row, block by block: the activation
@@ -103,11 +115,86 @@ fn dot_q6k_rows_avx2<const S: usize>(xq: &[u8], rows: [&[u8]; S]) -> [f32; S] {
             }
             // SAFETY: block `b < nb` of a row of `nb` blocks (`row_ptrs`
             // checked the length) holds 210 bytes; `xb` holds 292.
-            let (isum, dw) = unsafe { q6k_block_avx2(wb, xb.as_ptr()) };
+            let (isum, dw) = unsafe { (q6k_block_avx2(wb, [xb.as_ptr()])[0], q6k_d_avx2(wb)) };
             *a = add_q6k_block(*a, dw, dx, isum);
         }
     }
     acc
+}
+
+/// One Q6_K row (`nb` blocks) against `T` Q8_K rows `xs[t·nb·292 ..]`,
+/// block by block, each block's levels unpacked once for all `T`; `out[t]`
+/// equals [`dot_q6k_rows_avx2`] of the row and vector `t` bit for bit.
+/// Prefetches the same place in the next row (`nb·210` bytes on).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn dot_q6k_tile_avx2<const T: usize>(xs: &[u8], row: &[u8], nb: usize) -> [f32; T] {
+    let xrow = nb * Q8K_BLOCK_BYTES;
+    let xs = &xs[..T * xrow];
+    let row = &row[..nb * Q6K_BLOCK_BYTES];
+    // Raw pointers, not `T` slices: a slice per vector and block spilled
+    // every accumulator to the stack.
+    let mut xp = [xs.as_ptr(); T];
+    for (t, p) in xp.iter_mut().enumerate() {
+        *p = p.wrapping_add(t * xrow);
+    }
+    let mut acc = [0f32; T];
+    for (b, wb) in row.chunks_exact(Q6K_BLOCK_BYTES).enumerate() {
+        let next = wb.as_ptr().wrapping_add(row.len());
+        for off in (0..Q6K_BLOCK_BYTES).step_by(32) {
+            prefetch_line(next.wrapping_add(off));
+        }
+        let xb = xp.map(|p| p.wrapping_add(b * Q8K_BLOCK_BYTES));
+        // SAFETY: `wb` holds 210 bytes; each `xb[t]` starts block `b < nb`
+        // (292 bytes) of vector `t < T`, inside `xs`.
+        let (isum, dw) = unsafe { (q6k_block_avx2(wb.as_ptr(), xb), q6k_d_avx2(wb.as_ptr())) };
+        for ((a, x), isum) in acc.iter_mut().zip(xb).zip(isum) {
+            // SAFETY: as above; `d` is the block's first 4 bytes.
+            let dx = f32::from_le_bytes(unsafe { x.cast::<[u8; 4]>().read_unaligned() });
+            *a = add_q6k_block(*a, dw, dx, isum);
+        }
+    }
+    acc
+}
+
+/// See `Table::dot_q6k_multi`: tiles of one row × up to 6 vectors. A row
+/// `j` is followed by row `j + m/2`, so the rows arrive as two streams half
+/// the matrix apart, as in the F16 batched head. On the AVX2 VM
+/// (2026-11-30; a random 2B-shaped Q6_K head, 6 vectors, one thread) this
+/// took 51–78 ms per pass against 117–162 for the GEMV per row and vector,
+/// alternated in one process (1 × 4 tiles: 66–84).
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn dot_q6k_multi_avx2(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
+    let nb = k / Q6K_BLOCK;
+    let (wrow, xrow) = (nb * Q6K_BLOCK_BYTES, nb * Q8K_BLOCK_BYTES);
+    let (n, m) = (xqs.len() / xrow, w.len() / wrow);
+    if n == 0 {
+        return;
+    }
+    let h = m / 2;
+    let order = (0..h).flat_map(|j| [j, j + h]).chain((2 * h..m).take(1));
+    for r in order {
+        let row = &w[r * wrow..(r + 1) * wrow];
+        let out = &mut out[r * n..(r + 1) * n];
+        let mut t0 = 0;
+        while t0 < n {
+            let xs = &xqs[t0 * xrow..];
+            macro_rules! tile {
+                ($t:literal) => {{
+                    out[t0..t0 + $t].copy_from_slice(&dot_q6k_tile_avx2::<$t>(xs, row, nb));
+                    t0 += $t;
+                }};
+            }
+            match n - t0 {
+                1 => tile!(1),
+                2 => tile!(2),
+                3 => tile!(3),
+                4 => tile!(4),
+                5 => tile!(5),
+                _ => tile!(6),
+            }
+        }
+    }
 }
 
 /// Far-apart row streams as the float GEMVs (`crate::arch::GEMV_STREAMS`).
