@@ -25,7 +25,7 @@
 //! value-only intrinsics without `unsafe` 1.87, the AVX-512 intrinsics 1.89
 //! (the workspace's `rust-version`).
 
-use super::{prefetch_ahead, prefetch_line};
+use super::{prefetch_ahead, prefetch_line, token_tiles};
 use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
@@ -519,29 +519,13 @@ fn dot_f16_rows_multi_avx2<const R: usize>(
     k: usize,
     mut outs: [&mut [f32]; R],
 ) {
-    let n = outs[0].len();
-    let mut t0 = 0;
-    while t0 < n {
-        let x = &xs[t0 * k..];
-        macro_rules! tile {
-            ($t:literal) => {{
-                let mut o = [[0f32; $t]; R];
-                dot_f16_tile_avx2::<R, $t>(x, rows, k, &mut o);
-                for (out, o) in outs.iter_mut().zip(&o) {
-                    out[t0..t0 + $t].copy_from_slice(o);
-                }
-                t0 += $t;
-            }};
+    token_tiles!(outs[0].len(), |t0, T| {
+        let mut o = [[0f32; T]; R];
+        dot_f16_tile_avx2::<R, T>(&xs[t0 * k..], rows, k, &mut o);
+        for (out, o) in outs.iter_mut().zip(&o) {
+            out[t0..t0 + T].copy_from_slice(o);
         }
-        match n - t0 {
-            1 => tile!(1),
-            2 => tile!(2),
-            3 => tile!(3),
-            4 => tile!(4),
-            5 => tile!(5),
-            _ => tile!(6),
-        }
-    }
+    });
 }
 
 /// See `Table::dot_f16_multi`. A tile pairs row `j` with row `j + m/2`, so

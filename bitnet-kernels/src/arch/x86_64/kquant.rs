@@ -4,7 +4,7 @@
 //! AVX-512 machine was at hand to test and measure one on.
 
 use super::float::row_ptrs;
-use super::{prefetch_ahead, prefetch_line};
+use super::{prefetch_ahead, prefetch_line, token_tiles};
 use crate::arch::gemv_in_streams;
 use crate::kquant::{
     add_q6k_block, q8k_scale, Q6K_BLOCK, Q6K_BLOCK_BYTES, Q6K_D, Q6K_QH, Q6K_SCALES,
@@ -176,24 +176,10 @@ pub(crate) unsafe fn dot_q6k_multi_avx2(xqs: &[u8], w: &[u8], k: usize, out: &mu
     for r in order {
         let row = &w[r * wrow..(r + 1) * wrow];
         let out = &mut out[r * n..(r + 1) * n];
-        let mut t0 = 0;
-        while t0 < n {
-            let xs = &xqs[t0 * xrow..];
-            macro_rules! tile {
-                ($t:literal) => {{
-                    out[t0..t0 + $t].copy_from_slice(&dot_q6k_tile_avx2::<$t>(xs, row, nb));
-                    t0 += $t;
-                }};
-            }
-            match n - t0 {
-                1 => tile!(1),
-                2 => tile!(2),
-                3 => tile!(3),
-                4 => tile!(4),
-                5 => tile!(5),
-                _ => tile!(6),
-            }
-        }
+        token_tiles!(n, |t0, T| {
+            let tile = dot_q6k_tile_avx2::<T>(&xqs[t0 * xrow..], row, nb);
+            out[t0..t0 + T].copy_from_slice(&tile);
+        });
     }
 }
 

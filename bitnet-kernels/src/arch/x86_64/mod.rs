@@ -32,6 +32,52 @@ macro_rules! has {
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_BYTES: usize = 1024;
 
+/// Splits vectors `0 .. n` into tiles of up to 6 for the batched LM heads
+/// (2 rows × 6 F16, 1 row × 6 Q6_K, as many as their registers hold): runs
+/// `body` with `t0` the tile's first vector and `T` its width, a `const`,
+/// so the body can instantiate a tile kernel for it.
+macro_rules! token_tiles {
+    ($n:expr, |$t0:ident, $t:ident| $body:block) => {{
+        let n = $n;
+        let mut $t0 = 0;
+        while $t0 < n {
+            $t0 += match n - $t0 {
+                1 => {
+                    const $t: usize = 1;
+                    $body;
+                    $t
+                }
+                2 => {
+                    const $t: usize = 2;
+                    $body;
+                    $t
+                }
+                3 => {
+                    const $t: usize = 3;
+                    $body;
+                    $t
+                }
+                4 => {
+                    const $t: usize = 4;
+                    $body;
+                    $t
+                }
+                5 => {
+                    const $t: usize = 5;
+                    $body;
+                    $t
+                }
+                _ => {
+                    const $t: usize = 6;
+                    $body;
+                    $t
+                }
+            };
+        }
+    }};
+}
+pub(super) use token_tiles;
+
 /// Prefetches the line [`PREFETCH_BYTES`] past `p` into L1. The GEMVs call
 /// it every 32 bytes of a stream, so each line is requested twice: on the
 /// AVX2 VM (2026-11-30) that read 5–13 % faster than once per line.
