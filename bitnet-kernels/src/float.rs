@@ -118,7 +118,7 @@ impl Dispatch {
             ("dot_f16_multi rows", w.len(), k),
             out,
         )?;
-        // SAFETY: as above.
+        // SAFETY: ISA supported (Dispatch invariant); shapes checked above.
         unsafe { (self.table.dot_f16_multi)(xs, w, k, out) };
         Ok(())
     }

@@ -405,8 +405,10 @@ impl Dense {
     /// Q8_0 and Q6_K go through the dispatched GEMV, which reads the matrix
     /// as several far-apart streams. Q6_K dots int8 activations
     /// ([`quantize_row_q8k`], one scale per 256), as ggml does. Several
-    /// tokens, F16 (the tied head of BitNet-2B): [`Dispatch::dot_f16_multi`]
-    /// converts each row once for several tokens.
+    /// tokens, F16 (the tied head of BitNet-2B) and Q6_K:
+    /// [`Dispatch::dot_f16_multi`] converts each row, and
+    /// [`Dispatch::dot_q6k_multi`] unpacks each block, once for several
+    /// tokens.
     ///
     /// # Safety
     /// `out[t·stride + r]` must be writable for every token `t` and `r ∈ rows`,

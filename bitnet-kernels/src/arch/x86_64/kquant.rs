@@ -172,7 +172,8 @@ pub(crate) unsafe fn dot_q6k_multi_avx2(xqs: &[u8], w: &[u8], k: usize, out: &mu
         return;
     }
     let h = m / 2;
-    let order = (0..h).flat_map(|j| [j, j + h]).chain((2 * h..m).take(1));
+    // Rows 0, h, 1, h + 1, …, then the last one when `m` is odd.
+    let order = (0..h).flat_map(|j| [j, j + h]).chain(2 * h..m);
     for r in order {
         let row = &w[r * wrow..(r + 1) * wrow];
         let out = &mut out[r * n..(r + 1) * n];
