@@ -6,7 +6,8 @@
 //! 256 values ([`quantize_row_q8k`]), each block's `Σ_j scale_j·Σ (L − 32)·q`
 //! is exact in `i32`, and one shared f32 step adds `d_w·d_x·Σ` to the row's
 //! sum in block order. So **every SIMD path equals the scalar reference bit
-//! for bit**, like the ternary matmuls and unlike the float helpers.
+//! for bit**, like the ternary matmuls and unlike the float helpers (a NaN
+//! result aside, from NaN scales: Rust leaves its payload unspecified).
 //!
 //! # Layouts
 //! * Q6_K block, [`Q6K_BLOCK_BYTES`] per [`Q6K_BLOCK`] weights: `ql[128]`,
