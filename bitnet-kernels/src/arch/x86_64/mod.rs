@@ -36,6 +36,7 @@ const PREFETCH_BYTES: usize = 1024;
 /// (2 rows × 6 F16, 1 row × 6 Q6_K, as many as their registers hold): runs
 /// `body` with `t0` the tile's first vector and `T` its width, a `const`,
 /// so the body can instantiate a tile kernel for it.
+#[cfg(target_arch = "x86_64")]
 macro_rules! token_tiles {
     ($n:expr, |$t0:ident, $t:ident| $body:block) => {{
         let n = $n;
@@ -76,6 +77,7 @@ macro_rules! token_tiles {
         }
     }};
 }
+#[cfg(target_arch = "x86_64")]
 pub(super) use token_tiles;
 
 /// Prefetches the line [`PREFETCH_BYTES`] past `p` into L1. The GEMVs call
