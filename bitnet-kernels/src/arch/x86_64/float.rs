@@ -368,60 +368,15 @@ fn dot_f16_impl_avx2(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_rows_avx2(&a[..n], [&b[..n]])[0]
 }
 
-/// [`dot_f16_impl_avx2`] of `x` against `S` rows at once, bit for bit: each
-/// row sums its 8-wide steps in order into one FMA chain, then sums the
-/// lanes and adds the scalar tail. One chain per row: the rows (four
-/// streams in the decode GEMV) give the FMA units their parallelism, and
-/// the batched head's tiles ([`dot_f16_tile_avx2`]) must hold the same
-/// accumulators for 2 rows × 6 tokens in 16 registers. Each 8 floats of
-/// `x` are loaded once for all rows, and each row is prefetched
-/// ([`prefetch_ahead`], every 32 bytes).
+/// [`dot_f16_impl_avx2`] of `x` against `S` rows at once (the decode GEMV's
+/// streams): [`dot_f16_tile_avx2`] with one vector, each row prefetched
+/// [`PREFETCH_BYTES`](super::PREFETCH_BYTES) ahead.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_f16_rows_avx2<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
-    let k = x.len();
-    let xp = x.as_ptr();
-    let wp = row_ptrs(&rows, k);
-    let mut acc = [_mm256_setzero_ps(); S];
-    let mut i = 0;
-    while i + 16 <= k {
-        if i % 32 == 0 {
-            // Two requests per 64-byte line, as the ternary GEMV makes: on
-            // the AVX2 VM (2026-11-30) this read the head 7–10 % faster
-            // than one.
-            for w in &wp {
-                prefetch_ahead(w.wrapping_add(i).cast());
-                prefetch_ahead(w.wrapping_add(i + 16).cast());
-            }
-        }
-        for o in [i, i + 8] {
-            // SAFETY: o + 8 <= k, and `x` and every row hold k elements.
-            unsafe {
-                let xv = _mm256_loadu_ps(xp.add(o));
-                for (a, w) in acc.iter_mut().zip(&wp) {
-                    let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add(o).cast()));
-                    *a = _mm256_fmadd_ps(xv, h, *a);
-                }
-            }
-        }
-        i += 16;
-    }
-    if i + 8 <= k {
-        // SAFETY: i + 8 <= k, as above.
-        unsafe {
-            let xv = _mm256_loadu_ps(xp.add(i));
-            for (a, w) in acc.iter_mut().zip(&wp) {
-                let h = _mm256_cvtph_ps(_mm_loadu_si128(w.add(i).cast()));
-                *a = _mm256_fmadd_ps(xv, h, *a);
-            }
-        }
-        i += 8;
-    }
-    let mut out = [0f32; S];
-    for ((o, a), row) in out.iter_mut().zip(&acc).zip(&rows) {
-        *o = f16_dot_tail(hsum_avx2(*a), &x[i..], &row[i..k]);
-    }
-    out
+    let mut out = [[0f32; 1]; S];
+    dot_f16_tile_avx2::<S, 1>(x, rows, x.len(), super::PREFETCH_BYTES / 2, &mut out);
+    out.map(|[v]| v)
 }
 
 /// The scalar tail every AVX2 f16 dot ends with: `s + Σ x·f32(h)` in order.
@@ -438,16 +393,22 @@ pub(crate) unsafe fn dot_f16_avx2(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_impl_avx2(a, b)
 }
 
-/// [`dot_f16_impl_avx2`] of `T` vectors `xs[t·K ..]` against `R` rows
-/// (`K = k`): every (row, vector) pair keeps the single-vector chains, lane
-/// sum and scalar tail, so `out[r][t]` equals `dot_f16_impl_avx2` of it bit
-/// for bit.
+/// `Σ_i xs[t·k + i]·f32(rows[r][i])` for `T` vectors against `R` rows, the
+/// one f16 dot of AVX2: each (row, vector) pair sums its 8-wide steps in
+/// order into one FMA chain, then sums the lanes and adds the scalar tail,
+/// so a pair's result does not depend on the tile it is computed in. One
+/// chain per pair: the rows (four streams in the decode GEMV) and vectors
+/// give the FMA units their parallelism, and 2 rows × 6 vectors of
+/// accumulators fit in 16 registers. Each 8 floats of a vector are loaded
+/// once for all rows; each row prefetches `lead` halves ahead, two requests
+/// per 64-byte line (on the AVX2 VM, 2026-11-30, 7–10 % faster than one).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_f16_tile_avx2<const R: usize, const T: usize>(
     xs: &[f32],
     rows: [&[u16]; R],
     k: usize,
+    lead: usize,
     out: &mut [[f32; T]; R],
 ) {
     let xs = &xs[..T * k];
@@ -477,16 +438,10 @@ fn dot_f16_tile_avx2<const R: usize, const T: usize>(
     }
     while i + 16 <= k {
         if i % 32 == 0 {
-            // The same place in the row after each of ours (row-major, so
-            // `k` halves on), which the next tile reads from DRAM: the 1 KiB
-            // of `prefetch_ahead` is too short a lead for rows that every
-            // vector passes over. On the AVX2 VM (2026-11-30; the 2B head
-            // from DRAM, 6 vectors, one thread) tiles ran at 21 GMAC/s this
-            // way, 17 with 4 KiB.
             for w in &wp {
-                let next = w.wrapping_add(k + i).cast::<u8>();
-                prefetch_line(next);
-                prefetch_line(next.wrapping_add(32));
+                let ahead = w.wrapping_add(lead + i).cast::<u8>();
+                prefetch_line(ahead);
+                prefetch_line(ahead.wrapping_add(32));
             }
         }
         step!(i);
@@ -521,7 +476,12 @@ fn dot_f16_rows_multi_avx2<const R: usize>(
 ) {
     token_tiles!(outs[0].len(), |t0, T| {
         let mut o = [[0f32; T]; R];
-        dot_f16_tile_avx2::<R, T>(&xs[t0 * k..], rows, k, &mut o);
+        // The same place in the row after each of ours, which the next tile
+        // reads from DRAM: `prefetch_ahead`'s 1 KiB is too short a lead for
+        // rows that every vector passes over. On the AVX2 VM (2026-11-30;
+        // the 2B head from DRAM, 6 vectors, one thread) 21 GMAC/s this way,
+        // 17 with 4 KiB.
+        dot_f16_tile_avx2::<R, T>(&xs[t0 * k..], rows, k, k, &mut o);
         for (out, o) in outs.iter_mut().zip(&o) {
             out[t0..t0 + T].copy_from_slice(o);
         }
