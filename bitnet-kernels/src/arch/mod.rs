@@ -125,6 +125,41 @@ pub(crate) unsafe fn dot_f16_multi_rows_with(
     }
 }
 
+/// The batched LM heads' row order: `R` far-apart streams, as the decode
+/// GEMVs read rows ([`GEMV_STREAMS`]). With `q = m / R`, calls `tile(rows,
+/// outs)` for rows `j + i·q` (`i < R`) for each `j < q`, `outs[i]` being that
+/// row's `n` outputs in `out` (M × N, row-major), then `one(r, out_r)` for
+/// each of the `m % R` rows left. Nothing is called when `n == 0`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn multi_in_streams<const R: usize>(
+    m: usize,
+    n: usize,
+    out: &mut [f32],
+    mut tile: impl FnMut([usize; R], [&mut [f32]; R]),
+    mut one: impl FnMut(usize, &mut [f32]),
+) {
+    if n == 0 {
+        return;
+    }
+    let q = m / R;
+    let (body, rest) = out[..m * n].split_at_mut(R * q * n);
+    if q > 0 {
+        let mut streams = body.chunks_exact_mut(q * n);
+        let mut streams: [_; R] =
+            core::array::from_fn(|_| streams.next().expect("R streams").chunks_exact_mut(n));
+        for j in 0..q {
+            let outs = streams
+                .each_mut()
+                .map(|s| s.next().expect("q rows per stream"));
+            tile(core::array::from_fn(|i| j + i * q), outs);
+        }
+    }
+    for (r, o) in (R * q..m).zip(rest.chunks_exact_mut(n)) {
+        one(r, o);
+    }
+}
+
 /// [`Table::dot_q6k_multi`](crate::dispatch::Table) for an ISA without its
 /// own: the ISA's `gemv_q6k` per row and vector.
 ///

@@ -26,7 +26,7 @@
 //! (the workspace's `rust-version`).
 
 use super::{prefetch_ahead, prefetch_line, token_tiles};
-use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams};
+use crate::arch::{gemv_in_streams, multi_in_streams};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -497,22 +497,14 @@ fn dot_f16_rows_multi_avx2<const R: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16_multi_avx2(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
     let (n, m) = (xs.len() / k, w.len() / k);
-    if n == 0 {
-        return;
-    }
-    let h = m / 2;
     let row = |r: usize| &w[r * k..(r + 1) * k];
-    let (lo, hi) = out.split_at_mut(h * n);
-    for (j, (a, b)) in lo
-        .chunks_exact_mut(n)
-        .zip(hi.chunks_exact_mut(n))
-        .enumerate()
-    {
-        dot_f16_rows_multi_avx2(xs, [row(j), row(j + h)], k, [a, b]);
-    }
-    if m % 2 == 1 {
-        dot_f16_rows_multi_avx2(xs, [row(m - 1)], k, [&mut out[(m - 1) * n..m * n]]);
-    }
+    multi_in_streams::<2>(
+        m,
+        n,
+        out,
+        |rs, outs| dot_f16_rows_multi_avx2(xs, rs.map(row), k, outs),
+        |r, o| dot_f16_rows_multi_avx2(xs, [row(r)], k, [o]),
+    );
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -976,59 +968,86 @@ fn dot_f16_impl_avx512(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_rows_avx512(&a[..n], [&b[..n]])[0]
 }
 
-/// [`dot_f16_impl_avx512`] of `x` against `S` rows at once, bit for bit
-/// (same chains, masked tail and reduction per row), as
-/// [`dot_f16_rows_avx2`] is for AVX2.
+/// [`dot_f16_impl_avx512`] of `x` against `S` rows at once (the decode
+/// GEMV's streams): [`dot_f16_tile_avx512`] with one vector, each row
+/// prefetched [`PREFETCH_BYTES`](super::PREFETCH_BYTES) ahead.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 fn dot_f16_rows_avx512<const S: usize>(x: &[f32], rows: [&[u16]; S]) -> [f32; S] {
-    let k = x.len();
-    let xp = x.as_ptr();
+    let mut out = [[0f32; 1]; S];
+    dot_f16_tile_avx512::<S, 1>(x, rows, x.len(), super::PREFETCH_BYTES / 2, &mut out);
+    out.map(|[v]| v)
+}
+
+/// `Σ_i xs[t·k + i]·f32(rows[r][i])` for `T` vectors against `R` rows, the
+/// one f16 dot of AVX-512, as [`dot_f16_tile_avx2`] is for AVX2: each (row,
+/// vector) pair sums its 16-wide steps in order into one FMA chain, the last
+/// step masked and zero-filled, then sums the lanes, so a pair's result does
+/// not depend on the tile it is computed in. 4 rows × 6 vectors of
+/// accumulators, four converted rows and one vector load are 29 of the 32
+/// zmm registers; each converted row feeds six FMAs and each vector load
+/// four. Each row prefetches `lead` halves ahead, once per 64-byte line.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn dot_f16_tile_avx512<const R: usize, const T: usize>(
+    xs: &[f32],
+    rows: [&[u16]; R],
+    k: usize,
+    lead: usize,
+    out: &mut [[f32; T]; R],
+) {
+    let xp = xs[..T * k].as_ptr();
     let wp = row_ptrs(&rows, k);
-    let mut acc = [[_mm512_setzero_ps(); 4]; S];
-    let mut i = 0;
-    while i + 64 <= k {
-        for w in &wp {
-            prefetch_ahead(w.wrapping_add(i).cast());
-            prefetch_ahead(w.wrapping_add(i + 32).cast());
-        }
-        for u in 0..4 {
-            let o = i + 16 * u;
-            // SAFETY: o + 16 <= k, and `x` and every row hold k elements.
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    // One 16-wide step over lanes `$i .. $i + 16` that `$m` selects, all
+    // rows and vectors: a macro, not a closure over `acc`, so nothing forces
+    // the accumulators out of registers. The full steps pass no mask (plain
+    // loads); the tail's masked-off lanes are zero-filled and never read.
+    macro_rules! step {
+        ($i:expr) => {
+            step!($i, _mm256_loadu_si256, _mm512_loadu_ps, )
+        };
+        ($i:expr, $m:expr) => {
+            step!($i, _mm256_maskz_loadu_epi16, _mm512_maskz_loadu_ps, $m)
+        };
+        ($i:expr, $loadh:ident, $loadx:ident, $($m:expr)?) => {
+            // SAFETY: callers keep the selected lanes below k, so halves
+            // $i.. lie in every row and floats t·k + $i.. in vector t < T.
             unsafe {
-                let xv = _mm512_loadu_ps(xp.add(o));
-                for (a, w) in acc.iter_mut().zip(&wp) {
-                    let h = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(o).cast()));
-                    a[u] = _mm512_fmadd_ps(xv, h, a[u]);
+                let mut h = [_mm512_setzero_ps(); R];
+                for (h, w) in h.iter_mut().zip(&wp) {
+                    *h = _mm512_cvtph_ps($loadh($($m,)? w.add($i).cast()));
+                }
+                for t in 0..T {
+                    let xv = $loadx($($m,)? xp.add(t * k + $i));
+                    for (a, h) in acc.iter_mut().zip(&h) {
+                        a[t] = _mm512_fmadd_ps(xv, *h, a[t]);
+                    }
                 }
             }
-        }
-        i += 64;
-    }
-    while i < k {
-        let m = if i + 16 <= k {
-            0xffff
-        } else {
-            tail_mask(k - i)
         };
-        // SAFETY: only lanes i .. min(i + 16, k) are read.
-        unsafe {
-            let xv = _mm512_maskz_loadu_ps(m, xp.add(i));
-            for (a, w) in acc.iter_mut().zip(&wp) {
-                let h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w.add(i).cast()));
-                a[0] = _mm512_fmadd_ps(xv, h, a[0]);
-            }
+    }
+    let mut i = 0;
+    while i + 32 <= k {
+        for w in &wp {
+            prefetch_line(w.wrapping_add(lead + i).cast());
         }
+        step!(i);
+        step!(i + 16);
+        i += 32;
+    }
+    if i + 16 <= k {
+        step!(i);
         i += 16;
     }
-    let mut out = [0f32; S];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = _mm512_reduce_add_ps(_mm512_add_ps(
-            _mm512_add_ps(a[0], a[1]),
-            _mm512_add_ps(a[2], a[3]),
-        ));
+    if i < k {
+        step!(i, tail_mask(k - i));
     }
-    out
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = _mm512_reduce_add_ps(*a);
+        }
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
@@ -1036,82 +1055,40 @@ pub(crate) unsafe fn dot_f16_avx512(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_impl_avx512(a, b)
 }
 
-/// Vectors per group of [`dot_f16_row_multi_avx512`] (4·G accumulators of 32 zmm).
-const F16_MULTI_AVX512: usize = 4;
-
-/// [`dot_f16_impl_avx512`] of the `G` vectors `xs[t·K ..]` against one row
-/// `b`; as [`dot_f16_tile_avx2`], `out[t]` equals the single-vector kernel
-/// bit for bit (same accumulators, masked tail and reduction per vector).
+/// [`dot_f16_tile_avx512`] over every vector of `xs`, 6 at a time (see
+/// there for the registers). `outs[j][t]` for row `j < R`, vector `t < n`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn dot_f16_group_avx512<const G: usize>(xs: &[f32], b: &[u16], out: &mut [f32]) {
-    let k = b.len();
-    let (xs, out) = (&xs[..G * k], &mut out[..G]);
-    let (xp, bp) = (xs.as_ptr(), b.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); 4]; G];
-    let mut i = 0;
-    while i + 64 <= k {
-        for u in 0..4 {
-            let o = i + 16 * u;
-            // SAFETY: o + 16 <= k, so halves o..o + 16 lie in `b` and floats
-            // t·K + o .. t·K + o + 16 in vector t < G of `xs`.
-            unsafe {
-                let h = _mm512_cvtph_ps(_mm256_loadu_si256(bp.add(o).cast()));
-                for (t, a) in acc.iter_mut().enumerate() {
-                    a[u] = _mm512_fmadd_ps(_mm512_loadu_ps(xp.add(t * k + o)), h, a[u]);
-                }
-            }
+fn dot_f16_rows_multi_avx512<const R: usize>(
+    xs: &[f32],
+    rows: [&[u16]; R],
+    k: usize,
+    mut outs: [&mut [f32]; R],
+) {
+    token_tiles!(outs[0].len(), |t0, T| {
+        let mut o = [[0f32; T]; R];
+        // The same place in the row after each of ours, which the next tile
+        // reads from DRAM, as for AVX2.
+        dot_f16_tile_avx512::<R, T>(&xs[t0 * k..], rows, k, k, &mut o);
+        for (out, o) in outs.iter_mut().zip(&o) {
+            out[t0..t0 + T].copy_from_slice(o);
         }
-        i += 64;
-    }
-    while i < k {
-        let m = if i + 16 <= k {
-            0xffff
-        } else {
-            tail_mask(k - i)
-        };
-        // SAFETY: only lanes i .. min(i + 16, K) of `b` and of each vector are read.
-        unsafe {
-            let h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, bp.add(i).cast()));
-            for (t, a) in acc.iter_mut().enumerate() {
-                let x = _mm512_maskz_loadu_ps(m, xp.add(t * k + i));
-                a[0] = _mm512_fmadd_ps(x, h, a[0]);
-            }
-        }
-        i += 16;
-    }
-    for (a, o) in acc.iter().zip(out.iter_mut()) {
-        *o = _mm512_reduce_add_ps(_mm512_add_ps(
-            _mm512_add_ps(a[0], a[1]),
-            _mm512_add_ps(a[2], a[3]),
-        ));
-    }
+    });
 }
 
-/// See `Table::dot_f16_multi`: row by row.
+/// See `Table::dot_f16_multi`: tiles of 4 rows in four far-apart streams
+/// ([`multi_in_streams`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16_multi_avx512(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
-    // SAFETY: forwarded from our caller; AVX-512 is present.
-    unsafe { dot_f16_multi_rows_with(dot_f16_row_multi_avx512, xs, w, k, out) }
-}
-
-/// One row against every vector, in groups of [`F16_MULTI_AVX512`].
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-unsafe fn dot_f16_row_multi_avx512(xs: &[f32], b: &[u16], out: &mut [f32]) {
-    const G: usize = F16_MULTI_AVX512;
-    let (k, n) = (b.len(), out.len());
-    let mut t = 0;
-    while n - t >= G {
-        dot_f16_group_avx512::<G>(&xs[t * k..], b, &mut out[t..]);
-        t += G;
-    }
-    let (x, o) = (&xs[t * k..], &mut out[t..]);
-    match n - t {
-        0 => {}
-        1 => dot_f16_group_avx512::<1>(x, b, o),
-        2 => dot_f16_group_avx512::<2>(x, b, o),
-        _ => dot_f16_group_avx512::<3>(x, b, o),
-    }
+    let (n, m) = (xs.len() / k, w.len() / k);
+    let row = |r: usize| &w[r * k..(r + 1) * k];
+    multi_in_streams::<4>(
+        m,
+        n,
+        out,
+        |rs, outs| dot_f16_rows_multi_avx512(xs, rs.map(row), k, outs),
+        |r, o| dot_f16_rows_multi_avx512(xs, [row(r)], k, [o]),
+    );
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]

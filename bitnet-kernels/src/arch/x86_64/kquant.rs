@@ -5,7 +5,7 @@
 
 use super::float::row_ptrs;
 use super::{prefetch_ahead, prefetch_line, token_tiles};
-use crate::arch::gemv_in_streams;
+use crate::arch::{gemv_in_streams, multi_in_streams};
 use crate::kquant::{
     add_q6k_block, q8k_scale, Q6K_BLOCK, Q6K_BLOCK_BYTES, Q6K_D, Q6K_QH, Q6K_SCALES,
     Q8K_BLOCK_BYTES, Q8K_Q, Q8K_SUMS,
@@ -168,20 +168,25 @@ pub(crate) unsafe fn dot_q6k_multi_avx2(xqs: &[u8], w: &[u8], k: usize, out: &mu
     let nb = k / Q6K_BLOCK;
     let (wrow, xrow) = (nb * Q6K_BLOCK_BYTES, nb * Q8K_BLOCK_BYTES);
     let (n, m) = (xqs.len() / xrow, w.len() / wrow);
-    if n == 0 {
-        return;
-    }
-    let h = m / 2;
-    // Rows 0, h, 1, h + 1, …, then the last one when `m` is odd.
-    let order = (0..h).flat_map(|j| [j, j + h]).chain(2 * h..m);
-    for r in order {
+    let row_tiles = |r: usize, out: &mut [f32]| {
         let row = &w[r * wrow..(r + 1) * wrow];
-        let out = &mut out[r * n..(r + 1) * n];
         token_tiles!(n, |t0, T| {
             let tile = dot_q6k_tile_avx2::<T>(&xqs[t0 * xrow..], row, nb);
             out[t0..t0 + T].copy_from_slice(&tile);
         });
-    }
+    };
+    // Rows 0, h, 1, h + 1, … (h = m/2), then the last one when `m` is odd.
+    multi_in_streams::<2>(
+        m,
+        n,
+        out,
+        |rs, outs| {
+            for (r, o) in rs.into_iter().zip(outs) {
+                row_tiles(r, o);
+            }
+        },
+        row_tiles,
+    );
 }
 
 /// Far-apart row streams as the float GEMVs (`crate::arch::GEMV_STREAMS`).
