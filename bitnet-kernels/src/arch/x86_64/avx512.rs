@@ -34,8 +34,8 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc: super::float::weighted_sum_f64acc_avx2,
     gemv_f16: super::float::gemv_f16_avx512,
     gemv_q8_0: super::float::gemv_q8_0_avx512,
-    gemv_q6k: super::kquant::gemv_q6k_avx2,
-    dot_q6k_multi: super::kquant::dot_q6k_multi_avx2,
+    gemv_q6k: super::kquant::gemv_q6k_avx512,
+    dot_q6k_multi: super::kquant::dot_q6k_multi_avx512,
 };
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-//! The Q6_K × Q8_K GEMV on AVX2 (`vpmaddubsw` of the unsigned 6-bit levels
-//! against the int8 activations, `vpmaddwd` by the 16-weight scales). The
-//! AVX-512 table uses it too: no 512-bit version is written, because no
-//! AVX-512 machine was at hand to test and measure one on.
+//! The Q6_K × Q8_K GEMV on x86: `vpmaddubsw` of the unsigned 6-bit levels
+//! against the int8 activations, then the 16-weight scales: `vpmaddwd` on
+//! AVX2, `vpdpwssd` on AVX-512 (VNNI). Each ISA writes only its block kernel
+//! ([`Q6kBlock`]); the GEMV, the batched tiles and their row order are
+//! written once over it.
 
 use super::float::row_ptrs;
 use super::{prefetch_ahead, prefetch_line, token_tiles};
@@ -85,6 +86,113 @@ unsafe fn q6k_block_avx2<const T: usize>(w: *const u8, xs: [*const u8; T]) -> [i
     }
 }
 
+/// For [`q6k_block_avx512`]: lane `i` of entry `2·half + g` is the index of
+/// the scale of i16 pair `i` of weights `128·half + 64·g ..`, i.e. of
+/// weights `128·half + 64·g + 2i, +1`, whose 16-weight group is
+/// `8·half + 4·g + i/8`.
+static Q6K_SCALE_LANES: [[i16; 32]; 4] = {
+    let mut idx = [[0i16; 32]; 4];
+    let mut e = 0;
+    while e < 4 {
+        let mut i = 0;
+        while i < 32 {
+            idx[e][i] = (4 * e + i / 8) as i16;
+            i += 1;
+        }
+        e += 1;
+    }
+    idx
+};
+
+/// [`q6k_block_avx2`] on AVX-512: 64 weights per step (the two 32-byte
+/// halves of a step's `ql` load unpack with per-half shift counts), and
+/// `vpdpwssd` multiplies the i16 pairs by their scales and accumulates in
+/// one instruction. The same wrapping `i32`, so the same result bit for bit.
+///
+/// # Safety
+/// As [`q6k_block_avx2`], and AVX-512 (F, BW, VNNI) must be present.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,f16c")]
+unsafe fn q6k_block_avx512<const T: usize>(w: *const u8, xs: [*const u8; T]) -> [i32; T] {
+    // SAFETY: every load is within the 210 bytes of `w` or the 292 of an
+    // `xs[t]` (the caller's contract), or of `Q6K_SCALE_LANES`; unaligned.
+    unsafe {
+        let ld = |p: *const u8| _mm512_loadu_si512(p.cast());
+        let low4 = _mm512_set1_epi8(0x0f);
+        let bits45 = _mm512_set1_epi8(0x30);
+        // `ql[64·half ..]` holds weights `+0 .. 32` (low 256 bits) and
+        // `+32 .. 64` (high) in its low nibbles, `+64 .. 96` and `+96 .. 128`
+        // in its high ones; their bits 4–5 are `qh` bit pairs 0, 1, 2, 3,
+        // brought to bits 4–5 by these 16-bit shifts (the masks drop what
+        // crosses a byte).
+        let per_half = |lo: i16, hi: i16| {
+            _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi16(lo), _mm512_set1_epi16(hi))
+        };
+        let (shl_lo, shr_hi) = (per_half(4, 2), per_half(0, 2));
+        let scales = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+            w.add(Q6K_SCALES).cast(),
+        )));
+        let mut acc = [_mm512_setzero_si512(); T];
+        for half in 0..2 {
+            let l = ld(w.add(64 * half));
+            let hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(w.add(Q6K_QH + 32 * half).cast()));
+            let levels = [
+                _mm512_or_si512(
+                    _mm512_and_si512(l, low4),
+                    _mm512_and_si512(_mm512_sllv_epi16(hb, shl_lo), bits45),
+                ),
+                _mm512_or_si512(
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(l), low4),
+                    _mm512_and_si512(_mm512_srlv_epi16(hb, shr_hi), bits45),
+                ),
+            ];
+            for (g, lv) in levels.into_iter().enumerate() {
+                let e = 2 * half + g;
+                let s = _mm512_permutexvar_epi16(ld(Q6K_SCALE_LANES[e].as_ptr().cast()), scales);
+                for (a, x) in acc.iter_mut().zip(&xs) {
+                    let pairs = _mm512_maddubs_epi16(lv, ld(x.add(Q8K_Q + 64 * e)));
+                    *a = _mm512_dpwssd_epi32(*a, pairs, s);
+                }
+            }
+        }
+        let mut out = [0i32; T];
+        for ((o, a), x) in out.iter_mut().zip(acc).zip(&xs) {
+            // − 32 · Σ_j scale_j · sums_j
+            let sums = _mm256_loadu_si256(x.add(Q8K_SUMS).cast());
+            let offset = _mm256_madd_epi16(_mm512_castsi512_si256(scales), sums);
+            let offset = _mm512_slli_epi32::<5>(_mm512_zextsi256_si512(offset));
+            *o = _mm512_reduce_add_epi32(_mm512_sub_epi32(a, offset));
+        }
+        out
+    }
+}
+
+/// An ISA's Q6_K block kernel, what the GEMV and the batched tiles below
+/// are written over: `dot::<T>(w, xs)` is [`q6k_block_avx2`]'s contract.
+trait Q6kBlock {
+    /// # Safety
+    /// The ISA is present; as [`q6k_block_avx2`].
+    unsafe fn dot<const T: usize>(w: *const u8, xs: [*const u8; T]) -> [i32; T];
+}
+
+struct Avx2;
+impl Q6kBlock for Avx2 {
+    #[inline(always)]
+    unsafe fn dot<const T: usize>(w: *const u8, xs: [*const u8; T]) -> [i32; T] {
+        // SAFETY: forwarded contract.
+        unsafe { q6k_block_avx2(w, xs) }
+    }
+}
+
+struct Avx512;
+impl Q6kBlock for Avx512 {
+    #[inline(always)]
+    unsafe fn dot<const T: usize>(w: *const u8, xs: [*const u8; T]) -> [i32; T] {
+        // SAFETY: forwarded contract.
+        unsafe { q6k_block_avx512(w, xs) }
+    }
+}
+
 /// `d` of the Q6_K block at `w` (F16C, exact like `math::f16_to_f32`).
 ///
 /// # Safety
@@ -99,9 +207,11 @@ unsafe fn q6k_d_avx2(w: *const u8) -> f32 {
 
 /// `S` rows against one activation row, block by block: the activation
 /// block is read once from L1 per row while the rows stream from memory.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn dot_q6k_rows_avx2<const S: usize>(xq: &[u8], rows: [&[u8]; S]) -> [f32; S] {
+///
+/// # Safety
+/// `K`'s ISA is present (this is inlined into its `#[target_feature]` entry).
+#[inline(always)]
+unsafe fn dot_q6k_rows<K: Q6kBlock, const S: usize>(xq: &[u8], rows: [&[u8]; S]) -> [f32; S] {
     let nb = xq.len() / Q8K_BLOCK_BYTES;
     let wp = row_ptrs(&rows, nb * Q6K_BLOCK_BYTES);
     let mut acc = [0f32; S];
@@ -114,8 +224,9 @@ fn dot_q6k_rows_avx2<const S: usize>(xq: &[u8], rows: [&[u8]; S]) -> [f32; S] {
                 prefetch_ahead(wb.wrapping_add(off));
             }
             // SAFETY: block `b < nb` of a row of `nb` blocks (`row_ptrs`
-            // checked the length) holds 210 bytes; `xb` holds 292.
-            let (isum, dw) = unsafe { (q6k_block_avx2(wb, [xb.as_ptr()])[0], q6k_d_avx2(wb)) };
+            // checked the length) holds 210 bytes; `xb` holds 292; the ISA
+            // is present (our contract).
+            let (isum, dw) = unsafe { (K::dot(wb, [xb.as_ptr()])[0], q6k_d_avx2(wb)) };
             *a = add_q6k_block(*a, dw, dx, isum);
         }
     }
@@ -124,11 +235,13 @@ fn dot_q6k_rows_avx2<const S: usize>(xq: &[u8], rows: [&[u8]; S]) -> [f32; S] {
 
 /// One Q6_K row (`nb` blocks) against `T` Q8_K rows `xs[t·nb·292 ..]`,
 /// block by block, each block's levels unpacked once for all `T`; `out[t]`
-/// equals [`dot_q6k_rows_avx2`] of the row and vector `t` bit for bit.
+/// equals [`dot_q6k_rows`] of the row and vector `t` bit for bit.
 /// Prefetches the same place in the next row (`nb·210` bytes on).
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-fn dot_q6k_tile_avx2<const T: usize>(xs: &[u8], row: &[u8], nb: usize) -> [f32; T] {
+///
+/// # Safety
+/// As [`dot_q6k_rows`].
+#[inline(always)]
+unsafe fn dot_q6k_tile<K: Q6kBlock, const T: usize>(xs: &[u8], row: &[u8], nb: usize) -> [f32; T] {
     let xrow = nb * Q8K_BLOCK_BYTES;
     let xs = &xs[..T * xrow];
     let row = &row[..nb * Q6K_BLOCK_BYTES];
@@ -146,8 +259,8 @@ fn dot_q6k_tile_avx2<const T: usize>(xs: &[u8], row: &[u8], nb: usize) -> [f32; 
         }
         let xb = xp.map(|p| p.wrapping_add(b * Q8K_BLOCK_BYTES));
         // SAFETY: `wb` holds 210 bytes; each `xb[t]` starts block `b < nb`
-        // (292 bytes) of vector `t < T`, inside `xs`.
-        let (isum, dw) = unsafe { (q6k_block_avx2(wb.as_ptr(), xb), q6k_d_avx2(wb.as_ptr())) };
+        // (292 bytes) of vector `t < T`, inside `xs`; the ISA is present.
+        let (isum, dw) = unsafe { (K::dot(wb.as_ptr(), xb), q6k_d_avx2(wb.as_ptr())) };
         for ((a, x), isum) in acc.iter_mut().zip(xb).zip(isum) {
             // SAFETY: as above; `d` is the block's first 4 bytes.
             let dx = f32::from_le_bytes(unsafe { x.cast::<[u8; 4]>().read_unaligned() });
@@ -163,15 +276,19 @@ fn dot_q6k_tile_avx2<const T: usize>(xs: &[u8], row: &[u8], nb: usize) -> [f32; 
 /// (2026-11-30; a random 2B-shaped Q6_K head, 6 vectors, one thread) this
 /// took 51–78 ms per pass against 117–162 for the GEMV per row and vector,
 /// alternated in one process (1 × 4 tiles: 66–84).
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) unsafe fn dot_q6k_multi_avx2(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
+///
+/// # Safety
+/// As [`dot_q6k_rows`], and the table's `dot_q6k_multi` contract.
+#[inline(always)]
+unsafe fn dot_q6k_multi<K: Q6kBlock>(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
     let nb = k / Q6K_BLOCK;
     let (wrow, xrow) = (nb * Q6K_BLOCK_BYTES, nb * Q8K_BLOCK_BYTES);
     let (n, m) = (xqs.len() / xrow, w.len() / wrow);
     let row_tiles = |r: usize, out: &mut [f32]| {
         let row = &w[r * wrow..(r + 1) * wrow];
         token_tiles!(n, |t0, T| {
-            let tile = dot_q6k_tile_avx2::<T>(&xqs[t0 * xrow..], row, nb);
+            // SAFETY: forwarded from our caller.
+            let tile = unsafe { dot_q6k_tile::<K, T>(&xqs[t0 * xrow..], row, nb) };
             out[t0..t0 + T].copy_from_slice(&tile);
         });
     };
@@ -190,20 +307,50 @@ pub(crate) unsafe fn dot_q6k_multi_avx2(xqs: &[u8], w: &[u8], k: usize, out: &mu
 }
 
 /// Far-apart row streams as the float GEMVs (`crate::arch::GEMV_STREAMS`).
-#[target_feature(enable = "avx2,f16c")]
-pub(crate) unsafe fn gemv_q6k_avx2(
-    w: &[u8],
-    k: usize,
-    xq: &[u8],
-    rows: Range<usize>,
-    y: &mut [f32],
-) {
+///
+/// # Safety
+/// As [`dot_q6k_rows`], and the table's `gemv_q6k` contract.
+#[inline(always)]
+unsafe fn gemv_q6k<K: Q6kBlock>(w: &[u8], k: usize, xq: &[u8], rows: Range<usize>, y: &mut [f32]) {
     let row_bytes = k / Q6K_BLOCK * Q6K_BLOCK_BYTES;
     let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
     gemv_in_streams(
         rows,
         y,
-        |rs| dot_q6k_rows_avx2(xq, rs.map(row)),
-        |r| dot_q6k_rows_avx2(xq, [row(r)])[0],
+        // SAFETY: forwarded from our caller.
+        |rs| unsafe { dot_q6k_rows::<K, _>(xq, rs.map(row)) },
+        // SAFETY: as above.
+        |r| unsafe { dot_q6k_rows::<K, 1>(xq, [row(r)])[0] },
     );
 }
+
+/// The table entries: [`gemv_q6k`] and [`dot_q6k_multi`] over each ISA's block.
+macro_rules! q6k_entries {
+    ($isa:ty, $features:literal, $gemv:ident, $multi:ident) => {
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $gemv(
+            w: &[u8],
+            k: usize,
+            xq: &[u8],
+            rows: Range<usize>,
+            y: &mut [f32],
+        ) {
+            // SAFETY: the table's contract, and the ISA is present.
+            unsafe { gemv_q6k::<$isa>(w, k, xq, rows, y) }
+        }
+
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $multi(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
+            // SAFETY: as above.
+            unsafe { dot_q6k_multi::<$isa>(xqs, w, k, out) }
+        }
+    };
+}
+
+q6k_entries!(Avx2, "avx2,f16c", gemv_q6k_avx2, dot_q6k_multi_avx2);
+q6k_entries!(
+    Avx512,
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx2,f16c",
+    gemv_q6k_avx512,
+    dot_q6k_multi_avx512
+);
