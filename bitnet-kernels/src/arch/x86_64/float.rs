@@ -1288,20 +1288,39 @@ const F64ACC_KEYS: usize = 4;
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f64acc_rows_avx2(q: &[f32], keys: &[f32], out: &mut [f32]) {
+    f64acc_rows_with(
+        q,
+        keys,
+        out,
+        |rows: [&[f32]; F64ACC_KEYS]| dot_f64acc_keys_avx2(q, rows),
+        |row| dot_f64acc_keys_avx2(q, [row])[0],
+    );
+}
+
+/// `out[j] = dot(keys row j)` for every key row (`K = q.len()` floats),
+/// `R` rows per call of `dots`, the rest one by one.
+#[inline(always)]
+fn f64acc_rows_with<const R: usize>(
+    q: &[f32],
+    keys: &[f32],
+    out: &mut [f32],
+    mut dots: impl FnMut([&[f32]; R]) -> [f32; R],
+    mut dot: impl FnMut(&[f32]) -> f32,
+) {
     let k = q.len();
     let key = |j: usize| &keys[j * k..(j + 1) * k];
-    let mut outs = out.chunks_exact_mut(F64ACC_KEYS);
+    let mut outs = out.chunks_exact_mut(R);
     let mut j = 0;
     for o in &mut outs {
-        let mut rows = [&keys[..0]; F64ACC_KEYS];
+        let mut rows = [&keys[..0]; R];
         for (r, row) in rows.iter_mut().enumerate() {
             *row = key(j + r);
         }
-        o.copy_from_slice(&dot_f64acc_keys_avx2(q, rows));
-        j += F64ACC_KEYS;
+        o.copy_from_slice(&dots(rows));
+        j += R;
     }
     for o in outs.into_remainder() {
-        *o = dot_f64acc_keys_avx2(q, [key(j)])[0];
+        *o = dot(key(j));
         j += 1;
     }
 }
@@ -1377,6 +1396,13 @@ pub(crate) unsafe fn weighted_sum_f64acc_avx2(p: &[f32], values: &[f32], acc: &m
         unsafe { weighted_sum_cols_avx2::<1>(p, values, c, acc) };
         c += 4;
     }
+    weighted_sum_tail(p, values, c, acc);
+}
+
+/// Columns `c ..` of `weighted_sum_f64acc`, one by one.
+#[inline(always)]
+fn weighted_sum_tail(p: &[f32], values: &[f32], c: usize, acc: &mut [f64]) {
+    let k = acc.len();
     for (i, a) in acc.iter_mut().enumerate().skip(c) {
         for (j, &pj) in p.iter().enumerate() {
             *a += pj as f64 * values[j * k + i] as f64;
@@ -1387,25 +1413,108 @@ pub(crate) unsafe fn weighted_sum_f64acc_avx2(p: &[f32], values: &[f32], acc: &m
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f64acc_avx512(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    // One register holds the 8 lanes of `math::reduce_f64_lanes`.
-    let mut acc = _mm512_setzero_pd();
+    dot_f64acc_keys_avx512(&a[..n], [&b[..n]])[0]
+}
+
+/// `dot_f64acc(q, key)` for `R` keys at once, each bit for bit: one
+/// register per key holds the 8 lanes of `math::reduce_f64_lanes`, whose
+/// halves then reduce as AVX2's two accumulators do; each 8 floats of `q`
+/// are loaded and widened once for all keys.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn dot_f64acc_keys_avx512<const R: usize>(q: &[f32], keys: [&[f32]; R]) -> [f32; R] {
+    let n = q.len();
+    let qp = q.as_ptr();
+    let kp = row_ptrs(&keys, n);
+    let mut acc = [_mm512_setzero_pd(); R];
     let mut i = 0;
     while i + 8 <= n {
-        // SAFETY: i + 8 <= n, within both slices.
-        let (x, y) = unsafe { (_mm256_loadu_ps(ap.add(i)), _mm256_loadu_ps(bp.add(i))) };
-        acc = _mm512_fmadd_pd(_mm512_cvtps_pd(x), _mm512_cvtps_pd(y), acc);
+        // SAFETY: i + 8 <= n, and `q` and every key hold n floats.
+        unsafe {
+            let x = _mm512_cvtps_pd(_mm256_loadu_ps(qp.add(i)));
+            for (a, k) in acc.iter_mut().zip(&kp) {
+                *a = _mm512_fmadd_pd(x, _mm512_cvtps_pd(_mm256_loadu_ps(k.add(i))), *a);
+            }
+        }
         i += 8;
     }
-    let v = _mm256_add_pd(
-        _mm512_castpd512_pd256(acc),
-        _mm512_extractf64x4_pd::<1>(acc),
-    );
-    let mut s = sum_f64x4(v);
-    for j in i..n {
-        s += a[j] as f64 * b[j] as f64;
+    let mut out = [0f32; R];
+    for ((o, a), key) in out.iter_mut().zip(&acc).zip(&keys) {
+        let v = _mm256_add_pd(_mm512_castpd512_pd256(*a), _mm512_extractf64x4_pd::<1>(*a));
+        let mut s = sum_f64x4(v);
+        for (&a, &b) in q[i..].iter().zip(&key[i..n]) {
+            s += a as f64 * b as f64;
+        }
+        *o = s as f32;
     }
-    s as f32
+    out
+}
+
+/// Keys per pass of [`dot_f64acc_rows_avx512`]: 8 accumulators, the widened
+/// query and a widened key.
+const F64ACC_KEYS_AVX512: usize = 8;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f64acc_rows_avx512(q: &[f32], keys: &[f32], out: &mut [f32]) {
+    f64acc_rows_with(
+        q,
+        keys,
+        out,
+        |rows: [&[f32]; F64ACC_KEYS_AVX512]| dot_f64acc_keys_avx512(q, rows),
+        |row| dot_f64acc_keys_avx512(q, [row])[0],
+    );
+}
+
+/// `C` f64 vectors (`8·C` accumulators from `c`) of
+/// [`weighted_sum_f64acc_avx512`], held in registers over every row, as
+/// [`weighted_sum_cols_avx2`] does.
+///
+/// # Safety
+/// `c + 8·C <= K` with `K = acc.len()`, and `values` holds `p.len()` rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn weighted_sum_cols_avx512<const C: usize>(
+    p: &[f32],
+    values: &[f32],
+    c: usize,
+    acc: &mut [f64],
+) {
+    let (k, vp, ap) = (acc.len(), values.as_ptr(), acc.as_mut_ptr());
+    let mut s = [_mm512_setzero_pd(); C];
+    for (u, s) in s.iter_mut().enumerate() {
+        // SAFETY: c + 8u + 8 <= K (caller).
+        *s = unsafe { _mm512_loadu_pd(ap.add(c + 8 * u)) };
+    }
+    for (j, &pj) in p.iter().enumerate() {
+        let a = _mm512_set1_pd(pj as f64);
+        for (u, s) in s.iter_mut().enumerate() {
+            // SAFETY: floats j·K + c + 8u .. + 8 lie in row j (caller).
+            let v = unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(vp.add(j * k + c + 8 * u))) };
+            *s = _mm512_fmadd_pd(a, v, *s);
+        }
+    }
+    for (u, s) in s.iter().enumerate() {
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_pd(ap.add(c + 8 * u), *s) };
+    }
+}
+
+/// 128 columns (a 2B-4T head) per pass: 16 accumulators.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn weighted_sum_f64acc_avx512(p: &[f32], values: &[f32], acc: &mut [f64]) {
+    let k = acc.len();
+    let mut c = 0;
+    while c + 128 <= k {
+        // SAFETY: c + 128 <= K; `values` holds p.len() rows (our contract).
+        unsafe { weighted_sum_cols_avx512::<16>(p, values, c, acc) };
+        c += 128;
+    }
+    while c + 8 <= k {
+        // SAFETY: as above.
+        unsafe { weighted_sum_cols_avx512::<1>(p, values, c, acc) };
+        c += 8;
+    }
+    weighted_sum_tail(p, values, c, acc);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
