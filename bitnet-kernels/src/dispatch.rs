@@ -177,6 +177,15 @@ pub(crate) struct Table {
     /// `acc[i] += Σ_j p[j]·values[j·K + i]` with `K = acc.len()`, summed in
     /// f64 in order of `j`: bit for bit `axpy_f64acc` over the rows.
     pub weighted_sum_f64acc: unsafe fn(p: &[f32], values: &[f32], acc: &mut [f64]),
+    /// `out[g·N + j] = dot_f64acc(qs[g·k ..][..k], keys[j·k ..][..k])` for
+    /// the `G = qs.len() / k` queries and `N = keys.len() / k` keys, bit for
+    /// bit the table's own `dot_f64acc` of each pair (`k > 0`).
+    pub dot_f64acc_queries: unsafe fn(qs: &[f32], keys: &[f32], k: usize, out: &mut [f32]),
+    /// `accs[g·k + i] += Σ_j ps[g·N + j]·values[j·k + i]` for the
+    /// `G = accs.len() / k` queries and `N = values.len() / k` rows: bit for
+    /// bit the table's own `weighted_sum_f64acc` per query (`k > 0`).
+    pub weighted_sum_f64acc_queries:
+        unsafe fn(ps: &[f32], values: &[f32], k: usize, accs: &mut [f64]),
     /// `y[r - rows.start] = Σ_k w[r, k] x[k]`, `w` row-major f16 `M × K`.
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.

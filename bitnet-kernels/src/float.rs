@@ -116,7 +116,7 @@ impl Dispatch {
             k,
             ("dot_f16_multi vectors", xs.len(), k),
             ("dot_f16_multi rows", w.len(), k),
-            out,
+            ("dot_f16_multi output (rows × vectors)", out.len()),
         )?;
         // SAFETY: ISA supported (Dispatch invariant); shapes checked above.
         unsafe { (self.table.dot_f16_multi)(xs, w, k, out) };
@@ -187,6 +187,56 @@ impl Dispatch {
         Ok(())
     }
 
+    /// [`Dispatch::dot_f64acc_rows`] for several queries at once (the query
+    /// heads that share a KV head): `qs` holds `G` queries and `keys` `N`
+    /// keys, `k` floats each, back to back; `out[g·N + j]` (`G × N`) is bit
+    /// for bit [`Dispatch::dot_f64acc`] of query `g` and key `j`. The kernels
+    /// widen each key once for several queries.
+    pub fn dot_f64acc_queries(
+        &self,
+        qs: &[f32],
+        keys: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        check_multi(
+            k,
+            ("dot_f64acc_queries keys", keys.len(), k),
+            ("dot_f64acc_queries queries", qs.len(), k),
+            ("dot_f64acc_queries scores (queries × keys)", out.len()),
+        )?;
+        // SAFETY: as above.
+        unsafe { (self.table.dot_f64acc_queries)(qs, keys, k, out) };
+        Ok(())
+    }
+
+    /// [`Dispatch::weighted_sum_f64acc`] for several queries at once: `accs`
+    /// holds `G` accumulators of `k` and `values` `N` rows of `k`; `ps` holds
+    /// each query's `N` weights, query after query (`G × N`). Accumulator
+    /// `g` gets bit for bit what `weighted_sum_f64acc(ps[g·N ..][..N],
+    /// values, accs[g·k ..][..k])` gives. The kernels widen each value row
+    /// once for several queries.
+    pub fn weighted_sum_f64acc_queries(
+        &self,
+        ps: &[f32],
+        values: &[f32],
+        k: usize,
+        accs: &mut [f64],
+    ) -> Result<(), Error> {
+        check_multi(
+            k,
+            ("weighted_sum_f64acc_queries values", values.len(), k),
+            ("weighted_sum_f64acc_queries accumulators", accs.len(), k),
+            (
+                "weighted_sum_f64acc_queries weights (queries × rows)",
+                ps.len(),
+            ),
+        )?;
+        // SAFETY: as above; shapes checked.
+        unsafe { (self.table.weighted_sum_f64acc_queries)(ps, values, k, accs) };
+        Ok(())
+    }
+
     /// F16 GEMV (the tied LM head): `w` is `M × K` half bits, row-major;
     /// `y[r - rows.start] = Σ_k w[r,k]·x[k]` for `r ∈ rows`.
     pub fn gemv_f16(
@@ -250,14 +300,15 @@ fn check_rope(x: &[f32], head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<()
     check_len("RoPE sin", head_dim / 2, sin.len())
 }
 
-/// The shapes of a rows × vectors dot (`dot_f16_multi`, `dot_q6k_multi`):
-/// `k > 0`, the vectors and the rows are whole (`(name, length, one's
-/// length)`), and `out` holds one value per row and vector.
+/// The shapes of a rows × vectors product (`dot_f16_multi`, `dot_q6k_multi`,
+/// the several-query attention forms): `k > 0`, the vectors and the rows
+/// are whole (`(name, length, one's length)`), and the output (`(name,
+/// length)`) holds one value per row and vector.
 pub(crate) fn check_multi(
     k: usize,
     (x_what, x_len, x_row): (&'static str, usize, usize),
     (w_what, w_len, w_row): (&'static str, usize, usize),
-    out: &[f32],
+    (out_what, out_len): (&'static str, usize),
 ) -> Result<(), Error> {
     if k == 0 {
         return Err(Error::ZeroDim {
@@ -273,11 +324,7 @@ pub(crate) fn check_multi(
             });
         }
     }
-    check_len(
-        "multi-vector dot output (rows × vectors)",
-        w_len / w_row * (x_len / x_row),
-        out.len(),
-    )
+    check_len(out_what, w_len / w_row * (x_len / x_row), out_len)
 }
 
 /// `row_len`: elements of `w` per row (`K` halves for f16, bytes for the

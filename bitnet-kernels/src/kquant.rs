@@ -200,7 +200,7 @@ impl Dispatch {
                 w.len(),
                 blocks * Q6K_BLOCK_BYTES,
             ),
-            out,
+            ("dot_q6k_multi output (rows × vectors)", out.len()),
         )?;
         // SAFETY: ISA supported (Dispatch invariant); shapes checked above.
         unsafe { (self.table.dot_q6k_multi)(xqs, w, k, out) };

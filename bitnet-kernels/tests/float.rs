@@ -1043,6 +1043,42 @@ mod f64_accumulated {
                 prop_assert_eq!(bits(&blocks), bits(&got), "{}: blocks", d.isa());
             }
         }
+
+        /// The several-query forms (a KV head's query heads): 0..=9 queries
+        /// (every tile height and remainder) against 0..=11 keys or value
+        /// rows, each output bit for bit the single-query form's.
+        #[test]
+        fn f64acc_queries_equal_one_query_at_a_time(
+            k in prop_oneof![1usize..=40, 120usize..=136],
+            queries in 0usize..=9,
+            rows in 0usize..=11,
+            seed in any::<u64>(),
+            spread in 0i32..30,
+        ) {
+            let mut rng = TestRng::new(seed);
+            let qs = values(&mut rng, queries * k, spread);
+            let keys = values(&mut rng, rows * k, spread);
+            let ps: Vec<f32> = (0..queries * rows).map(|_| rng.f32().abs()).collect();
+            let start: Vec<f64> = (0..queries * k).map(|_| rng.f32() as f64 / 3.0).collect();
+            for d in paths() {
+                let mut scores = vec![f32::NAN; queries * rows];
+                d.dot_f64acc_queries(&qs, &keys, k, &mut scores).unwrap();
+                let mut sums = start.clone();
+                d.weighted_sum_f64acc_queries(&ps, &keys, k, &mut sums).unwrap();
+                for g in 0..queries {
+                    let mut want = vec![f32::NAN; rows];
+                    d.dot_f64acc_rows(&qs[g * k..(g + 1) * k], &keys, &mut want).unwrap();
+                    for (j, (&got, &want)) in scores[g * rows..(g + 1) * rows].iter().zip(&want).enumerate() {
+                        prop_assert_eq!(got.to_bits(), want.to_bits(), "{} query {} key {}", d.isa(), g, j);
+                    }
+                    let mut want = start[g * k..(g + 1) * k].to_vec();
+                    d.weighted_sum_f64acc(&ps[g * rows..(g + 1) * rows], &keys, &mut want).unwrap();
+                    for (i, (&got, &want)) in sums[g * k..(g + 1) * k].iter().zip(&want).enumerate() {
+                        prop_assert_eq!(got.to_bits(), want.to_bits(), "{} query {} column {}", d.isa(), g, i);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -1056,8 +1092,35 @@ mod f64_accumulated {
             assert!(d
                 .weighted_sum_f64acc(&[1.0; 2], &[1.0; 5], &mut [0.0; 3])
                 .is_err());
+            // The several-query forms: K = 0, ragged queries / keys /
+            // accumulators, and outputs or weights of the wrong size.
+            assert!(d.dot_f64acc_queries(&[], &[], 0, &mut []).is_err());
+            assert!(d
+                .dot_f64acc_queries(&[1.0; 3], &[1.0; 4], 2, &mut [0.0; 2])
+                .is_err());
+            assert!(d
+                .dot_f64acc_queries(&[1.0; 4], &[1.0; 5], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d
+                .dot_f64acc_queries(&[1.0; 4], &[1.0; 6], 2, &mut [0.0; 5])
+                .is_err());
+            assert!(d.weighted_sum_f64acc_queries(&[], &[], 0, &mut []).is_err());
+            assert!(d
+                .weighted_sum_f64acc_queries(&[1.0; 4], &[1.0; 5], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d
+                .weighted_sum_f64acc_queries(&[1.0; 4], &[1.0; 4], 2, &mut [0.0; 3])
+                .is_err());
+            assert!(d
+                .weighted_sum_f64acc_queries(&[1.0; 3], &[1.0; 4], 2, &mut [0.0; 4])
+                .is_err());
             // No rows: nothing to read, nothing written, and no error.
             assert!(d.dot_f64acc_rows(&[1.0, 2.0], &[], &mut []).is_ok());
+            assert!(d.dot_f64acc_queries(&[1.0; 4], &[], 2, &mut []).is_ok());
+            let mut accs = [7.0f64; 4];
+            d.weighted_sum_f64acc_queries(&[], &[], 2, &mut accs)
+                .unwrap();
+            assert_eq!(accs, [7.0; 4]);
             let mut acc = [7.0f64; 3];
             d.weighted_sum_f64acc(&[], &[], &mut acc).unwrap();
             assert_eq!(acc, [7.0; 3]);

@@ -760,6 +760,28 @@ struct AttendScratch {
     block: Vec<f32>,
     scores: Vec<f32>,
     acc: Vec<f64>,
+    /// One run's scores or weights for one block, query after query.
+    tile: Vec<f32>,
+    runs: Vec<Range<usize>>,
+}
+
+/// Splits `queries` into runs that attend to the same positions and sit
+/// side by side in the step's queries (the query heads of one token that
+/// share the KV head): each run's scores and value sums are one call of the
+/// several-query kernels, which widen each key and value row once for the
+/// whole run.
+fn query_runs(queries: &[Query], head_dim: usize, out: &mut Vec<Range<usize>>) {
+    out.clear();
+    let mut start = 0;
+    for i in 1..=queries.len() {
+        let joins = i < queries.len()
+            && queries[i].len == queries[start].len
+            && queries[i].at == queries[i - 1].at + head_dim;
+        if !joins {
+            out.push(start..i);
+            start = i;
+        }
+    }
 }
 
 /// `softmax(scale · q·Kᵀ)·V` for each query of one KV head: the dots and the
@@ -786,8 +808,15 @@ unsafe fn attend(
     s.scores.resize(queries.len() * len, 0.0);
     s.acc.clear();
     s.acc.resize(queries.len() * hd, 0.0);
-    // The positions of `block` that query `q` attends to.
-    let seen = |q: &Query, block: &Range<usize>| q.len.min(block.end).saturating_sub(block.start);
+    s.tile.resize(queries.len() * KV_BLOCK, 0.0);
+    query_runs(queries, hd, &mut s.runs);
+    // The positions of `block` that the queries of `run` attend to.
+    let seen = |run: &Range<usize>, block: &Range<usize>| {
+        queries[run.start]
+            .len
+            .min(block.end)
+            .saturating_sub(block.start)
+    };
     let blocks = || {
         (0..len)
             .step_by(KV_BLOCK)
@@ -795,11 +824,18 @@ unsafe fn attend(
     };
     for block in blocks() {
         let keys = kv.rows(d, Half::Keys, block.clone(), &mut s.block);
-        for (i, q) in queries.iter().enumerate() {
-            let n = seen(q, &block);
-            let scores = &mut s.scores[i * len + block.start..][..n];
-            d.dot_f64acc_rows(&q_all[q.at..q.at + hd], &keys[..n * hd], scores)
+        for run in &s.runs {
+            let n = seen(run, &block);
+            if n == 0 {
+                continue;
+            }
+            let at = queries[run.start].at;
+            let tile = &mut s.tile[..run.len() * n];
+            d.dot_f64acc_queries(&q_all[at..at + run.len() * hd], &keys[..n * hd], hd, tile)
                 .expect("head-sized rows");
+            for (i, row) in run.clone().zip(tile.chunks_exact(n)) {
+                s.scores[i * len + block.start..][..n].copy_from_slice(row);
+            }
         }
     }
     for (i, q) in queries.iter().enumerate() {
@@ -811,10 +847,17 @@ unsafe fn attend(
     }
     for block in blocks() {
         let values = kv.rows(d, Half::Values, block.clone(), &mut s.block);
-        for (i, q) in queries.iter().enumerate() {
-            let n = seen(q, &block);
-            let p = &s.scores[i * len + block.start..][..n];
-            d.weighted_sum_f64acc(p, &values[..n * hd], &mut s.acc[i * hd..(i + 1) * hd])
+        for run in &s.runs {
+            let n = seen(run, &block);
+            if n == 0 {
+                continue;
+            }
+            let ps = &mut s.tile[..run.len() * n];
+            for (i, p) in run.clone().zip(ps.chunks_exact_mut(n)) {
+                p.copy_from_slice(&s.scores[i * len + block.start..][..n]);
+            }
+            let accs = &mut s.acc[run.start * hd..run.end * hd];
+            d.weighted_sum_f64acc_queries(ps, &values[..n * hd], hd, accs)
                 .expect("head-sized rows");
         }
     }

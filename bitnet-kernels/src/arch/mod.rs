@@ -101,6 +101,51 @@ pub(crate) unsafe fn weighted_sum_f64acc_with(
     }
 }
 
+/// [`Table::dot_f64acc_queries`](crate::dispatch::Table) for an ISA without
+/// its own: the table's `dot_f64acc_rows` per query.
+///
+/// # Safety
+/// `rows`' ISA is present; `k > 0`, `qs.len()` and `keys.len()` are
+/// multiples of `k`, and `out` holds one value per query and key.
+#[inline(always)]
+pub(crate) unsafe fn dot_f64acc_queries_with(
+    rows: unsafe fn(&[f32], &[f32], &mut [f32]),
+    qs: &[f32],
+    keys: &[f32],
+    k: usize,
+    out: &mut [f32],
+) {
+    let n = keys.len() / k;
+    if n == 0 {
+        return;
+    }
+    for (q, o) in qs.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        // SAFETY: forwarded from our caller.
+        unsafe { rows(q, keys, o) };
+    }
+}
+
+/// [`Table::weighted_sum_f64acc_queries`](crate::dispatch::Table) for an
+/// ISA without its own: the table's `weighted_sum_f64acc` per query.
+///
+/// # Safety
+/// `sum`'s ISA is present; `k > 0`, `values.len()` and `accs.len()` are
+/// multiples of `k`, and `ps` holds one weight per query and row.
+#[inline(always)]
+pub(crate) unsafe fn weighted_sum_f64acc_queries_with(
+    sum: unsafe fn(&[f32], &[f32], &mut [f64]),
+    ps: &[f32],
+    values: &[f32],
+    k: usize,
+    accs: &mut [f64],
+) {
+    let n = values.len() / k;
+    for (g, acc) in accs.chunks_exact_mut(k).enumerate() {
+        // SAFETY: forwarded from our caller.
+        unsafe { sum(&ps[g * n..(g + 1) * n], values, acc) };
+    }
+}
+
 /// [`Table::dot_f16_multi`](crate::dispatch::Table) for an ISA whose kernel
 /// takes one row against every vector (`row(xs, b, out)`): row by row.
 ///

@@ -32,6 +32,8 @@ pub(crate) static TABLE: Table = Table {
     axpy_f64acc,
     dot_f64acc_rows,
     weighted_sum_f64acc,
+    dot_f64acc_queries,
+    weighted_sum_f64acc_queries,
     gemv_f16,
     gemv_q8_0,
     gemv_q6k,
@@ -246,6 +248,21 @@ pub(crate) unsafe fn axpy_f64acc(alpha: f32, x: &[f32], acc: &mut [f64]) {
 pub(crate) unsafe fn dot_f64acc_rows(q: &[f32], keys: &[f32], out: &mut [f32]) {
     // SAFETY: same contract as ours.
     unsafe { super::dot_f64acc_rows_with(dot_f64acc, q, keys, out) }
+}
+
+pub(crate) unsafe fn dot_f64acc_queries(qs: &[f32], keys: &[f32], k: usize, out: &mut [f32]) {
+    // SAFETY: forwarded from our caller.
+    unsafe { super::dot_f64acc_queries_with(dot_f64acc_rows, qs, keys, k, out) }
+}
+
+pub(crate) unsafe fn weighted_sum_f64acc_queries(
+    ps: &[f32],
+    values: &[f32],
+    k: usize,
+    accs: &mut [f64],
+) {
+    // SAFETY: forwarded from our caller.
+    unsafe { super::weighted_sum_f64acc_queries_with(weighted_sum_f64acc, ps, values, k, accs) }
 }
 
 pub(crate) unsafe fn weighted_sum_f64acc(p: &[f32], values: &[f32], acc: &mut [f64]) {

@@ -568,6 +568,25 @@ pub(crate) unsafe fn weighted_sum_f64acc_neon(p: &[f32], values: &[f32], acc: &m
     unsafe { crate::arch::weighted_sum_f64acc_with(axpy_f64acc_neon, p, values, acc) }
 }
 
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_f64acc_queries_neon(qs: &[f32], keys: &[f32], k: usize, out: &mut [f32]) {
+    // SAFETY: same contract as ours; NEON is present.
+    unsafe { crate::arch::dot_f64acc_queries_with(dot_f64acc_rows_neon, qs, keys, k, out) }
+}
+
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn weighted_sum_f64acc_queries_neon(
+    ps: &[f32],
+    values: &[f32],
+    k: usize,
+    accs: &mut [f64],
+) {
+    // SAFETY: same contract as ours; NEON is present.
+    unsafe {
+        crate::arch::weighted_sum_f64acc_queries_with(weighted_sum_f64acc_neon, ps, values, k, accs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! NEON against the scalar reference (bit for bit for the conversions,

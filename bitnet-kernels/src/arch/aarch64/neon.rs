@@ -35,6 +35,8 @@ pub(crate) static TABLE: Table = Table {
     axpy_f64acc: super::float::axpy_f64acc_neon,
     dot_f64acc_rows: super::float::dot_f64acc_rows_neon,
     weighted_sum_f64acc: super::float::weighted_sum_f64acc_neon,
+    dot_f64acc_queries: super::float::dot_f64acc_queries_neon,
+    weighted_sum_f64acc_queries: super::float::weighted_sum_f64acc_queries_neon,
     gemv_f16: super::float::gemv_f16_neon,
     gemv_q8_0: super::float::gemv_q8_0_neon,
     gemv_q6k: super::kquant::gemv_q6k_neon,

@@ -30,6 +30,8 @@ pub(crate) static TABLE: Table = Table {
     axpy_f64acc: super::float::axpy_f64acc_avx512,
     dot_f64acc_rows: super::float::dot_f64acc_rows_avx512,
     weighted_sum_f64acc: super::float::weighted_sum_f64acc_avx512,
+    dot_f64acc_queries: super::float::dot_f64acc_queries_avx512,
+    weighted_sum_f64acc_queries: super::float::weighted_sum_f64acc_queries_avx512,
     gemv_f16: super::float::gemv_f16_avx512,
     gemv_q8_0: super::float::gemv_q8_0_avx512,
     gemv_q6k: super::kquant::gemv_q6k_avx512,

@@ -1399,6 +1399,25 @@ pub(crate) unsafe fn weighted_sum_f64acc_avx2(p: &[f32], values: &[f32], acc: &m
     weighted_sum_tail(p, values, c, acc);
 }
 
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f64acc_queries_avx2(qs: &[f32], keys: &[f32], k: usize, out: &mut [f32]) {
+    // SAFETY: same contract as ours; AVX2 is present.
+    unsafe { crate::arch::dot_f64acc_queries_with(dot_f64acc_rows_avx2, qs, keys, k, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn weighted_sum_f64acc_queries_avx2(
+    ps: &[f32],
+    values: &[f32],
+    k: usize,
+    accs: &mut [f64],
+) {
+    // SAFETY: same contract as ours; AVX2 is present.
+    unsafe {
+        crate::arch::weighted_sum_f64acc_queries_with(weighted_sum_f64acc_avx2, ps, values, k, accs)
+    }
+}
+
 /// Columns `c ..` of `weighted_sum_f64acc`, one by one.
 #[inline(always)]
 fn weighted_sum_tail(p: &[f32], values: &[f32], c: usize, acc: &mut [f64]) {
@@ -1413,45 +1432,58 @@ fn weighted_sum_tail(p: &[f32], values: &[f32], c: usize, acc: &mut [f64]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f64acc_avx512(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    dot_f64acc_keys_avx512(&a[..n], [&b[..n]])[0]
+    dot_f64acc_tile_avx512([&a[..n]], [&b[..n]])[0][0]
 }
 
-/// `dot_f64acc(q, key)` for `R` keys at once, each bit for bit: one
-/// register per key holds the 8 lanes of `math::reduce_f64_lanes`, whose
-/// halves then reduce as AVX2's two accumulators do; each 8 floats of `q`
-/// are loaded and widened once for all keys.
+/// `dot_f64acc(qs[g], keys[r])` for `G` queries × `R` keys at once, each bit
+/// for bit: one register per pair holds the 8 lanes of
+/// `math::reduce_f64_lanes`, whose halves then reduce as AVX2's two
+/// accumulators do, then the scalar tail. Each 8 floats of a query or key
+/// are loaded and widened once for the whole tile: against one query the
+/// widening, not the FMA, is what limits the scores.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn dot_f64acc_keys_avx512<const R: usize>(q: &[f32], keys: [&[f32]; R]) -> [f32; R] {
-    let n = q.len();
-    let qp = q.as_ptr();
+fn dot_f64acc_tile_avx512<const G: usize, const R: usize>(
+    qs: [&[f32]; G],
+    keys: [&[f32]; R],
+) -> [[f32; R]; G] {
+    let n = qs[0].len();
+    let qp = row_ptrs(&qs, n);
     let kp = row_ptrs(&keys, n);
-    let mut acc = [_mm512_setzero_pd(); R];
+    let mut acc = [[_mm512_setzero_pd(); R]; G];
     let mut i = 0;
     while i + 8 <= n {
-        // SAFETY: i + 8 <= n, and `q` and every key hold n floats.
+        // SAFETY: i + 8 <= n, and every query and key holds n floats.
         unsafe {
-            let x = _mm512_cvtps_pd(_mm256_loadu_ps(qp.add(i)));
-            for (a, k) in acc.iter_mut().zip(&kp) {
-                *a = _mm512_fmadd_pd(x, _mm512_cvtps_pd(_mm256_loadu_ps(k.add(i))), *a);
+            let mut kv = [_mm512_setzero_pd(); R];
+            for (v, k) in kv.iter_mut().zip(&kp) {
+                *v = _mm512_cvtps_pd(_mm256_loadu_ps(k.add(i)));
+            }
+            for (a, q) in acc.iter_mut().zip(&qp) {
+                let x = _mm512_cvtps_pd(_mm256_loadu_ps(q.add(i)));
+                for (a, v) in a.iter_mut().zip(&kv) {
+                    *a = _mm512_fmadd_pd(x, *v, *a);
+                }
             }
         }
         i += 8;
     }
-    let mut out = [0f32; R];
-    for ((o, a), key) in out.iter_mut().zip(&acc).zip(&keys) {
-        let v = _mm256_add_pd(_mm512_castpd512_pd256(*a), _mm512_extractf64x4_pd::<1>(*a));
-        let mut s = sum_f64x4(v);
-        for (&a, &b) in q[i..].iter().zip(&key[i..n]) {
-            s += a as f64 * b as f64;
+    let mut out = [[0f32; R]; G];
+    for ((o, a), q) in out.iter_mut().zip(&acc).zip(&qs) {
+        for ((o, a), key) in o.iter_mut().zip(a).zip(&keys) {
+            let v = _mm256_add_pd(_mm512_castpd512_pd256(*a), _mm512_extractf64x4_pd::<1>(*a));
+            let mut s = sum_f64x4(v);
+            for (&a, &b) in q[i..n].iter().zip(&key[i..n]) {
+                s += a as f64 * b as f64;
+            }
+            *o = s as f32;
         }
-        *o = s as f32;
     }
     out
 }
 
 /// Keys per pass of [`dot_f64acc_rows_avx512`]: 8 accumulators, the widened
-/// query and a widened key.
+/// query and 8 widened keys.
 const F64ACC_KEYS_AVX512: usize = 8;
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
@@ -1460,61 +1492,191 @@ pub(crate) unsafe fn dot_f64acc_rows_avx512(q: &[f32], keys: &[f32], out: &mut [
         q,
         keys,
         out,
-        |rows: [&[f32]; F64ACC_KEYS_AVX512]| dot_f64acc_keys_avx512(q, rows),
-        |row| dot_f64acc_keys_avx512(q, [row])[0],
+        |rows: [&[f32]; F64ACC_KEYS_AVX512]| dot_f64acc_tile_avx512([q], rows)[0],
+        |row| dot_f64acc_tile_avx512([q], [row])[0][0],
     );
 }
 
-/// `C` f64 vectors (`8·C` accumulators from `c`) of
-/// [`weighted_sum_f64acc_avx512`], held in registers over every row, as
-/// [`weighted_sum_cols_avx2`] does.
-///
-/// # Safety
-/// `c + 8·C <= K` with `K = acc.len()`, and `values` holds `p.len()` rows.
+/// The scores of `G` queries against every key, 4 keys per tile.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-unsafe fn weighted_sum_cols_avx512<const C: usize>(
-    p: &[f32],
-    values: &[f32],
-    c: usize,
-    acc: &mut [f64],
+fn dot_f64acc_group_avx512<const G: usize>(
+    qs: [&[f32]; G],
+    keys: &[f32],
+    k: usize,
+    mut outs: [&mut [f32]; G],
 ) {
-    let (k, vp, ap) = (acc.len(), values.as_ptr(), acc.as_mut_ptr());
-    let mut s = [_mm512_setzero_pd(); C];
-    for (u, s) in s.iter_mut().enumerate() {
-        // SAFETY: c + 8u + 8 <= K (caller).
-        *s = unsafe { _mm512_loadu_pd(ap.add(c + 8 * u)) };
+    let key = |j: usize| &keys[j * k..(j + 1) * k];
+    let n = outs[0].len();
+    let mut j = 0;
+    while j + 4 <= n {
+        let t = dot_f64acc_tile_avx512(qs, [key(j), key(j + 1), key(j + 2), key(j + 3)]);
+        for (o, t) in outs.iter_mut().zip(&t) {
+            o[j..j + 4].copy_from_slice(t);
+        }
+        j += 4;
     }
-    for (j, &pj) in p.iter().enumerate() {
-        let a = _mm512_set1_pd(pj as f64);
-        for (u, s) in s.iter_mut().enumerate() {
-            // SAFETY: floats j·K + c + 8u .. + 8 lie in row j (caller).
-            let v = unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(vp.add(j * k + c + 8 * u))) };
-            *s = _mm512_fmadd_pd(a, v, *s);
+    for j in j..n {
+        let t = dot_f64acc_tile_avx512(qs, [key(j)]);
+        for (o, t) in outs.iter_mut().zip(&t) {
+            o[j] = t[0];
         }
     }
-    for (u, s) in s.iter().enumerate() {
+}
+
+/// See `Table::dot_f64acc_queries`: tiles of up to 4 queries × 4 keys, 16
+/// accumulators, 4 widened keys and a widened query in 21 of the 32
+/// registers; a KV head's group in BitNet-b1.58-2B-4T is 4 query heads.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f64acc_queries_avx512(
+    qs: &[f32],
+    keys: &[f32],
+    k: usize,
+    out: &mut [f32],
+) {
+    let (queries, n) = (qs.len() / k, keys.len() / k);
+    if n == 0 {
+        return;
+    }
+    let query = |g: usize| &qs[g * k..(g + 1) * k];
+    let mut rows = out.chunks_exact_mut(n);
+    let mut g = 0;
+    while g < queries {
+        macro_rules! group {
+            ($g:literal) => {{
+                let outs: [_; $g] = core::array::from_fn(|_| rows.next().expect("a row per query"));
+                dot_f64acc_group_avx512::<$g>(
+                    core::array::from_fn(|i| query(g + i)),
+                    keys,
+                    k,
+                    outs,
+                );
+                $g
+            }};
+        }
+        g += match queries - g {
+            1 => group!(1),
+            2 => group!(2),
+            3 => group!(3),
+            _ => group!(4),
+        };
+    }
+}
+
+/// `accs[g][c + 8u ..][..8] += Σ_j ps[g][j]·values[j·k + c + 8u ..][..8]`
+/// for `G` queries × `C` vectors of 8 columns, held in registers over every
+/// row: each accumulator takes the rows in order, exactly as `axpy_f64acc`
+/// row by row does, and each 8 floats of a value row are widened once for
+/// all `G` queries.
+///
+/// # Safety
+/// `c + 8·C <= k`; `values` holds `ps[0].len()` rows of `k` floats and every
+/// `ps[g]` as many weights; every `accs[g]` is valid for `k` f64.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn weighted_sum_tile_avx512<const G: usize, const C: usize>(
+    ps: [&[f32]; G],
+    values: &[f32],
+    k: usize,
+    c: usize,
+    accs: [*mut f64; G],
+) {
+    let n = ps[0].len();
+    let ps = ps.map(|p| &p[..n]);
+    let vp = values[..n * k].as_ptr();
+    let mut s = [[_mm512_setzero_pd(); C]; G];
+    for (s, a) in s.iter_mut().zip(&accs) {
+        for (u, s) in s.iter_mut().enumerate() {
+            // SAFETY: c + 8u + 8 <= k (caller).
+            *s = unsafe { _mm512_loadu_pd(a.add(c + 8 * u)) };
+        }
+    }
+    for j in 0..n {
+        let mut v = [_mm512_setzero_pd(); C];
+        for (u, v) in v.iter_mut().enumerate() {
+            // SAFETY: floats j·k + c + 8u .. + 8 lie in row j < n.
+            *v = unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(vp.add(j * k + c + 8 * u))) };
+        }
+        for (s, p) in s.iter_mut().zip(&ps) {
+            let a = _mm512_set1_pd(p[j] as f64);
+            for (s, v) in s.iter_mut().zip(&v) {
+                *s = _mm512_fmadd_pd(a, *v, *s);
+            }
+        }
+    }
+    for (s, a) in s.iter().zip(&accs) {
+        for (u, s) in s.iter().enumerate() {
+            // SAFETY: as for the loads.
+            unsafe { _mm512_storeu_pd(a.add(c + 8 * u), *s) };
+        }
+    }
+}
+
+/// `weighted_sum_f64acc` of `G` queries: `C` vectors of 8 columns per pass,
+/// then 8 columns at a time, then the scalar tail.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn weighted_sum_group_avx512<const G: usize, const C: usize>(
+    ps: [&[f32]; G],
+    values: &[f32],
+    mut accs: [&mut [f64]; G],
+) {
+    let k = accs[0].len();
+    let mut ptrs = [core::ptr::null_mut(); G];
+    for (p, a) in ptrs.iter_mut().zip(accs.iter_mut()) {
+        *p = a[..k].as_mut_ptr();
+    }
+    let mut c = 0;
+    while c + 8 * C <= k {
+        // SAFETY: c + 8·C <= k; every acc holds k (checked above), and the
+        // tile checks `values` and `ps` against the row count.
+        unsafe { weighted_sum_tile_avx512::<G, C>(ps, values, k, c, ptrs) };
+        c += 8 * C;
+    }
+    while c + 8 <= k {
         // SAFETY: as above.
-        unsafe { _mm512_storeu_pd(ap.add(c + 8 * u), *s) };
+        unsafe { weighted_sum_tile_avx512::<G, 1>(ps, values, k, c, ptrs) };
+        c += 8;
+    }
+    for (p, a) in ps.iter().zip(accs) {
+        weighted_sum_tail(p, values, c, a);
     }
 }
 
 /// 128 columns (a 2B-4T head) per pass: 16 accumulators.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn weighted_sum_f64acc_avx512(p: &[f32], values: &[f32], acc: &mut [f64]) {
-    let k = acc.len();
-    let mut c = 0;
-    while c + 128 <= k {
-        // SAFETY: c + 128 <= K; `values` holds p.len() rows (our contract).
-        unsafe { weighted_sum_cols_avx512::<16>(p, values, c, acc) };
-        c += 128;
+    weighted_sum_group_avx512::<1, 16>([p], values, [acc]);
+}
+
+/// See `Table::weighted_sum_f64acc_queries`: up to 4 queries × 4 vectors
+/// of 8 columns per pass (16 accumulators, 4 widened value vectors).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn weighted_sum_f64acc_queries_avx512(
+    ps: &[f32],
+    values: &[f32],
+    k: usize,
+    accs: &mut [f64],
+) {
+    let (queries, n) = (accs.len() / k, values.len() / k);
+    let mut rows = accs.chunks_exact_mut(k);
+    let mut g = 0;
+    while g < queries {
+        macro_rules! group {
+            ($g:literal) => {{
+                let outs: [_; $g] = core::array::from_fn(|_| rows.next().expect("k per query"));
+                let p = core::array::from_fn(|i| &ps[(g + i) * n..(g + i + 1) * n]);
+                weighted_sum_group_avx512::<$g, 4>(p, values, outs);
+                $g
+            }};
+        }
+        g += match queries - g {
+            1 => group!(1),
+            2 => group!(2),
+            3 => group!(3),
+            _ => group!(4),
+        };
     }
-    while c + 8 <= k {
-        // SAFETY: as above.
-        unsafe { weighted_sum_cols_avx512::<1>(p, values, c, acc) };
-        c += 8;
-    }
-    weighted_sum_tail(p, values, c, acc);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
