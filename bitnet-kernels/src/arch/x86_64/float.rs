@@ -1239,6 +1239,16 @@ fn sum_f64x4(v: __m256d) -> f64 {
     _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)))
 }
 
+/// The end of every f64-accumulated dot: the vector part's sum `s` plus
+/// the scalar tail's exact products in order, rounded once to f32.
+#[inline(always)]
+fn f64acc_tail(mut s: f64, q: &[f32], key: &[f32]) -> f32 {
+    for (&a, &b) in q.iter().zip(key) {
+        s += a as f64 * b as f64;
+    }
+    s as f32
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f64acc_avx2(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -1273,11 +1283,7 @@ fn dot_f64acc_keys_avx2<const R: usize>(q: &[f32], keys: [&[f32]; R]) -> [f32; R
     }
     let mut out = [0f32; R];
     for ((o, a), key) in out.iter_mut().zip(&acc).zip(&keys) {
-        let mut s = sum_f64x4(_mm256_add_pd(a[0], a[1]));
-        for (&a, &b) in q[i..].iter().zip(&key[i..n]) {
-            s += a as f64 * b as f64;
-        }
-        *o = s as f32;
+        *o = f64acc_tail(sum_f64x4(_mm256_add_pd(a[0], a[1])), &q[i..], &key[i..n]);
     }
     out
 }
@@ -1472,11 +1478,7 @@ fn dot_f64acc_tile_avx512<const G: usize, const R: usize>(
     for ((o, a), q) in out.iter_mut().zip(&acc).zip(&qs) {
         for ((o, a), key) in o.iter_mut().zip(a).zip(&keys) {
             let v = _mm256_add_pd(_mm512_castpd512_pd256(*a), _mm512_extractf64x4_pd::<1>(*a));
-            let mut s = sum_f64x4(v);
-            for (&a, &b) in q[i..n].iter().zip(&key[i..n]) {
-                s += a as f64 * b as f64;
-            }
-            *o = s as f32;
+            *o = f64acc_tail(sum_f64x4(v), &q[i..n], &key[i..n]);
         }
     }
     out
