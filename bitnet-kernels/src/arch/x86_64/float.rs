@@ -25,11 +25,40 @@
 //! value-only intrinsics without `unsafe` 1.87, the AVX-512 intrinsics 1.89
 //! (the workspace's `rust-version`).
 
-use super::{prefetch_ahead, prefetch_line, token_tiles};
+use super::{prefetch_ahead, prefetch_line, tiles};
 use crate::arch::{gemv_in_streams, multi_in_streams};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
 use core::ops::Range;
+
+/// Defines `$name::<R>(xs, rows, k, outs)`: an ISA's f16 tile `$tile::<R, T>`
+/// over every vector of `xs`, in tiles of up to 6 vectors (`tiles!`);
+/// `outs[j][t]` for row `j < R`, vector `t < n`. Each tile prefetches the
+/// same place in the row after each of ours (`k` halves on), which the next
+/// tile reads from DRAM: `prefetch_ahead`'s 1 KiB is too short a lead for
+/// rows that every vector passes over. On the AVX2 VM (2026-11-30; the 2B
+/// head from DRAM, 6 vectors, one thread) 21 GMAC/s this way, 17 with 4 KiB.
+macro_rules! f16_rows_multi {
+    ($(#[$doc:meta])* $name:ident, $tile:ident, $features:literal) => {
+        $(#[$doc])*
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn $name<const R: usize>(
+            xs: &[f32],
+            rows: [&[u16]; R],
+            k: usize,
+            mut outs: [&mut [f32]; R],
+        ) {
+            tiles!(outs[0].len(), [1, 2, 3, 4, 5; 6], |t0, T| {
+                let mut o = [[0f32; T]; R];
+                $tile::<R, T>(&xs[t0 * k..], rows, k, k, &mut o);
+                for (out, o) in outs.iter_mut().zip(&o) {
+                    out[t0..t0 + T].copy_from_slice(o);
+                }
+            });
+        }
+    };
+}
 
 // ---------------------------------------------------------------------------
 // AVX2
@@ -459,34 +488,18 @@ fn dot_f16_tile_avx2<const R: usize, const T: usize>(
     }
 }
 
-/// [`dot_f16_tile_avx2`] over every vector of `xs`, 6 at a time: 2 rows × 6
-/// vectors of accumulators, two converted rows and one vector load are 15
-/// of the 16 ymm registers; each converted row feeds six FMAs and each
-/// vector load two. On the AVX2 VM (2026-11-30; the 2B head from DRAM, 6
-/// vectors, one thread) the whole crate's batched head ran at 19.5–23.2
-/// GMAC/s this way against 17.0–19.1 for 2 rows × 3 vectors × 2 chains
-/// (alternated in one process). `outs[j][t]` for row `j < R`, vector `t < n`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_f16_rows_multi_avx2<const R: usize>(
-    xs: &[f32],
-    rows: [&[u16]; R],
-    k: usize,
-    mut outs: [&mut [f32]; R],
-) {
-    token_tiles!(outs[0].len(), |t0, T| {
-        let mut o = [[0f32; T]; R];
-        // The same place in the row after each of ours, which the next tile
-        // reads from DRAM: `prefetch_ahead`'s 1 KiB is too short a lead for
-        // rows that every vector passes over. On the AVX2 VM (2026-11-30;
-        // the 2B head from DRAM, 6 vectors, one thread) 21 GMAC/s this way,
-        // 17 with 4 KiB.
-        dot_f16_tile_avx2::<R, T>(&xs[t0 * k..], rows, k, k, &mut o);
-        for (out, o) in outs.iter_mut().zip(&o) {
-            out[t0..t0 + T].copy_from_slice(o);
-        }
-    });
-}
+f16_rows_multi!(
+    /// [`dot_f16_tile_avx2`] over every vector of `xs`, 6 at a time: 2 rows
+    /// × 6 vectors of accumulators, two converted rows and one vector load
+    /// are 15 of the 16 ymm registers; each converted row feeds six FMAs and
+    /// each vector load two. On the AVX2 VM (2026-11-30; the 2B head from
+    /// DRAM, 6 vectors, one thread) the whole crate's batched head ran at
+    /// 19.5–23.2 GMAC/s this way against 17.0–19.1 for 2 rows × 3 vectors ×
+    /// 2 chains (alternated in one process).
+    dot_f16_rows_multi_avx2,
+    dot_f16_tile_avx2,
+    "avx2,fma,f16c"
+);
 
 /// See `Table::dot_f16_multi`. A tile pairs row `j` with row `j + m/2`, so
 /// the rows arrive as two streams half the matrix apart, as the decode
@@ -1055,26 +1068,13 @@ pub(crate) unsafe fn dot_f16_avx512(a: &[f32], b: &[u16]) -> f32 {
     dot_f16_impl_avx512(a, b)
 }
 
-/// [`dot_f16_tile_avx512`] over every vector of `xs`, 6 at a time (see
-/// there for the registers). `outs[j][t]` for row `j < R`, vector `t < n`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn dot_f16_rows_multi_avx512<const R: usize>(
-    xs: &[f32],
-    rows: [&[u16]; R],
-    k: usize,
-    mut outs: [&mut [f32]; R],
-) {
-    token_tiles!(outs[0].len(), |t0, T| {
-        let mut o = [[0f32; T]; R];
-        // The same place in the row after each of ours, which the next tile
-        // reads from DRAM, as for AVX2.
-        dot_f16_tile_avx512::<R, T>(&xs[t0 * k..], rows, k, k, &mut o);
-        for (out, o) in outs.iter_mut().zip(&o) {
-            out[t0..t0 + T].copy_from_slice(o);
-        }
-    });
-}
+f16_rows_multi!(
+    /// [`dot_f16_tile_avx512`] over every vector of `xs`, 6 at a time (see
+    /// there for the registers).
+    dot_f16_rows_multi_avx512,
+    dot_f16_tile_avx512,
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c"
+);
 
 /// See `Table::dot_f16_multi`: tiles of 4 rows in four far-apart streams
 /// ([`multi_in_streams`]).
@@ -1542,27 +1542,10 @@ pub(crate) unsafe fn dot_f64acc_queries_avx512(
     }
     let query = |g: usize| &qs[g * k..(g + 1) * k];
     let mut rows = out.chunks_exact_mut(n);
-    let mut g = 0;
-    while g < queries {
-        macro_rules! group {
-            ($g:literal) => {{
-                let outs: [_; $g] = core::array::from_fn(|_| rows.next().expect("a row per query"));
-                dot_f64acc_group_avx512::<$g>(
-                    core::array::from_fn(|i| query(g + i)),
-                    keys,
-                    k,
-                    outs,
-                );
-                $g
-            }};
-        }
-        g += match queries - g {
-            1 => group!(1),
-            2 => group!(2),
-            3 => group!(3),
-            _ => group!(4),
-        };
-    }
+    tiles!(queries, [1, 2, 3; 4], |g, G| {
+        let outs: [_; G] = core::array::from_fn(|_| rows.next().expect("a row per query"));
+        dot_f64acc_group_avx512::<G>(core::array::from_fn(|i| query(g + i)), keys, k, outs);
+    });
 }
 
 /// `accs[g][c + 8u ..][..8] += Σ_j ps[g][j]·values[j·k + c + 8u ..][..8]`
@@ -1662,23 +1645,11 @@ pub(crate) unsafe fn weighted_sum_f64acc_queries_avx512(
 ) {
     let (queries, n) = (accs.len() / k, values.len() / k);
     let mut rows = accs.chunks_exact_mut(k);
-    let mut g = 0;
-    while g < queries {
-        macro_rules! group {
-            ($g:literal) => {{
-                let outs: [_; $g] = core::array::from_fn(|_| rows.next().expect("k per query"));
-                let p = core::array::from_fn(|i| &ps[(g + i) * n..(g + i + 1) * n]);
-                weighted_sum_group_avx512::<$g, 4>(p, values, outs);
-                $g
-            }};
-        }
-        g += match queries - g {
-            1 => group!(1),
-            2 => group!(2),
-            3 => group!(3),
-            _ => group!(4),
-        };
-    }
+    tiles!(queries, [1, 2, 3; 4], |g, G| {
+        let outs: [_; G] = core::array::from_fn(|_| rows.next().expect("k per query"));
+        let p = core::array::from_fn(|i| &ps[(g + i) * n..(g + i + 1) * n]);
+        weighted_sum_group_avx512::<G, 4>(p, values, outs);
+    });
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]

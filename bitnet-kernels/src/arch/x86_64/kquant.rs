@@ -5,7 +5,7 @@
 //! written once over it.
 
 use super::float::row_ptrs;
-use super::{prefetch_ahead, prefetch_line, token_tiles};
+use super::{prefetch_ahead, prefetch_line, tiles};
 use crate::arch::{gemv_in_streams, multi_in_streams};
 use crate::kquant::{
     add_q6k_block, q8k_scale, Q6K_BLOCK, Q6K_BLOCK_BYTES, Q6K_D, Q6K_QH, Q6K_SCALES,
@@ -286,7 +286,7 @@ unsafe fn dot_q6k_multi<K: Q6kBlock>(xqs: &[u8], w: &[u8], k: usize, out: &mut [
     let (n, m) = (xqs.len() / xrow, w.len() / wrow);
     let row_tiles = |r: usize, out: &mut [f32]| {
         let row = &w[r * wrow..(r + 1) * wrow];
-        token_tiles!(n, |t0, T| {
+        tiles!(n, [1, 2, 3, 4, 5; 6], |t0, T| {
             // SAFETY: forwarded from our caller.
             let tile = unsafe { dot_q6k_tile::<K, T>(&xqs[t0 * xrow..], row, nb) };
             out[t0..t0 + T].copy_from_slice(&tile);

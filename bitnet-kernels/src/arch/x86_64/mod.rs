@@ -32,44 +32,27 @@ macro_rules! has {
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_BYTES: usize = 1024;
 
-/// Splits vectors `0 .. n` into tiles of up to 6 for the batched LM heads
-/// (2 rows × 6 F16, 1 row × 6 Q6_K, as many as their registers hold): runs
-/// `body` with `t0` the tile's first vector and `T` its width, a `const`,
-/// so the body can instantiate a tile kernel for it.
+/// Splits `0 .. n` into tiles whose widths are `const`s, so a body can
+/// instantiate a tile kernel for each: runs `body` with `t0` the tile's
+/// first index and `T` its width, taking the widest, `$last`, while at least
+/// that many are left, then the rest in one tile of a listed width. Used
+/// for the batched LM heads' vectors (`[1, 2, 3, 4, 5; 6]`: 2 rows × 6 F16,
+/// 1 row × 6 Q6_K, as many as their registers hold) and attention's query
+/// heads (`[1, 2, 3; 4]`: a KV head's group in BitNet-b1.58-2B-4T).
 #[cfg(target_arch = "x86_64")]
-macro_rules! token_tiles {
-    ($n:expr, |$t0:ident, $t:ident| $body:block) => {{
+macro_rules! tiles {
+    ($n:expr, [$($w:literal),*; $last:literal], |$t0:ident, $t:ident| $body:block) => {{
         let n = $n;
         let mut $t0 = 0;
         while $t0 < n {
             $t0 += match n - $t0 {
-                1 => {
-                    const $t: usize = 1;
+                $($w => {
+                    const $t: usize = $w;
                     $body;
                     $t
-                }
-                2 => {
-                    const $t: usize = 2;
-                    $body;
-                    $t
-                }
-                3 => {
-                    const $t: usize = 3;
-                    $body;
-                    $t
-                }
-                4 => {
-                    const $t: usize = 4;
-                    $body;
-                    $t
-                }
-                5 => {
-                    const $t: usize = 5;
-                    $body;
-                    $t
-                }
+                })*
                 _ => {
-                    const $t: usize = 6;
+                    const $t: usize = $last;
                     $body;
                     $t
                 }
@@ -78,7 +61,7 @@ macro_rules! token_tiles {
     }};
 }
 #[cfg(target_arch = "x86_64")]
-pub(super) use token_tiles;
+pub(super) use tiles;
 
 /// Prefetches the line [`PREFETCH_BYTES`] past `p` into L1. The GEMVs call
 /// it every 32 bytes of a stream, so each line is requested twice: on the
