@@ -35,7 +35,7 @@ use core::ops::Range;
 /// over every vector of `xs`, in tiles of up to 6 vectors (`tiles!`);
 /// `outs[j][t]` for row `j < R`, vector `t < n`. Each tile prefetches the
 /// same place in the row after each of ours (`k` halves on), which the next
-/// tile reads from DRAM: `prefetch_ahead`'s 1 KiB is too short a lead for
+/// tile reads from DRAM: `prefetch_ahead`'s lead is too short for
 /// rows that every vector passes over. On the AVX2 VM (2026-11-30; the 2B
 /// head from DRAM, 6 vectors, one thread) 21 GMAC/s this way, 17 with 4 KiB.
 macro_rules! f16_rows_multi {

@@ -29,8 +29,11 @@ macro_rules! has {
 /// How far ahead a DRAM-bound GEMV prefetches each of its row streams. On
 /// the AVX2 VM (2026-11-29) the F16 LM head read as four streams ran at
 /// 12.5–13.5 GB/s with 1–2 KiB against ~10 GB/s without; 4 KiB was slower.
+/// On the Zen 5 VM (2026-11-30) one-thread decode of the 2B shape ran at
+/// 30–31 tok/s with 2 KiB against 26–27 with 1 KiB, 29–30 with 1.5 KiB and
+/// 26–28 with 4 KiB (AVX2 kernels there: 28.5–29.4 against 24.1–24.6).
 #[cfg(target_arch = "x86_64")]
-const PREFETCH_BYTES: usize = 1024;
+const PREFETCH_BYTES: usize = 2048;
 
 /// Splits `0 .. n` into tiles whose widths are `const`s, so a body can
 /// instantiate a tile kernel for each: runs `body` with `t0` the tile's
