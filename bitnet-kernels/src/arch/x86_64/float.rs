@@ -25,7 +25,7 @@
 //! value-only intrinsics without `unsafe` 1.87, the AVX-512 intrinsics 1.89
 //! (the workspace's `rust-version`).
 
-use super::{prefetch_ahead, prefetch_line, tiles};
+use super::{prefetch_ahead, prefetch_line, prefetch_lone_stream, tiles};
 use crate::arch::{gemv_in_streams, multi_in_streams};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
@@ -133,7 +133,7 @@ pub(crate) unsafe fn f16_to_f32_avx2(src: &[u16], dst: &mut [f32]) {
         // The f16 KV cache is widened block by block from DRAM late in a
         // long context; the next block of the head follows this one.
         if i % 16 == 0 {
-            prefetch_ahead(s.wrapping_add(i).cast());
+            prefetch_lone_stream(s.wrapping_add(i).cast());
         }
         // SAFETY: i + 8 <= n, so both ranges lie inside their slices;
         // loadu/storeu need no alignment.
@@ -699,9 +699,9 @@ pub(crate) unsafe fn f16_to_f32_avx512(src: &[u16], dst: &mut [f32]) {
     let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     let mut i = 0;
     while i + 16 <= n {
-        // As in `f16_to_f32_avx2`: the KV cache comes from DRAM.
+        // As in `f16_to_f32_avx2`, once per line.
         if i % 32 == 0 {
-            prefetch_ahead(s.wrapping_add(i).cast());
+            prefetch_lone_stream(s.wrapping_add(i).cast());
         }
         // SAFETY: i + 16 <= n, within both slices.
         unsafe {
