@@ -699,7 +699,7 @@ pub(crate) unsafe fn f16_to_f32_avx512(src: &[u16], dst: &mut [f32]) {
     let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
     let mut i = 0;
     while i + 16 <= n {
-        // As in `f16_to_f32_avx2`, once per line.
+        // The KV cache, as in `f16_to_f32_avx2`; one request per line.
         if i % 32 == 0 {
             prefetch_lone_stream(s.wrapping_add(i).cast());
         }
