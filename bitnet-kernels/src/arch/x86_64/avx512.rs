@@ -170,6 +170,12 @@ pub(crate) unsafe fn quantize_row_i8(x: &[f32], q: &mut [i8]) -> RowScale {
 /// reach ~85% of the `vpdpbusd` peak; 3×8 and 4×5 are a little slower.
 const GEMM_R: usize = 4;
 const GEMM_T: usize = 6;
+/// The widest tile that prefetches its weight rows (`MadTiles::STREAM_T`).
+/// On the Zen 5 VM (2026-11-30, 2B shape, one thread) the ternary matmuls
+/// of a decode batch of 4 took 5.3–5.6 ms per token this way against 6.9
+/// unprefetched, and of 6 (now 3 + 3) 5.4 against 7.1–7.2; a 6-token tile
+/// that prefetched took 10 (its 24 accumulators leave no registers).
+const STREAM_T: usize = 4;
 /// Rows per decode tile; they share each activation load.
 const GEMV_R: usize = 4;
 /// Rows per panel: the weights of one panel stay in L2 while every token
@@ -227,6 +233,11 @@ unsafe fn tile<const R: usize, const T: usize>(g: &Gemm<'_>, r0: usize, rs: usiz
     let blocks = g.k / I2S_BLOCK;
     let mut acc = [[_mm512_setzero_si512(); T]; R];
     for b in 0..blocks {
+        if T <= STREAM_T && g.stream && b % 2 == 0 {
+            for r in 0..R {
+                prefetch_ahead(w.wrapping_add(r * rstep + b * 32));
+            }
+        }
         let mut packed = [_mm512_setzero_si512(); R];
         for (r, p) in packed.iter_mut().enumerate() {
             // SAFETY: block `b < K/128` of row `r0 + r·rs`: 32 bytes inside the matrix.

@@ -17,6 +17,9 @@ pub(super) struct Gemm<'a> {
     pub ws: f32,
     pub y: *mut f32,
     pub y_stride: usize,
+    /// Each panel is read from DRAM once (`N ≤ GEMM_T`, a decode batch):
+    /// tiles are at most `STREAM_T` tokens wide and prefetch their rows.
+    pub stream: bool,
 }
 
 impl Gemm<'_> {
@@ -37,6 +40,10 @@ pub(super) trait MadTiles {
     /// Weight rows × tokens of a full prefill tile.
     const GEMM_R: usize;
     const GEMM_T: usize;
+    /// Tokens of the widest tile that prefetches its weight rows, for
+    /// batches whose weights come from DRAM once per step (`Gemm::stream`);
+    /// a wider tile has no registers left for the prefetch addresses.
+    const STREAM_T: usize;
     /// Weight rows of a full decode tile (they share each activation load).
     const GEMV_R: usize;
     /// Rows per panel: one panel's weights stay in L2 while every token
@@ -58,7 +65,7 @@ pub(super) trait MadTiles {
 }
 
 /// The glue between an ISA's tile kernels and the driver: declares `$isa`,
-/// implements [`MadTiles`] from the module's `GEMM_R`, `GEMM_T`, `GEMV_R`,
+/// implements [`MadTiles`] from the module's `GEMM_R`, `GEMM_T`, `STREAM_T`, `GEMV_R`,
 /// `PANEL_BYTES`, `tile::<R, T>` and `gemv_tile::<R>`, and defines the
 /// table entry `gemm_i2s` under `$features`. `$T` lists every token count a
 /// tile can take (const generics need one instantiation each).
@@ -70,6 +77,7 @@ macro_rules! mad_isa {
         impl $crate::arch::x86_64::mad::MadTiles for $isa {
             const GEMM_R: usize = GEMM_R;
             const GEMM_T: usize = GEMM_T;
+            const STREAM_T: usize = STREAM_T;
             const GEMV_R: usize = GEMV_R;
             const PANEL_BYTES: usize = PANEL_BYTES;
 
@@ -144,6 +152,7 @@ pub(super) unsafe fn gemm_i2s<K: MadTiles>(
         ws,
         y,
         y_stride,
+        stream: x.n() <= K::GEMM_T,
     };
     let n = x.n();
     if n == 1 {
@@ -172,7 +181,8 @@ pub(super) unsafe fn gemm_i2s<K: MadTiles>(
         while t < n {
             // Near-equal chunks: with 4-token tiles, 5 tokens run as 3 + 2, not 4 + 1.
             let left = n - t;
-            let tt = left.div_ceil(left.div_ceil(K::GEMM_T));
+            let widest = if g.stream { K::STREAM_T } else { K::GEMM_T };
+            let tt = left.div_ceil(left.div_ceil(widest));
             for i in 0..l {
                 // SAFETY: rows p + i + j·l < pend ≤ rows.end, tokens t + tt ≤ N.
                 unsafe { K::tile(&g, true, p + i, l, t, tt) };
