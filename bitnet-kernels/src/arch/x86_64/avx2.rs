@@ -135,7 +135,7 @@ const GEMM_T: usize = 4;
 /// The widest tile that prefetches its weight rows (`MadTiles::STREAM_T`).
 /// On the Zen 5 VM (2026-11-30, 2B shape, one thread) a decode batch of 2
 /// took 14.3–14.6 ms per token in the ternary matmuls this way against
-/// 15.9–16.4, of 3 12.9–13.6 against 14.3–14.7.
+/// 15.9–16.4, of 3 12.9–13.6 against 14.3–18.6.
 const STREAM_T: usize = 4;
 /// Weight rows per tile when `N = 1`; they share each activation load.
 const GEMV_R: usize = 4;
