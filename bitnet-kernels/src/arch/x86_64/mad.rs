@@ -65,8 +65,8 @@ pub(super) trait MadTiles {
 }
 
 /// The glue between an ISA's tile kernels and the driver: declares `$isa`,
-/// implements [`MadTiles`] from the module's `GEMM_R`, `GEMM_T`, `STREAM_T`, `GEMV_R`,
-/// `PANEL_BYTES`, `tile::<R, T>` and `gemv_tile::<R>`, and defines the
+/// implements [`MadTiles`] from the module's `GEMM_R`, `GEMM_T`, `STREAM_T`,
+/// `GEMV_R`, `PANEL_BYTES`, `tile::<R, T>` and `gemv_tile::<R>`, and defines the
 /// table entry `gemm_i2s` under `$features`. `$T` lists every token count a
 /// tile can take (const generics need one instantiation each).
 macro_rules! mad_isa {
