@@ -1,6 +1,6 @@
 //! AVX2 kernels: activation quantization and the multiply-add ternary GEMM
 //! (`vpmaddubsw` on the 2-bit I2_S codes). Everything else is shared code.
-use super::mad::{mad_isa, Gemm};
+use super::mad::{mad_isa, prefetch_rows, Gemm};
 use super::prefetch_ahead;
 use crate::arch::scalar;
 use crate::dispatch::{Isa, Table};
@@ -201,10 +201,8 @@ unsafe fn tile<const R: usize, const T: usize>(g: &Gemm<'_>, r0: usize, rs: usiz
         let b1 = (b0 + I16_BLOCKS).min(blocks);
         let mut acc16 = [[_mm256_setzero_si256(); T]; R];
         for b in b0..b1 {
-            if T <= STREAM_T && g.stream && b % 2 == 0 {
-                for r in 0..R {
-                    prefetch_ahead(w.wrapping_add(r * rstep + b * 32));
-                }
+            if T <= STREAM_T && g.stream {
+                prefetch_rows::<R>(w, rstep, b);
             }
             let mut packed = [_mm256_setzero_si256(); R];
             for (r, p) in packed.iter_mut().enumerate() {

@@ -1,8 +1,7 @@
 //! AVX-512 kernels: activation quantization and the multiply-add ternary GEMM
 //! (VNNI `vpdpbusd` on the 2-bit I2_S codes, exact in i32). Everything else
 //! is shared code.
-use super::mad::{mad_isa, Gemm};
-use super::prefetch_ahead;
+use super::mad::{mad_isa, prefetch_rows, Gemm};
 use crate::arch::scalar;
 use crate::dispatch::{Isa, Table};
 use crate::format::{I2sMatrix, I2S_BLOCK};
@@ -233,10 +232,8 @@ unsafe fn tile<const R: usize, const T: usize>(g: &Gemm<'_>, r0: usize, rs: usiz
     let blocks = g.k / I2S_BLOCK;
     let mut acc = [[_mm512_setzero_si512(); T]; R];
     for b in 0..blocks {
-        if T <= STREAM_T && g.stream && b % 2 == 0 {
-            for r in 0..R {
-                prefetch_ahead(w.wrapping_add(r * rstep + b * 32));
-            }
+        if T <= STREAM_T && g.stream {
+            prefetch_rows::<R>(w, rstep, b);
         }
         let mut packed = [_mm512_setzero_si512(); R];
         for (r, p) in packed.iter_mut().enumerate() {
@@ -303,11 +300,7 @@ unsafe fn gemv_tile<const R: usize>(g: &Gemm<'_>, r0: usize, rs: usize) {
     let blocks = g.k / I2S_BLOCK;
     let mut acc = [[_mm512_setzero_si512(); 2]; R];
     for b in 0..blocks {
-        if b % 2 == 0 {
-            for r in 0..R {
-                prefetch_ahead(w.wrapping_add(r * rstep + b * 32));
-            }
-        }
+        prefetch_rows::<R>(w, rstep, b);
         // SAFETY: activations `b·128 .. b·128 + 128` of token 0, in bounds.
         let (a0, a1) = unsafe {
             let a = g.acts.add(b * I2S_BLOCK);

@@ -2,6 +2,7 @@
 //! output rows and tokens are cut into register tiles. Each ISA supplies
 //! only its tile shapes and the two tile kernels ([`MadTiles`]).
 
+use super::prefetch_ahead;
 use crate::format::{I2sMatrix, WeightScale};
 use crate::matmul::dequantize_dot;
 use crate::quant::QuantizedActs;
@@ -32,6 +33,18 @@ impl Gemm<'_> {
         let v = dequantize_dot(dot.wrapping_sub(self.x.sum(t)), self.x.scale(t), self.ws);
         // SAFETY: the caller guarantees this output is writable.
         unsafe { self.y.add(t * self.y_stride + r).write(v) };
+    }
+}
+
+/// Prefetches I2_S block `b` (32 bytes) of rows `w + r·rstep`, `r < R`,
+/// [`PREFETCH_BYTES`](super::PREFETCH_BYTES) ahead: once per 64-byte line, so
+/// only on even blocks.
+#[inline(always)]
+pub(super) fn prefetch_rows<const R: usize>(w: *const u8, rstep: usize, b: usize) {
+    if b.is_multiple_of(2) {
+        for r in 0..R {
+            prefetch_ahead(w.wrapping_add(r * rstep + b * 32));
+        }
     }
 }
 
