@@ -37,30 +37,44 @@ pub(crate) fn preferred_family(isa: Isa, n: usize) -> Family {
 pub(crate) const GEMV_STREAMS: usize = 4;
 
 /// Computes `y[r - rows.start]` for every `r` in `rows` in
-/// [`GEMV_STREAMS`] far-apart streams: `dots` gets the rows of one pass and
-/// returns their dot products in order; `dot` takes the `< GEMV_STREAMS`
-/// rows left over. `y.len() == rows.len()`.
+/// [`GEMV_STREAMS`] far-apart streams, row `r` being `w[r·row_len ..][..row_len]`:
+/// `dots` gets the rows of one pass and returns their dot products in order;
+/// `dot` takes the `< GEMV_STREAMS` rows left over. `y.len() == rows.len()`.
 #[inline(always)]
-pub(crate) fn gemv_in_streams(
+pub(crate) fn gemv_in_streams<'w, T>(
+    w: &'w [T],
+    row_len: usize,
     rows: Range<usize>,
     y: &mut [f32],
-    mut dots: impl FnMut([usize; GEMV_STREAMS]) -> [f32; GEMV_STREAMS],
-    mut dot: impl FnMut(usize) -> f32,
+    mut dots: impl FnMut([&'w [T]; GEMV_STREAMS]) -> [f32; GEMV_STREAMS],
+    mut dot: impl FnMut(&'w [T]) -> f32,
 ) {
+    let row = |r: usize| &w[r * row_len..(r + 1) * row_len];
     let l = rows.len() / GEMV_STREAMS;
     for i in 0..l {
-        let mut pass = [0; GEMV_STREAMS];
-        for (j, r) in pass.iter_mut().enumerate() {
-            *r = rows.start + i + j * l;
-        }
-        let d = dots(pass);
+        let d = dots(rows_at(|j| row(rows.start + i + j * l)));
         for (j, v) in d.into_iter().enumerate() {
             y[i + j * l] = v;
         }
     }
     for r in rows.start + GEMV_STREAMS * l..rows.end {
-        y[r - rows.start] = dot(r);
+        y[r - rows.start] = dot(row(r));
     }
+}
+
+/// `[row(0), row(1), …, row(S - 1)]`, as a plain loop: `array::map` and
+/// `array::from_fn` are not inlined into the `#[target_feature]` kernels and
+/// left a call and a `vzeroupper` per tile. Without them, on the Zen 5 VM
+/// (2026-11-30, one thread), the F16 head read 37.3–37.9 GB/s instead of
+/// 35.8–36.5, and decode attention at depth 2048 took 15.9–16.1 ms per token
+/// instead of 17.1–17.4.
+#[inline(always)]
+pub(crate) fn rows_at<'w, T, const S: usize>(row: impl Fn(usize) -> &'w [T]) -> [&'w [T]; S] {
+    let mut rows = [&[][..]; S];
+    for (j, r) in rows.iter_mut().enumerate() {
+        *r = row(j);
+    }
+    rows
 }
 
 /// [`Table::dot_f64acc_rows`](crate::dispatch::Table) for an ISA without its
@@ -171,22 +185,26 @@ pub(crate) unsafe fn dot_f16_multi_rows_with(
 }
 
 /// The batched LM heads' row order: `R` far-apart streams, as the decode
-/// GEMVs read rows ([`GEMV_STREAMS`]). With `q = m / R`, calls `tile(rows,
-/// outs)` for rows `j + i·q` (`i < R`) for each `j < q`, `outs[i]` being that
-/// row's `n` outputs in `out` (M × N, row-major), then `one(r, out_r)` for
-/// each of the `m % R` rows left. Nothing is called when `n == 0`.
+/// GEMVs read rows ([`GEMV_STREAMS`]). Row `r` is `w[r·row_len ..][..row_len]`
+/// and `m = w.len() / row_len`. With `q = m / R`, calls `tile(rows, outs)`
+/// for rows `j + i·q` (`i < R`) for each `j < q`, `outs[i]` being that row's
+/// `n` outputs in `out` (M × N, row-major), then `one(row, out_r)` for each
+/// of the `m % R` rows left. Nothing is called when `n == 0`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) fn multi_in_streams<const R: usize>(
-    m: usize,
+pub(crate) fn multi_in_streams<'w, T, const R: usize>(
+    w: &'w [T],
+    row_len: usize,
     n: usize,
     out: &mut [f32],
-    mut tile: impl FnMut([usize; R], [&mut [f32]; R]),
-    mut one: impl FnMut(usize, &mut [f32]),
+    mut tile: impl FnMut([&'w [T]; R], [&mut [f32]; R]),
+    mut one: impl FnMut(&'w [T], &mut [f32]),
 ) {
     if n == 0 {
         return;
     }
+    let m = w.len() / row_len;
+    let row = |r: usize| &w[r * row_len..(r + 1) * row_len];
     let q = m / R;
     let (body, rest) = out[..m * n].split_at_mut(R * q * n);
     if q > 0 {
@@ -197,11 +215,11 @@ pub(crate) fn multi_in_streams<const R: usize>(
             let outs = streams
                 .each_mut()
                 .map(|s| s.next().expect("q rows per stream"));
-            tile(core::array::from_fn(|i| j + i * q), outs);
+            tile(rows_at(|i| row(j + i * q)), outs);
         }
     }
     for (r, o) in (R * q..m).zip(rest.chunks_exact_mut(n)) {
-        one(r, o);
+        one(row(r), o);
     }
 }
 

@@ -420,12 +420,13 @@ pub(crate) unsafe fn gemv_f16_neon(
     y: &mut [f32],
 ) {
     let x = &x[..k];
-    let row = |r: usize| &w[r * k..(r + 1) * k];
     gemv_in_streams(
+        w,
+        k,
         rows,
         y,
-        |rs| dot_f16_rows(x, rs.map(row)),
-        |r| dot_f16_rows(x, [row(r)])[0],
+        |rs| dot_f16_rows(x, rs),
+        |r| dot_f16_rows(x, [r])[0],
     );
 }
 
@@ -489,12 +490,13 @@ pub(crate) unsafe fn gemv_q8_0_neon(
 ) {
     let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
     let x = &x[..k / Q8_0_BLOCK * Q8_0_BLOCK];
-    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
     gemv_in_streams(
+        w,
+        row_bytes,
         rows,
         y,
-        |rs| dot_q8_0_rows(x, rs.map(row)),
-        |r| dot_q8_0_rows(x, [row(r)])[0],
+        |rs| dot_q8_0_rows(x, rs),
+        |r| dot_q8_0_rows(x, [r])[0],
     );
 }
 

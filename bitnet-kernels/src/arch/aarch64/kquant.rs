@@ -91,12 +91,13 @@ pub(crate) unsafe fn gemv_q6k_neon(
     y: &mut [f32],
 ) {
     let row_bytes = k / Q6K_BLOCK * Q6K_BLOCK_BYTES;
-    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
     gemv_in_streams(
+        w,
+        row_bytes,
         rows,
         y,
-        |rs| dot_q6k_rows(xq, rs.map(row)),
-        |r| dot_q6k_rows(xq, [row(r)])[0],
+        |rs| dot_q6k_rows(xq, rs),
+        |r| dot_q6k_rows(xq, [r])[0],
     );
 }
 

@@ -26,7 +26,7 @@
 //! (the workspace's `rust-version`).
 
 use super::{prefetch_ahead, prefetch_line, prefetch_lone_stream, tiles};
-use crate::arch::{gemv_in_streams, multi_in_streams};
+use crate::arch::{gemv_in_streams, multi_in_streams, rows_at};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -509,14 +509,14 @@ f16_rows_multi!(
 /// rows, alternated in one process.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16_multi_avx2(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
-    let (n, m) = (xs.len() / k, w.len() / k);
-    let row = |r: usize| &w[r * k..(r + 1) * k];
-    multi_in_streams::<2>(
-        m,
+    let n = xs.len() / k;
+    multi_in_streams::<_, 2>(
+        w,
+        k,
         n,
         out,
-        |rs, outs| dot_f16_rows_multi_avx2(xs, rs.map(row), k, outs),
-        |r, o| dot_f16_rows_multi_avx2(xs, [row(r)], k, [o]),
+        |rs, outs| dot_f16_rows_multi_avx2(xs, rs, k, outs),
+        |r, o| dot_f16_rows_multi_avx2(xs, [r], k, [o]),
     );
 }
 
@@ -572,12 +572,13 @@ pub(crate) unsafe fn gemv_f16_avx2(
     y: &mut [f32],
 ) {
     let x = &x[..k];
-    let row = |r: usize| &w[r * k..(r + 1) * k];
     gemv_in_streams(
+        w,
+        k,
         rows,
         y,
-        |rs| dot_f16_rows_avx2(x, rs.map(row)),
-        |r| dot_f16_rows_avx2(x, [row(r)])[0],
+        |rs| dot_f16_rows_avx2(x, rs),
+        |r| dot_f16_rows_avx2(x, [r])[0],
     );
 }
 
@@ -647,12 +648,13 @@ pub(crate) unsafe fn gemv_q8_0_avx2(
     use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
     let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
     let x = &x[..k / Q8_0_BLOCK * Q8_0_BLOCK];
-    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
     gemv_in_streams(
+        w,
+        row_bytes,
         rows,
         y,
-        |rs| dot_q8_0_rows_avx2(x, rs.map(row)),
-        |r| dot_q8_0_rows_avx2(x, [row(r)])[0],
+        |rs| dot_q8_0_rows_avx2(x, rs),
+        |r| dot_q8_0_rows_avx2(x, [r])[0],
     );
 }
 
@@ -1084,14 +1086,14 @@ f16_rows_multi!(
 /// ([`multi_in_streams`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16_multi_avx512(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
-    let (n, m) = (xs.len() / k, w.len() / k);
-    let row = |r: usize| &w[r * k..(r + 1) * k];
-    multi_in_streams::<4>(
-        m,
+    let n = xs.len() / k;
+    multi_in_streams::<_, 4>(
+        w,
+        k,
         n,
         out,
-        |rs, outs| dot_f16_rows_multi_avx512(xs, rs.map(row), k, outs),
-        |r, o| dot_f16_rows_multi_avx512(xs, [row(r)], k, [o]),
+        |rs, outs| dot_f16_rows_multi_avx512(xs, rs, k, outs),
+        |r, o| dot_f16_rows_multi_avx512(xs, [r], k, [o]),
     );
 }
 
@@ -1150,12 +1152,13 @@ pub(crate) unsafe fn gemv_f16_avx512(
     y: &mut [f32],
 ) {
     let x = &x[..k];
-    let row = |r: usize| &w[r * k..(r + 1) * k];
     gemv_in_streams(
+        w,
+        k,
         rows,
         y,
-        |rs| dot_f16_rows_avx512(x, rs.map(row)),
-        |r| dot_f16_rows_avx512(x, [row(r)])[0],
+        |rs| dot_f16_rows_avx512(x, rs),
+        |r| dot_f16_rows_avx512(x, [r])[0],
     );
 }
 
@@ -1220,12 +1223,13 @@ pub(crate) unsafe fn gemv_q8_0_avx512(
     use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
     let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
     let x = &x[..k / Q8_0_BLOCK * Q8_0_BLOCK];
-    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
     gemv_in_streams(
+        w,
+        row_bytes,
         rows,
         y,
-        |rs| dot_q8_0_rows_avx512(x, rs.map(row)),
-        |r| dot_q8_0_rows_avx512(x, [row(r)])[0],
+        |rs| dot_q8_0_rows_avx512(x, rs),
+        |r| dot_q8_0_rows_avx512(x, [r])[0],
     );
 }
 
@@ -1503,28 +1507,29 @@ pub(crate) unsafe fn dot_f64acc_rows_avx512(q: &[f32], keys: &[f32], out: &mut [
     );
 }
 
-/// The scores of `G` queries against every key, 4 keys per tile.
+/// The scores of `G` queries against every key, 4 keys per tile: `out` is
+/// G rows of one score per key.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 fn dot_f64acc_group_avx512<const G: usize>(
     qs: [&[f32]; G],
     keys: &[f32],
     k: usize,
-    mut outs: [&mut [f32]; G],
+    out: &mut [f32],
 ) {
     let key = |j: usize| &keys[j * k..(j + 1) * k];
-    let n = outs[0].len();
+    let n = out.len() / G;
     let mut j = 0;
     while j + 4 <= n {
         let t = dot_f64acc_tile_avx512(qs, [key(j), key(j + 1), key(j + 2), key(j + 3)]);
-        for (o, t) in outs.iter_mut().zip(&t) {
+        for (o, t) in out.chunks_exact_mut(n).zip(&t) {
             o[j..j + 4].copy_from_slice(t);
         }
         j += 4;
     }
     for j in j..n {
         let t = dot_f64acc_tile_avx512(qs, [key(j)]);
-        for (o, t) in outs.iter_mut().zip(&t) {
+        for (o, t) in out.chunks_exact_mut(n).zip(&t) {
             o[j] = t[0];
         }
     }
@@ -1545,10 +1550,9 @@ pub(crate) unsafe fn dot_f64acc_queries_avx512(
         return;
     }
     let query = |g: usize| &qs[g * k..(g + 1) * k];
-    let mut rows = out.chunks_exact_mut(n);
     tiles!(queries, [1, 2, 3; 4], |g, G| {
-        let outs: [_; G] = core::array::from_fn(|_| rows.next().expect("a row per query"));
-        dot_f64acc_group_avx512::<G>(core::array::from_fn(|i| query(g + i)), keys, k, outs);
+        let out = &mut out[g * n..(g + G) * n];
+        dot_f64acc_group_avx512::<G>(rows_at(|i| query(g + i)), keys, k, out);
     });
 }
 
@@ -1571,7 +1575,7 @@ unsafe fn weighted_sum_tile_avx512<const G: usize, const C: usize>(
     accs: [*mut f64; G],
 ) {
     let n = ps[0].len();
-    let ps = ps.map(|p| &p[..n]);
+    let ps: [_; G] = rows_at(|g| &ps[g][..n]);
     let vp = values[..n * k].as_ptr();
     let mut s = [[_mm512_setzero_pd(); C]; G];
     for (s, a) in s.iter_mut().zip(&accs) {
@@ -1601,19 +1605,24 @@ unsafe fn weighted_sum_tile_avx512<const G: usize, const C: usize>(
     }
 }
 
-/// `weighted_sum_f64acc` of `G` queries: `C` vectors of 8 columns per pass,
-/// then 8 columns at a time, then the scalar tail.
+/// `weighted_sum_f64acc` of `G` queries into `accs`, G rows of `k`: `C`
+/// vectors of 8 columns per pass, then 8 columns at a time, then the scalar
+/// tail.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 fn weighted_sum_group_avx512<const G: usize, const C: usize>(
     ps: [&[f32]; G],
     values: &[f32],
-    mut accs: [&mut [f64]; G],
+    k: usize,
+    accs: &mut [f64],
 ) {
-    let k = accs[0].len();
-    let mut ptrs = [core::ptr::null_mut(); G];
-    for (p, a) in ptrs.iter_mut().zip(accs.iter_mut()) {
-        *p = a[..k].as_mut_ptr();
+    if k == 0 {
+        return;
+    }
+    let accs = &mut accs[..G * k];
+    let mut ptrs = [accs.as_mut_ptr(); G];
+    for (g, p) in ptrs.iter_mut().enumerate() {
+        *p = p.wrapping_add(g * k);
     }
     let mut c = 0;
     while c + 8 * C <= k {
@@ -1627,7 +1636,7 @@ fn weighted_sum_group_avx512<const G: usize, const C: usize>(
         unsafe { weighted_sum_tile_avx512::<G, 1>(ps, values, k, c, ptrs) };
         c += 8;
     }
-    for (p, a) in ps.iter().zip(accs) {
+    for (p, a) in ps.iter().zip(accs.chunks_exact_mut(k)) {
         weighted_sum_tail(p, values, c, a);
     }
 }
@@ -1635,7 +1644,7 @@ fn weighted_sum_group_avx512<const G: usize, const C: usize>(
 /// 128 columns (a 2B-4T head) per pass: 16 accumulators.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn weighted_sum_f64acc_avx512(p: &[f32], values: &[f32], acc: &mut [f64]) {
-    weighted_sum_group_avx512::<1, 16>([p], values, [acc]);
+    weighted_sum_group_avx512::<1, 16>([p], values, acc.len(), acc);
 }
 
 /// See `Table::weighted_sum_f64acc_queries`: up to 4 queries × 4 vectors
@@ -1648,11 +1657,9 @@ pub(crate) unsafe fn weighted_sum_f64acc_queries_avx512(
     accs: &mut [f64],
 ) {
     let (queries, n) = (accs.len() / k, values.len() / k);
-    let mut rows = accs.chunks_exact_mut(k);
     tiles!(queries, [1, 2, 3; 4], |g, G| {
-        let outs: [_; G] = core::array::from_fn(|_| rows.next().expect("k per query"));
-        let p = core::array::from_fn(|i| &ps[(g + i) * n..(g + i + 1) * n]);
-        weighted_sum_group_avx512::<G, 4>(p, values, outs);
+        let p = rows_at(|i| &ps[(g + i) * n..(g + i + 1) * n]);
+        weighted_sum_group_avx512::<G, 4>(p, values, k, &mut accs[g * k..(g + G) * k]);
     });
 }
 

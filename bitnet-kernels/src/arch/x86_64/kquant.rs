@@ -283,9 +283,8 @@ unsafe fn dot_q6k_tile<K: Q6kBlock, const T: usize>(xs: &[u8], row: &[u8], nb: u
 unsafe fn dot_q6k_multi<K: Q6kBlock>(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
     let nb = k / Q6K_BLOCK;
     let (wrow, xrow) = (nb * Q6K_BLOCK_BYTES, nb * Q8K_BLOCK_BYTES);
-    let (n, m) = (xqs.len() / xrow, w.len() / wrow);
-    let row_tiles = |r: usize, out: &mut [f32]| {
-        let row = &w[r * wrow..(r + 1) * wrow];
+    let n = xqs.len() / xrow;
+    let row_tiles = |row: &[u8], out: &mut [f32]| {
         tiles!(n, [1, 2, 3, 4, 5; 6], |t0, T| {
             // SAFETY: forwarded from our caller.
             let tile = unsafe { dot_q6k_tile::<K, T>(&xqs[t0 * xrow..], row, nb) };
@@ -293,8 +292,9 @@ unsafe fn dot_q6k_multi<K: Q6kBlock>(xqs: &[u8], w: &[u8], k: usize, out: &mut [
         });
     };
     // Rows 0, h, 1, h + 1, … (h = m/2), then the last one when `m` is odd.
-    multi_in_streams::<2>(
-        m,
+    multi_in_streams::<_, 2>(
+        w,
+        wrow,
         n,
         out,
         |rs, outs| {
@@ -313,14 +313,15 @@ unsafe fn dot_q6k_multi<K: Q6kBlock>(xqs: &[u8], w: &[u8], k: usize, out: &mut [
 #[inline(always)]
 unsafe fn gemv_q6k<K: Q6kBlock>(w: &[u8], k: usize, xq: &[u8], rows: Range<usize>, y: &mut [f32]) {
     let row_bytes = k / Q6K_BLOCK * Q6K_BLOCK_BYTES;
-    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
     gemv_in_streams(
+        w,
+        row_bytes,
         rows,
         y,
         // SAFETY: forwarded from our caller.
-        |rs| unsafe { dot_q6k_rows::<K, _>(xq, rs.map(row)) },
+        |rs| unsafe { dot_q6k_rows::<K, _>(xq, rs) },
         // SAFETY: as above.
-        |r| unsafe { dot_q6k_rows::<K, 1>(xq, [row(r)])[0] },
+        |r| unsafe { dot_q6k_rows::<K, 1>(xq, [r])[0] },
     );
 }
 
