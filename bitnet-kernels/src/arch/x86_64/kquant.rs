@@ -270,9 +270,26 @@ unsafe fn dot_q6k_tile<K: Q6kBlock, const T: usize>(xs: &[u8], row: &[u8], nb: u
     acc
 }
 
-/// See `Table::dot_q6k_multi`: tiles of one row × up to 6 vectors. A row
-/// `j` is followed by row `j + m/2`, so the rows arrive as two streams half
-/// the matrix apart, as in the F16 batched head. On the AVX2 VM
+/// One Q6_K row (`nb` blocks) against every Q8_K vector of `xqs`, in
+/// [`dot_q6k_tile`]s of up to 6 vectors; `out[t]` for vector `t`.
+///
+/// # Safety
+/// As [`dot_q6k_rows`].
+#[inline(always)]
+unsafe fn dot_q6k_row_multi<K: Q6kBlock>(xqs: &[u8], row: &[u8], nb: usize, out: &mut [f32]) {
+    let xrow = nb * Q8K_BLOCK_BYTES;
+    tiles!(out.len(), [1, 2, 3, 4, 5; 6], |t0, T| {
+        // SAFETY: forwarded from our caller.
+        let tile = unsafe { dot_q6k_tile::<K, T>(&xqs[t0 * xrow..], row, nb) };
+        out[t0..t0 + T].copy_from_slice(&tile);
+    });
+}
+
+/// See `Table::dot_q6k_multi`: `row_multi` ([`dot_q6k_row_multi`] compiled
+/// for the ISA, so that its block kernel inlines; a closure here would not
+/// have the ISA's features and called the kernel once per block) for each
+/// row. A row `j` is followed by row `j + m/2`, so the rows arrive as two
+/// streams half the matrix apart, as in the F16 batched head. On the AVX2 VM
 /// (2026-11-30; a random 2B-shaped Q6_K head, 6 vectors, one thread) this
 /// took 51–78 ms per pass against 117–162 for the GEMV per row and vector,
 /// alternated in one process (1 × 4 tiles: 66–84).
@@ -280,17 +297,16 @@ unsafe fn dot_q6k_tile<K: Q6kBlock, const T: usize>(xs: &[u8], row: &[u8], nb: u
 /// # Safety
 /// As [`dot_q6k_rows`], and the table's `dot_q6k_multi` contract.
 #[inline(always)]
-unsafe fn dot_q6k_multi<K: Q6kBlock>(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
+unsafe fn dot_q6k_multi(
+    xqs: &[u8],
+    w: &[u8],
+    k: usize,
+    out: &mut [f32],
+    row_multi: unsafe fn(&[u8], &[u8], usize, &mut [f32]),
+) {
     let nb = k / Q6K_BLOCK;
     let (wrow, xrow) = (nb * Q6K_BLOCK_BYTES, nb * Q8K_BLOCK_BYTES);
     let n = xqs.len() / xrow;
-    let row_tiles = |row: &[u8], out: &mut [f32]| {
-        tiles!(n, [1, 2, 3, 4, 5; 6], |t0, T| {
-            // SAFETY: forwarded from our caller.
-            let tile = unsafe { dot_q6k_tile::<K, T>(&xqs[t0 * xrow..], row, nb) };
-            out[t0..t0 + T].copy_from_slice(&tile);
-        });
-    };
     // Rows 0, h, 1, h + 1, … (h = m/2), then the last one when `m` is odd.
     multi_in_streams::<_, 2>(
         w,
@@ -299,10 +315,12 @@ unsafe fn dot_q6k_multi<K: Q6kBlock>(xqs: &[u8], w: &[u8], k: usize, out: &mut [
         out,
         |rs, outs| {
             for (r, o) in rs.into_iter().zip(outs) {
-                row_tiles(r, o);
+                // SAFETY: forwarded from our caller.
+                unsafe { row_multi(xqs, r, nb, o) };
             }
         },
-        row_tiles,
+        // SAFETY: as above.
+        |r, o| unsafe { row_multi(xqs, r, nb, o) },
     );
 }
 
@@ -342,8 +360,13 @@ macro_rules! q6k_entries {
 
         #[target_feature(enable = $features)]
         pub(crate) unsafe fn $multi(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
+            #[target_feature(enable = $features)]
+            unsafe fn row_multi(xqs: &[u8], row: &[u8], nb: usize, out: &mut [f32]) {
+                // SAFETY: forwarded from `dot_q6k_multi`.
+                unsafe { dot_q6k_row_multi::<$isa>(xqs, row, nb, out) }
+            }
             // SAFETY: as above.
-            unsafe { dot_q6k_multi::<$isa>(xqs, w, k, out) }
+            unsafe { dot_q6k_multi(xqs, w, k, out, row_multi) }
         }
     };
 }
