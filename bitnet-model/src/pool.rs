@@ -52,6 +52,10 @@ struct Shared {
     stop: AtomicBool,
     wake: Condvar,
     wake_lock: Mutex<()>,
+    /// Workers asleep on `wake` (or about to be): a job is announced with
+    /// a `notify_all`, a syscall, only when one is. Between the steps of a
+    /// decoded token every worker is still spinning.
+    sleepers: AtomicUsize,
     stats: Vec<WorkerStats>,
 }
 
@@ -112,6 +116,7 @@ impl ThreadPool {
             stop: AtomicBool::new(false),
             wake: Condvar::new(),
             wake_lock: Mutex::new(()),
+            sleepers: AtomicUsize::new(0),
             stats: (0..threads).map(|_| WorkerStats::default()).collect(),
         });
         if let Some(&cpu) = cpus.first() {
@@ -182,8 +187,10 @@ impl ThreadPool {
             active,
         });
         self.shared.pending.store(active - 1, Ordering::Release);
-        self.shared.generation.fetch_add(1, Ordering::AcqRel);
-        {
+        // SeqCst with the sleeper's count-then-check in `worker`: either we
+        // see its count here, or it sees this generation and does not wait.
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        if self.shared.sleepers.load(Ordering::SeqCst) > 0 {
             let _guard = self.shared.wake_lock.lock().expect("pool lock");
             self.shared.wake.notify_all();
         }
@@ -231,11 +238,13 @@ fn worker(shared: &Shared, index: usize) {
                 spins += 1;
             } else {
                 let guard = shared.wake_lock.lock().expect("pool lock");
-                if shared.generation.load(Ordering::Acquire) == seen
+                shared.sleepers.fetch_add(1, Ordering::SeqCst);
+                if shared.generation.load(Ordering::SeqCst) == seen
                     && !shared.stop.load(Ordering::Acquire)
                 {
                     let _unused = shared.wake.wait(guard).expect("pool lock");
                 }
+                shared.sleepers.fetch_sub(1, Ordering::SeqCst);
             }
         }
         seen = shared.generation.load(Ordering::Acquire);
@@ -358,6 +367,23 @@ mod tests {
                 .iter()
                 .all(|s| s.jobs.load(Ordering::Relaxed) == 200));
         }
+    }
+
+    #[test]
+    fn sleeping_workers_wake_for_every_job() {
+        // Gaps of a few spins' length up to well past `SPINS`, so workers
+        // are caught spinning, falling asleep, and asleep when a job comes.
+        let pool = ThreadPool::new(3, false);
+        let ran = AtomicUsize::new(0);
+        for round in 0..300u64 {
+            if round % 3 != 0 {
+                std::thread::sleep(std::time::Duration::from_micros(round % 7 * 40));
+            }
+            pool.run(&|_, _| {
+                ran.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        assert_eq!(ran.load(Ordering::Relaxed), 900);
     }
 
     #[test]
