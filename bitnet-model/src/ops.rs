@@ -33,9 +33,9 @@ fn inverse_rms(x: &[f32], eps: f32) -> f32 {
 
 /// `Σ v²` in f64, each square exact, in eight running sums (element `i`
 /// goes to sum `i % 8`, and they are added in a fixed tree), so the adds
-/// are not one dependency chain: one sum took 3 cycles per element, about
-/// 1 % of a decoded token. The f64 rounding of either order is far below
-/// the f32 result's half ulp.
+/// are not one dependency chain (with one sum, the norms took 0.60 ms of a
+/// 32 ms decoded token on the Zen 5 VM, 2026-11-30; with eight, 0.40). The
+/// f64 rounding of either order is far below the f32 result's half ulp.
 fn sum_squares(x: &[f32]) -> f64 {
     let mut acc = [0f64; 8];
     let chunks = x.chunks_exact(8);
@@ -97,7 +97,7 @@ mod tests {
     }
 
     #[test]
-    fn rms_norm_is_the_correctly_rounded_value() {
+    fn rms_norm_matches_the_sequential_f64_sum() {
         let x: Vec<f32> = (0..2560)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();
