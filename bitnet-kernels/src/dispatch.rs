@@ -186,6 +186,13 @@ pub(crate) struct Table {
     /// bit the table's own `weighted_sum_f64acc` per query (`k > 0`).
     pub weighted_sum_f64acc_queries:
         unsafe fn(ps: &[f32], values: &[f32], k: usize, accs: &mut [f64]),
+    /// `dot_f64acc_queries` over keys in f16 bits, bit for bit the same
+    /// entry over the keys widened first.
+    pub dot_f64acc_queries_f16: unsafe fn(qs: &[f32], keys: &[u16], k: usize, out: &mut [f32]),
+    /// `weighted_sum_f64acc_queries` over values in f16 bits, bit for bit
+    /// the same entry over the values widened first.
+    pub weighted_sum_f64acc_queries_f16:
+        unsafe fn(ps: &[f32], values: &[u16], k: usize, accs: &mut [f64]),
     /// `y[r - rows.start] = Σ_k w[r, k] x[k]`, `w` row-major f16 `M × K`.
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.

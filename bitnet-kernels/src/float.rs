@@ -237,6 +237,56 @@ impl Dispatch {
         Ok(())
     }
 
+    /// [`Dispatch::dot_f64acc_queries`] over keys held as f16 bits (an f16
+    /// KV cache): bit for bit that method over the keys widened by
+    /// [`Dispatch::f16_to_f32`]. The kernels widen each key in registers, so
+    /// no widened copy is written and read back.
+    pub fn dot_f64acc_queries_f16(
+        &self,
+        qs: &[f32],
+        keys: &[u16],
+        k: usize,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        check_multi(
+            k,
+            ("dot_f64acc_queries_f16 keys", keys.len(), k),
+            ("dot_f64acc_queries_f16 queries", qs.len(), k),
+            ("dot_f64acc_queries_f16 scores (queries × keys)", out.len()),
+        )?;
+        // SAFETY: as above.
+        unsafe { (self.table.dot_f64acc_queries_f16)(qs, keys, k, out) };
+        Ok(())
+    }
+
+    /// [`Dispatch::weighted_sum_f64acc_queries`] over values held as f16
+    /// bits: bit for bit that method over the values widened by
+    /// [`Dispatch::f16_to_f32`].
+    pub fn weighted_sum_f64acc_queries_f16(
+        &self,
+        ps: &[f32],
+        values: &[u16],
+        k: usize,
+        accs: &mut [f64],
+    ) -> Result<(), Error> {
+        check_multi(
+            k,
+            ("weighted_sum_f64acc_queries_f16 values", values.len(), k),
+            (
+                "weighted_sum_f64acc_queries_f16 accumulators",
+                accs.len(),
+                k,
+            ),
+            (
+                "weighted_sum_f64acc_queries_f16 weights (queries × rows)",
+                ps.len(),
+            ),
+        )?;
+        // SAFETY: as above; shapes checked.
+        unsafe { (self.table.weighted_sum_f64acc_queries_f16)(ps, values, k, accs) };
+        Ok(())
+    }
+
     /// F16 GEMV (the tied LM head): `w` is `M × K` half bits, row-major;
     /// `y[r - rows.start] = Σ_k w[r,k]·x[k]` for `r ∈ rows`.
     pub fn gemv_f16(

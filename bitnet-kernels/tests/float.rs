@@ -956,7 +956,8 @@ fn bad_shapes_are_errors() {
 }
 
 mod f64_accumulated {
-    use super::common::{paths, scalar, TestRng};
+    use super::common::{paths, scalar, TestRng, Unaligned};
+    use bitnet_kernels::Dispatch;
     use proptest::prelude::*;
 
     fn values(rng: &mut TestRng, n: usize, spread: i32) -> Vec<f32> {
@@ -1081,6 +1082,64 @@ mod f64_accumulated {
         }
     }
 
+    /// Finite f16 bits of every kind: random signs, mantissas and
+    /// exponents, so subnormals, zeros and ±65504 all turn up.
+    fn finite_halves(rng: &mut TestRng, n: usize) -> Vec<u16> {
+        (0..n)
+            .map(|_| {
+                let h = rng.next() as u16;
+                if (h >> 10) & 0x1f == 0x1f {
+                    h & !0x4000
+                } else {
+                    h
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The f16 forms (an f16 KV cache read in place) against the f32
+        /// forms over the same rows widened first, bit for bit on every
+        /// path, and against the scalar reference's f16 forms.
+        #[test]
+        fn f64acc_queries_over_f16_equal_the_widened_rows(
+            k in prop_oneof![1usize..=40, 120usize..=136],
+            queries in 0usize..=9,
+            rows in 0usize..=11,
+            seed in any::<u64>(),
+            spread in 0i32..30,
+        ) {
+            let mut rng = TestRng::new(seed);
+            let qs = values(&mut rng, queries * k, spread);
+            let halves = Unaligned::new(&finite_halves(&mut rng, rows * k));
+            let mut widened = vec![0f32; rows * k];
+            scalar().f16_to_f32(halves.get(), &mut widened).unwrap();
+            let ps: Vec<f32> = (0..queries * rows).map(|_| rng.f32().abs()).collect();
+            let start: Vec<f64> = (0..queries * k).map(|_| rng.f32() as f64 / 3.0).collect();
+            let bits32 = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let run = |d: &Dispatch| {
+                let mut scores = vec![f32::NAN; queries * rows];
+                d.dot_f64acc_queries_f16(&qs, halves.get(), k, &mut scores).unwrap();
+                let mut sums = start.clone();
+                d.weighted_sum_f64acc_queries_f16(&ps, halves.get(), k, &mut sums).unwrap();
+                (bits32(&scores), bits64(&sums))
+            };
+            let reference = run(&scalar());
+            for d in paths() {
+                let (scores, sums) = run(&d);
+                let mut want = vec![f32::NAN; queries * rows];
+                d.dot_f64acc_queries(&qs, &widened, k, &mut want).unwrap();
+                prop_assert_eq!(&scores, &bits32(&want), "{}: scores", d.isa());
+                let mut want = start.clone();
+                d.weighted_sum_f64acc_queries(&ps, &widened, k, &mut want).unwrap();
+                prop_assert_eq!(&sums, &bits64(&want), "{}: sums", d.isa());
+                prop_assert_eq!(&scores, &reference.0, "{} against scalar: scores", d.isa());
+                prop_assert_eq!(&sums, &reference.1, "{} against scalar: sums", d.isa());
+            }
+        }
+    }
+
     #[test]
     fn f64acc_bad_lengths_are_errors() {
         for d in paths() {
@@ -1114,6 +1173,21 @@ mod f64_accumulated {
             assert!(d
                 .weighted_sum_f64acc_queries(&[1.0; 3], &[1.0; 4], 2, &mut [0.0; 4])
                 .is_err());
+            // The f16 forms check the same shapes.
+            assert!(d.dot_f64acc_queries_f16(&[], &[], 0, &mut []).is_err());
+            assert!(d
+                .dot_f64acc_queries_f16(&[1.0; 4], &[0; 5], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d
+                .dot_f64acc_queries_f16(&[1.0; 4], &[0; 6], 2, &mut [0.0; 5])
+                .is_err());
+            assert!(d
+                .weighted_sum_f64acc_queries_f16(&[1.0; 4], &[0; 5], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d
+                .weighted_sum_f64acc_queries_f16(&[1.0; 3], &[0; 4], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d.dot_f64acc_queries_f16(&[1.0; 4], &[], 2, &mut []).is_ok());
             // No rows: nothing to read, nothing written, and no error.
             assert!(d.dot_f64acc_rows(&[1.0, 2.0], &[], &mut []).is_ok());
             assert!(d.dot_f64acc_queries(&[1.0; 4], &[], 2, &mut []).is_ok());

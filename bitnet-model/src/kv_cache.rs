@@ -21,6 +21,14 @@ enum Rows {
     F32(Vec<f32>),
 }
 
+/// Rows of one KV head read in place: f16 bits or f32, which the attention
+/// kernels widen in registers.
+#[derive(Clone, Copy)]
+pub(crate) enum HeadRows<'a> {
+    F16(&'a [u16]),
+    F32(&'a [f32]),
+}
+
 /// Which half of a [`KvCache`] to read.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Half {
@@ -30,7 +38,7 @@ pub(crate) enum Half {
 
 /// Keys and values of every layer, each `kv_heads × capacity × head_dim`:
 /// head-major, so attention reads one head's positions as one contiguous
-/// run (widened with one kernel call per block, and prefetched as one stream).
+/// run (prefetched as one stream by the kernels that read it).
 #[derive(Debug)]
 pub struct KvCache {
     keys: Vec<Rows>,
@@ -163,17 +171,15 @@ impl KvCache {
     }
 
     /// The keys (or values) of KV head `head` at `positions` of `layer`:
-    /// `positions.len() × head_dim` f32, read in place from an f32 cache or
-    /// widened exactly into `scratch` from an f16 one.
-    pub(crate) fn head_rows<'a>(
-        &'a self,
-        d: Dispatch,
+    /// `positions.len() × head_dim` elements in place, as the cache holds
+    /// them.
+    pub(crate) fn head_rows(
+        &self,
         half: Half,
         layer: usize,
         head: usize,
         positions: Range<usize>,
-        scratch: &'a mut Vec<f32>,
-    ) -> &'a [f32] {
+    ) -> HeadRows<'_> {
         let rows = match half {
             Half::Keys => &self.keys[layer],
             Half::Values => &self.values[layer],
@@ -182,12 +188,8 @@ impl KvCache {
         let at = (head * self.capacity + positions.start) * hd
             ..(head * self.capacity + positions.end) * hd;
         match rows {
-            Rows::F16(r) => {
-                scratch.resize(at.len(), 0.0);
-                d.f16_to_f32(&r[at], scratch).expect("equal lengths");
-                scratch
-            }
-            Rows::F32(r) => &r[at],
+            Rows::F16(r) => HeadRows::F16(&r[at]),
+            Rows::F32(r) => HeadRows::F32(&r[at]),
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::config::{Activation, Arch, Config, RopeStyle};
 use crate::error::ModelError;
 use crate::gguf::{Gguf, TensorType};
-use crate::kv_cache::{Half, KvCache};
+use crate::kv_cache::{Half, HeadRows, KvCache};
 use crate::ops;
 use crate::pool::{SharedOut, ThreadPool};
 use crate::profile::{Op, OpProfile};
@@ -688,8 +688,8 @@ fn activate(a: Activation, x: f32) -> f32 {
 }
 
 /// Positions of a KV head read together: keys or values of 32 positions
-/// are 16 KiB of f32 at head width 128, so a block stays in L1 while every
-/// query of the group reads it.
+/// are 8 KiB of f16 (16 KiB of f32) at head width 128, so a block stays in
+/// L1 while every query of the group reads it.
 const KV_BLOCK: usize = 32;
 
 /// Tokens of one step attended together (prefill): each KV block is widened
@@ -740,23 +740,40 @@ struct KvHead<'a> {
     head: usize,
 }
 
-impl KvHead<'_> {
-    /// Its keys or values at `positions` (see [`KvCache::head_rows`]).
+impl<'a> KvHead<'a> {
+    /// Its keys or values at `positions` (see [`KvCache::head_rows`]), in
+    /// place, or widened once into `scratch` when `runs` several-query calls
+    /// will read them. Both give the same bits. A decoded token is one run,
+    /// and the kernels widen its f16 rows in registers as they stream from
+    /// DRAM; a prefill step has up to [`QUERY_TOKENS`] runs per block, which
+    /// would each widen every row again.
     fn rows<'s>(
-        &'s self,
+        &self,
         d: Dispatch,
         half: Half,
         positions: Range<usize>,
+        runs: usize,
         scratch: &'s mut Vec<f32>,
-    ) -> &'s [f32] {
-        let c = self.cache;
-        c.head_rows(d, half, self.layer, self.head, positions, scratch)
+    ) -> HeadRows<'s>
+    where
+        'a: 's,
+    {
+        let rows = self.cache.head_rows(half, self.layer, self.head, positions);
+        match rows {
+            HeadRows::F16(h) if runs > 1 => {
+                scratch.resize(h.len(), 0.0);
+                d.f16_to_f32(h, scratch).expect("equal lengths");
+                HeadRows::F32(scratch)
+            }
+            rows => rows,
+        }
     }
 }
 
 /// Working memory of [`attend`], kept across calls.
 #[derive(Default)]
 struct AttendScratch {
+    /// A block's rows widened to f32 (see [`KvHead::rows`]).
     block: Vec<f32>,
     scores: Vec<f32>,
     acc: Vec<f64>,
@@ -786,9 +803,10 @@ fn query_runs(queries: &[Query], head_dim: usize, out: &mut Vec<Range<usize>>) {
 
 /// `softmax(scale · q·Kᵀ)·V` for each query of one KV head: the dots and the
 /// weighted sum accumulated in f64, so every path gives the same output.
-/// Keys, then values, are widened [`KV_BLOCK`] positions at a time and read
-/// by every query while in L1; a query's sums still take its positions in
-/// order, so the result is the same as over all positions at once.
+/// Keys, then values, are read [`KV_BLOCK`] positions at a time by every
+/// query while in L1 (widened as [`KvHead::rows`] says); a query's sums
+/// still take its positions in order, so the result is the same as over all
+/// positions at once.
 ///
 /// # Safety
 /// `out[q.at .. q.at + head_dim]` is writable for every query and no one
@@ -823,16 +841,20 @@ unsafe fn attend(
             .map(|b| b..(b + KV_BLOCK).min(len))
     };
     for block in blocks() {
-        let keys = kv.rows(d, Half::Keys, block.clone(), &mut s.block);
+        let keys = kv.rows(d, Half::Keys, block.clone(), s.runs.len(), &mut s.block);
         for run in &s.runs {
             let n = seen(run, &block);
             if n == 0 {
                 continue;
             }
             let at = queries[run.start].at;
+            let qs = &q_all[at..at + run.len() * hd];
             let tile = &mut s.tile[..run.len() * n];
-            d.dot_f64acc_queries(&q_all[at..at + run.len() * hd], &keys[..n * hd], hd, tile)
-                .expect("head-sized rows");
+            match keys {
+                HeadRows::F16(k) => d.dot_f64acc_queries_f16(qs, &k[..n * hd], hd, tile),
+                HeadRows::F32(k) => d.dot_f64acc_queries(qs, &k[..n * hd], hd, tile),
+            }
+            .expect("head-sized rows");
             for (i, row) in run.clone().zip(tile.chunks_exact(n)) {
                 s.scores[i * len + block.start..][..n].copy_from_slice(row);
             }
@@ -846,7 +868,7 @@ unsafe fn attend(
         ops::softmax(scores);
     }
     for block in blocks() {
-        let values = kv.rows(d, Half::Values, block.clone(), &mut s.block);
+        let values = kv.rows(d, Half::Values, block.clone(), s.runs.len(), &mut s.block);
         for run in &s.runs {
             let n = seen(run, &block);
             if n == 0 {
@@ -857,8 +879,11 @@ unsafe fn attend(
                 p.copy_from_slice(&s.scores[i * len + block.start..][..n]);
             }
             let accs = &mut s.acc[run.start * hd..run.end * hd];
-            d.weighted_sum_f64acc_queries(ps, &values[..n * hd], hd, accs)
-                .expect("head-sized rows");
+            match values {
+                HeadRows::F16(v) => d.weighted_sum_f64acc_queries_f16(ps, &v[..n * hd], hd, accs),
+                HeadRows::F32(v) => d.weighted_sum_f64acc_queries(ps, &v[..n * hd], hd, accs),
+            }
+            .expect("head-sized rows");
         }
     }
     for (i, q) in queries.iter().enumerate() {

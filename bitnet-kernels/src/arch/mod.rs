@@ -77,16 +77,38 @@ pub(crate) fn rows_at<'w, T, const S: usize>(row: impl Fn(usize) -> &'w [T]) -> 
     rows
 }
 
+/// An element of the attention kernels' key and value rows: f32, or the
+/// f16 bits (`u16`) of an f16 KV cache, widened exactly where the kernel
+/// reads it. Widening is exact, so a kernel over f16 rows gives bit for bit
+/// what it gives over the same rows widened first.
+pub(crate) trait KvElem: Copy + 'static {
+    fn to_f32(self) -> f32;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl KvElem for u16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        crate::math::f16_to_f32(self)
+    }
+}
+
 /// [`Table::dot_f64acc_rows`](crate::dispatch::Table) for an ISA without its
 /// own: one `dot` per row.
 ///
 /// # Safety
 /// `dot`'s ISA is present; `keys.len() == out.len() · q.len()`.
 #[inline(always)]
-pub(crate) unsafe fn dot_f64acc_rows_with(
-    dot: unsafe fn(&[f32], &[f32]) -> f32,
+pub(crate) unsafe fn dot_f64acc_rows_with<E: KvElem>(
+    dot: unsafe fn(&[f32], &[E]) -> f32,
     q: &[f32],
-    keys: &[f32],
+    keys: &[E],
     out: &mut [f32],
 ) {
     let k = q.len();
@@ -102,10 +124,10 @@ pub(crate) unsafe fn dot_f64acc_rows_with(
 /// # Safety
 /// `axpy`'s ISA is present; `values.len() == p.len() · acc.len()`.
 #[inline(always)]
-pub(crate) unsafe fn weighted_sum_f64acc_with(
-    axpy: unsafe fn(f32, &[f32], &mut [f64]),
+pub(crate) unsafe fn weighted_sum_f64acc_with<E: KvElem>(
+    axpy: unsafe fn(f32, &[E], &mut [f64]),
     p: &[f32],
-    values: &[f32],
+    values: &[E],
     acc: &mut [f64],
 ) {
     let k = acc.len();
@@ -122,10 +144,10 @@ pub(crate) unsafe fn weighted_sum_f64acc_with(
 /// `rows`' ISA is present; `k > 0`, `qs.len()` and `keys.len()` are
 /// multiples of `k`, and `out` holds one value per query and key.
 #[inline(always)]
-pub(crate) unsafe fn dot_f64acc_queries_with(
-    rows: unsafe fn(&[f32], &[f32], &mut [f32]),
+pub(crate) unsafe fn dot_f64acc_queries_with<E: KvElem>(
+    rows: unsafe fn(&[f32], &[E], &mut [f32]),
     qs: &[f32],
-    keys: &[f32],
+    keys: &[E],
     k: usize,
     out: &mut [f32],
 ) {
@@ -146,10 +168,10 @@ pub(crate) unsafe fn dot_f64acc_queries_with(
 /// `sum`'s ISA is present; `k > 0`, `values.len()` and `accs.len()` are
 /// multiples of `k`, and `ps` holds one weight per query and row.
 #[inline(always)]
-pub(crate) unsafe fn weighted_sum_f64acc_queries_with(
-    sum: unsafe fn(&[f32], &[f32], &mut [f64]),
+pub(crate) unsafe fn weighted_sum_f64acc_queries_with<E: KvElem>(
+    sum: unsafe fn(&[f32], &[E], &mut [f64]),
     ps: &[f32],
-    values: &[f32],
+    values: &[E],
     k: usize,
     accs: &mut [f64],
 ) {

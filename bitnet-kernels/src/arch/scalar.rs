@@ -1,6 +1,7 @@
 //! The portable reference. Plain loops, written for clarity: every SIMD
 //! path is tested against these functions.
 
+use super::KvElem;
 use crate::dispatch::{Isa, Table};
 use crate::format::{I2sMatrix, WeightScale, I2S_BLOCK, TQ_BLOCK};
 use crate::kquant::{
@@ -28,12 +29,14 @@ pub(crate) static TABLE: Table = Table {
     dot_f16_multi,
     axpy_f32,
     axpy_f16,
-    dot_f64acc,
-    axpy_f64acc,
-    dot_f64acc_rows,
-    weighted_sum_f64acc,
-    dot_f64acc_queries,
-    weighted_sum_f64acc_queries,
+    dot_f64acc: dot_f64acc::<f32>,
+    axpy_f64acc: axpy_f64acc::<f32>,
+    dot_f64acc_rows: dot_f64acc_rows::<f32>,
+    weighted_sum_f64acc: weighted_sum_f64acc::<f32>,
+    dot_f64acc_queries: dot_f64acc_queries::<f32>,
+    weighted_sum_f64acc_queries: weighted_sum_f64acc_queries::<f32>,
+    dot_f64acc_queries_f16: dot_f64acc_queries::<u16>,
+    weighted_sum_f64acc_queries_f16: weighted_sum_f64acc_queries::<u16>,
     gemv_f16,
     gemv_q8_0,
     gemv_q6k,
@@ -218,7 +221,7 @@ pub(crate) unsafe fn axpy_f16(alpha: f32, x: &[u16], y: &mut [f32]) {
     }
 }
 
-pub(crate) unsafe fn dot_f64acc(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) unsafe fn dot_f64acc<E: KvElem>(a: &[f32], b: &[E]) -> f32 {
     use math::{reduce_f64_lanes, F64_LANES};
     let n = a.len().min(b.len());
     let main = n - n % F64_LANES;
@@ -228,46 +231,53 @@ pub(crate) unsafe fn dot_f64acc(a: &[f32], b: &[f32]) -> f32 {
         .zip(b[..main].chunks_exact(F64_LANES))
     {
         for (l, (&x, &y)) in lanes.iter_mut().zip(x.iter().zip(y)) {
-            *l += x as f64 * y as f64;
+            *l += x as f64 * y.to_f32() as f64;
         }
     }
     let mut s = reduce_f64_lanes(lanes);
     for j in main..n {
-        s += a[j] as f64 * b[j] as f64;
+        s += a[j] as f64 * b[j].to_f32() as f64;
     }
     s as f32
 }
 
-pub(crate) unsafe fn axpy_f64acc(alpha: f32, x: &[f32], acc: &mut [f64]) {
+pub(crate) unsafe fn axpy_f64acc<E: KvElem>(alpha: f32, x: &[E], acc: &mut [f64]) {
     let a = alpha as f64;
     for (o, &v) in acc.iter_mut().zip(x) {
-        *o += a * v as f64;
+        *o += a * v.to_f32() as f64;
     }
 }
 
-pub(crate) unsafe fn dot_f64acc_rows(q: &[f32], keys: &[f32], out: &mut [f32]) {
+pub(crate) unsafe fn dot_f64acc_rows<E: KvElem>(q: &[f32], keys: &[E], out: &mut [f32]) {
     // SAFETY: same contract as ours.
-    unsafe { super::dot_f64acc_rows_with(dot_f64acc, q, keys, out) }
+    unsafe { super::dot_f64acc_rows_with(dot_f64acc::<E>, q, keys, out) }
 }
 
-pub(crate) unsafe fn dot_f64acc_queries(qs: &[f32], keys: &[f32], k: usize, out: &mut [f32]) {
+pub(crate) unsafe fn dot_f64acc_queries<E: KvElem>(
+    qs: &[f32],
+    keys: &[E],
+    k: usize,
+    out: &mut [f32],
+) {
     // SAFETY: forwarded from our caller.
-    unsafe { super::dot_f64acc_queries_with(dot_f64acc_rows, qs, keys, k, out) }
+    unsafe { super::dot_f64acc_queries_with(dot_f64acc_rows::<E>, qs, keys, k, out) }
 }
 
-pub(crate) unsafe fn weighted_sum_f64acc_queries(
+pub(crate) unsafe fn weighted_sum_f64acc_queries<E: KvElem>(
     ps: &[f32],
-    values: &[f32],
+    values: &[E],
     k: usize,
     accs: &mut [f64],
 ) {
     // SAFETY: forwarded from our caller.
-    unsafe { super::weighted_sum_f64acc_queries_with(weighted_sum_f64acc, ps, values, k, accs) }
+    unsafe {
+        super::weighted_sum_f64acc_queries_with(weighted_sum_f64acc::<E>, ps, values, k, accs)
+    }
 }
 
-pub(crate) unsafe fn weighted_sum_f64acc(p: &[f32], values: &[f32], acc: &mut [f64]) {
+pub(crate) unsafe fn weighted_sum_f64acc<E: KvElem>(p: &[f32], values: &[E], acc: &mut [f64]) {
     // SAFETY: same contract as ours.
-    unsafe { super::weighted_sum_f64acc_with(axpy_f64acc, p, values, acc) }
+    unsafe { super::weighted_sum_f64acc_with(axpy_f64acc::<E>, p, values, acc) }
 }
 
 pub(crate) unsafe fn gemv_f16(w: &[u16], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]) {

@@ -9,7 +9,7 @@
 //! `math::f16_to_f32` / `math::f32_to_f16` bit for bit, except that `fcvtl`
 //! quiets signalling NaNs (as F16C does); the tests below check every half.
 
-use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams};
+use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams, KvElem};
 use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use crate::math::{self, exp_consts};
 use core::arch::aarch64::*;
@@ -503,17 +503,37 @@ pub(crate) unsafe fn gemv_q8_0_neon(
 // f64-accumulated dot and axpy (attention): f32 × f32 is exact in f64, so
 // FMA equals multiply-then-add and only the dot's summation order differs.
 
+/// The attention kernels' loads of a key or value row ([`KvElem`]): 8
+/// elements as two f32 vectors.
+pub(crate) trait KvLoad: KvElem {
+    fn load8(row: &[Self]) -> [float32x4_t; 2];
+}
+
+impl KvLoad for f32 {
+    #[inline(always)]
+    fn load8(row: &[f32]) -> [float32x4_t; 2] {
+        // SAFETY: NEON is baseline on AArch64.
+        unsafe { [ld(row), ld(&row[4..8])] }
+    }
+}
+
+impl KvLoad for u16 {
+    #[inline(always)]
+    fn load8(row: &[u16]) -> [float32x4_t; 2] {
+        // SAFETY: NEON is baseline on AArch64.
+        unsafe { h8_to_f32(ld_h(row)) }
+    }
+}
+
 /// Four pairs of lanes, joined in `math::reduce_f64_lanes`' order.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_f64acc_neon(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) unsafe fn dot_f64acc_neon<E: KvLoad>(a: &[f32], b: &[E]) -> f32 {
     let n = a.len().min(b.len());
     let mut acc = [vdupq_n_f64(0.0); 4];
     let main = n - n % 8;
     for (x, y) in a[..main].chunks_exact(8).zip(b[..main].chunks_exact(8)) {
-        for (half, (x, y)) in [(ld(x), ld(y)), (ld(&x[4..]), ld(&y[4..]))]
-            .into_iter()
-            .enumerate()
-        {
+        let y = E::load8(y);
+        for (half, (x, y)) in [(ld(x), y[0]), (ld(&x[4..]), y[1])].into_iter().enumerate() {
             let lo = vfmaq_f64(
                 acc[2 * half],
                 vcvt_f64_f32(vget_low_f32(x)),
@@ -533,59 +553,74 @@ pub(crate) unsafe fn dot_f64acc_neon(a: &[f32], b: &[f32]) -> f32 {
         vaddq_f64(acc[1], acc[3]),
     ));
     for j in main..n {
-        s += a[j] as f64 * b[j] as f64;
+        s += a[j] as f64 * b[j].to_f32() as f64;
     }
     s as f32
 }
 
+/// 8 elements per step, then one by one: each accumulator takes one exact
+/// product, so the step width does not change a bit.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn axpy_f64acc_neon(alpha: f32, x: &[f32], acc: &mut [f64]) {
+pub(crate) unsafe fn axpy_f64acc_neon<E: KvLoad>(alpha: f32, x: &[E], acc: &mut [f64]) {
     let n = x.len().min(acc.len());
     let va = vdupq_n_f64(alpha as f64);
-    let main = n - n % 2;
+    let main = n - n % 8;
     for (v, o) in x[..main]
-        .chunks_exact(2)
-        .zip(acc[..main].chunks_exact_mut(2))
+        .chunks_exact(8)
+        .zip(acc[..main].chunks_exact_mut(8))
     {
-        // SAFETY: `v` and `o` each hold exactly 2 elements.
-        unsafe {
-            let w = vcvt_f64_f32(vld1_f32(v.as_ptr()));
-            vst1q_f64(o.as_mut_ptr(), vfmaq_f64(vld1q_f64(o.as_ptr()), va, w));
+        for (w, o) in E::load8(v).into_iter().zip(o.chunks_exact_mut(4)) {
+            let halves = [vcvt_f64_f32(vget_low_f32(w)), vcvt_high_f64_f32(w)];
+            for (w, o) in halves.into_iter().zip(o.chunks_exact_mut(2)) {
+                // SAFETY: `o` holds exactly 2 elements.
+                unsafe { vst1q_f64(o.as_mut_ptr(), vfmaq_f64(vld1q_f64(o.as_ptr()), va, w)) };
+            }
         }
     }
     for j in main..n {
-        acc[j] += alpha as f64 * x[j] as f64;
+        acc[j] += alpha as f64 * x[j].to_f32() as f64;
     }
 }
 
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_f64acc_rows_neon(q: &[f32], keys: &[f32], out: &mut [f32]) {
+pub(crate) unsafe fn dot_f64acc_rows_neon<E: KvLoad>(q: &[f32], keys: &[E], out: &mut [f32]) {
     // SAFETY: same contract as ours; NEON is present.
-    unsafe { crate::arch::dot_f64acc_rows_with(dot_f64acc_neon, q, keys, out) }
+    unsafe { crate::arch::dot_f64acc_rows_with(dot_f64acc_neon::<E>, q, keys, out) }
 }
 
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn weighted_sum_f64acc_neon(p: &[f32], values: &[f32], acc: &mut [f64]) {
+pub(crate) unsafe fn weighted_sum_f64acc_neon<E: KvLoad>(p: &[f32], values: &[E], acc: &mut [f64]) {
     // SAFETY: same contract as ours; NEON is present.
-    unsafe { crate::arch::weighted_sum_f64acc_with(axpy_f64acc_neon, p, values, acc) }
+    unsafe { crate::arch::weighted_sum_f64acc_with(axpy_f64acc_neon::<E>, p, values, acc) }
 }
 
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_f64acc_queries_neon(qs: &[f32], keys: &[f32], k: usize, out: &mut [f32]) {
+pub(crate) unsafe fn dot_f64acc_queries_neon<E: KvLoad>(
+    qs: &[f32],
+    keys: &[E],
+    k: usize,
+    out: &mut [f32],
+) {
     // SAFETY: same contract as ours; NEON is present.
-    unsafe { crate::arch::dot_f64acc_queries_with(dot_f64acc_rows_neon, qs, keys, k, out) }
+    unsafe { crate::arch::dot_f64acc_queries_with(dot_f64acc_rows_neon::<E>, qs, keys, k, out) }
 }
 
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn weighted_sum_f64acc_queries_neon(
+pub(crate) unsafe fn weighted_sum_f64acc_queries_neon<E: KvLoad>(
     ps: &[f32],
-    values: &[f32],
+    values: &[E],
     k: usize,
     accs: &mut [f64],
 ) {
     // SAFETY: same contract as ours; NEON is present.
     unsafe {
-        crate::arch::weighted_sum_f64acc_queries_with(weighted_sum_f64acc_neon, ps, values, k, accs)
+        crate::arch::weighted_sum_f64acc_queries_with(
+            weighted_sum_f64acc_neon::<E>,
+            ps,
+            values,
+            k,
+            accs,
+        )
     }
 }
 

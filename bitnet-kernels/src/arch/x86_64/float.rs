@@ -26,7 +26,7 @@
 //! (the workspace's `rust-version`).
 
 use super::{prefetch_ahead, prefetch_line, prefetch_lone_stream, tiles};
-use crate::arch::{gemv_in_streams, multi_in_streams, rows_at};
+use crate::arch::{gemv_in_streams, multi_in_streams, rows_at, KvElem};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -1238,6 +1238,57 @@ pub(crate) unsafe fn gemv_q8_0_avx512(
 // FMA equals multiply-then-add and only the dot's summation order differs.
 // ---------------------------------------------------------------------------
 
+/// The attention kernels' loads of a key or value row ([`KvElem`]) as f32
+/// vectors, for AVX2 and AVX-512 alike.
+pub(crate) trait KvLoad: KvElem {
+    /// The 8 elements at `p`, widened exactly to f32.
+    ///
+    /// # Safety
+    /// 8 elements are readable at `p`; AVX2 and F16C are present.
+    unsafe fn load8(p: *const Self) -> __m256;
+    /// The 4 elements at `p`, widened exactly to f32.
+    ///
+    /// # Safety
+    /// 4 elements are readable at `p`; AVX2 and F16C are present.
+    unsafe fn load4(p: *const Self) -> __m128;
+    /// Prefetches the line a lone stream's lead past `p`: f16 rows come
+    /// straight from the KV cache in DRAM; f32 rows were widened into L1
+    /// (or are an f32 cache, which has never prefetched) and do nothing.
+    fn prefetch(p: *const Self);
+}
+
+impl KvLoad for f32 {
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> __m256 {
+        // SAFETY: 8 floats readable at `p`, AVX present (caller).
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load4(p: *const f32) -> __m128 {
+        // SAFETY: 4 floats readable at `p` (caller).
+        unsafe { _mm_loadu_ps(p) }
+    }
+    #[inline(always)]
+    fn prefetch(_: *const f32) {}
+}
+
+impl KvLoad for u16 {
+    #[inline(always)]
+    unsafe fn load8(p: *const u16) -> __m256 {
+        // SAFETY: 8 halves readable at `p`, F16C present (caller).
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn load4(p: *const u16) -> __m128 {
+        // SAFETY: 4 halves readable at `p`, F16C present (caller).
+        unsafe { _mm_cvtph_ps(_mm_loadl_epi64(p.cast())) }
+    }
+    #[inline(always)]
+    fn prefetch(p: *const u16) {
+        prefetch_lone_stream(p.cast());
+    }
+}
+
 /// `(v0 + v2) + (v1 + v3)`: the last two levels of
 /// `math::reduce_f64_lanes` once `v_k = l_k + l_{k+4}`.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -1250,9 +1301,9 @@ fn sum_f64x4(v: __m256d) -> f64 {
 /// The end of every f64-accumulated dot: the vector part's sum `s` plus
 /// the scalar tail's exact products in order, rounded once to f32.
 #[inline(always)]
-fn f64acc_tail(mut s: f64, q: &[f32], key: &[f32]) -> f32 {
+fn f64acc_tail<E: KvElem>(mut s: f64, q: &[f32], key: &[E]) -> f32 {
     for (&a, &b) in q.iter().zip(key) {
-        s += a as f64 * b as f64;
+        s += a as f64 * b.to_f32() as f64;
     }
     s as f32
 }
@@ -1269,20 +1320,23 @@ pub(crate) unsafe fn dot_f64acc_avx2(a: &[f32], b: &[f32]) -> f32 {
 /// floats of `q` are loaded and widened once for all keys.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_f64acc_keys_avx2<const R: usize>(q: &[f32], keys: [&[f32]; R]) -> [f32; R] {
+fn dot_f64acc_keys_avx2<E: KvLoad, const R: usize>(q: &[f32], keys: [&[E]; R]) -> [f32; R] {
     let n = q.len();
     let qp = q.as_ptr();
     let kp = row_ptrs(&keys, n);
     let mut acc = [[_mm256_setzero_pd(); 2]; R];
     let mut i = 0;
     while i + 8 <= n {
-        // SAFETY: i + 8 <= n, and `q` and every key hold n floats.
+        // SAFETY: i + 8 <= n, and `q` and every key hold n elements.
         unsafe {
             let x = _mm256_loadu_ps(qp.add(i));
             let xl = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
             let xh = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x));
             for (a, k) in acc.iter_mut().zip(&kp) {
-                let y = _mm256_loadu_ps(k.add(i));
+                if i % 32 == 0 {
+                    E::prefetch(k.wrapping_add(i));
+                }
+                let y = E::load8(k.add(i));
                 a[0] = _mm256_fmadd_pd(xl, _mm256_cvtps_pd(_mm256_castps256_ps128(y)), a[0]);
                 a[1] = _mm256_fmadd_pd(xh, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(y)), a[1]);
             }
@@ -1301,12 +1355,12 @@ fn dot_f64acc_keys_avx2<const R: usize>(q: &[f32], keys: [&[f32]; R]) -> [f32; R
 const F64ACC_KEYS: usize = 4;
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_f64acc_rows_avx2(q: &[f32], keys: &[f32], out: &mut [f32]) {
+pub(crate) unsafe fn dot_f64acc_rows_avx2<E: KvLoad>(q: &[f32], keys: &[E], out: &mut [f32]) {
     f64acc_rows_with(
         q,
         keys,
         out,
-        |rows: [&[f32]; F64ACC_KEYS]| dot_f64acc_keys_avx2(q, rows),
+        |rows: [&[E]; F64ACC_KEYS]| dot_f64acc_keys_avx2(q, rows),
         |row| dot_f64acc_keys_avx2(q, [row])[0],
     );
 }
@@ -1314,12 +1368,12 @@ pub(crate) unsafe fn dot_f64acc_rows_avx2(q: &[f32], keys: &[f32], out: &mut [f3
 /// `out[j] = dot(keys row j)` for every key row (`K = q.len()` floats),
 /// `R` rows per call of `dots`, the rest one by one.
 #[inline(always)]
-fn f64acc_rows_with<const R: usize>(
+fn f64acc_rows_with<E, const R: usize>(
     q: &[f32],
-    keys: &[f32],
+    keys: &[E],
     out: &mut [f32],
-    mut dots: impl FnMut([&[f32]; R]) -> [f32; R],
-    mut dot: impl FnMut(&[f32]) -> f32,
+    mut dots: impl FnMut([&[E]; R]) -> [f32; R],
+    mut dot: impl FnMut(&[E]) -> f32,
 ) {
     let k = q.len();
     let key = |j: usize| &keys[j * k..(j + 1) * k];
@@ -1370,9 +1424,9 @@ pub(crate) unsafe fn axpy_f64acc_avx2(alpha: f32, x: &[f32], acc: &mut [f64]) {
 /// `c + 4·C <= K` with `K = acc.len()`, and `values` holds `p.len()` rows.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn weighted_sum_cols_avx2<const C: usize>(
+unsafe fn weighted_sum_cols_avx2<E: KvLoad, const C: usize>(
     p: &[f32],
-    values: &[f32],
+    values: &[E],
     c: usize,
     acc: &mut [f64],
 ) {
@@ -1384,9 +1438,10 @@ unsafe fn weighted_sum_cols_avx2<const C: usize>(
     }
     for (j, &pj) in p.iter().enumerate() {
         let a = _mm256_set1_pd(pj as f64);
+        E::prefetch(vp.wrapping_add(j * k + c));
         for (u, s) in s.iter_mut().enumerate() {
-            // SAFETY: floats j·K + c + 4u .. + 4 lie in row j (caller).
-            let v = unsafe { _mm256_cvtps_pd(_mm_loadu_ps(vp.add(j * k + c + 4 * u))) };
+            // SAFETY: elements j·K + c + 4u .. + 4 lie in row j (caller).
+            let v = unsafe { _mm256_cvtps_pd(E::load4(vp.add(j * k + c + 4 * u))) };
             *s = _mm256_fmadd_pd(a, v, *s);
         }
     }
@@ -1397,48 +1452,59 @@ unsafe fn weighted_sum_cols_avx2<const C: usize>(
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn weighted_sum_f64acc_avx2(p: &[f32], values: &[f32], acc: &mut [f64]) {
+pub(crate) unsafe fn weighted_sum_f64acc_avx2<E: KvLoad>(p: &[f32], values: &[E], acc: &mut [f64]) {
     let k = acc.len();
     let mut c = 0;
     while c + 32 <= k {
         // SAFETY: c + 32 <= K; `values` holds p.len() rows (our contract).
-        unsafe { weighted_sum_cols_avx2::<8>(p, values, c, acc) };
+        unsafe { weighted_sum_cols_avx2::<E, 8>(p, values, c, acc) };
         c += 32;
     }
     while c + 4 <= k {
         // SAFETY: as above.
-        unsafe { weighted_sum_cols_avx2::<1>(p, values, c, acc) };
+        unsafe { weighted_sum_cols_avx2::<E, 1>(p, values, c, acc) };
         c += 4;
     }
     weighted_sum_tail(p, values, c, acc);
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_f64acc_queries_avx2(qs: &[f32], keys: &[f32], k: usize, out: &mut [f32]) {
+pub(crate) unsafe fn dot_f64acc_queries_avx2<E: KvLoad>(
+    qs: &[f32],
+    keys: &[E],
+    k: usize,
+    out: &mut [f32],
+) {
     // SAFETY: same contract as ours; AVX2 is present.
-    unsafe { crate::arch::dot_f64acc_queries_with(dot_f64acc_rows_avx2, qs, keys, k, out) }
+    unsafe { crate::arch::dot_f64acc_queries_with(dot_f64acc_rows_avx2::<E>, qs, keys, k, out) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn weighted_sum_f64acc_queries_avx2(
+pub(crate) unsafe fn weighted_sum_f64acc_queries_avx2<E: KvLoad>(
     ps: &[f32],
-    values: &[f32],
+    values: &[E],
     k: usize,
     accs: &mut [f64],
 ) {
     // SAFETY: same contract as ours; AVX2 is present.
     unsafe {
-        crate::arch::weighted_sum_f64acc_queries_with(weighted_sum_f64acc_avx2, ps, values, k, accs)
+        crate::arch::weighted_sum_f64acc_queries_with(
+            weighted_sum_f64acc_avx2::<E>,
+            ps,
+            values,
+            k,
+            accs,
+        )
     }
 }
 
 /// Columns `c ..` of `weighted_sum_f64acc`, one by one.
 #[inline(always)]
-fn weighted_sum_tail(p: &[f32], values: &[f32], c: usize, acc: &mut [f64]) {
+fn weighted_sum_tail<E: KvElem>(p: &[f32], values: &[E], c: usize, acc: &mut [f64]) {
     let k = acc.len();
     for (i, a) in acc.iter_mut().enumerate().skip(c) {
         for (j, &pj) in p.iter().enumerate() {
-            *a += pj as f64 * values[j * k + i] as f64;
+            *a += pj as f64 * values[j * k + i].to_f32() as f64;
         }
     }
 }
@@ -1457,9 +1523,9 @@ pub(crate) unsafe fn dot_f64acc_avx512(a: &[f32], b: &[f32]) -> f32 {
 /// widening, not the FMA, is what limits the scores.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn dot_f64acc_tile_avx512<const G: usize, const R: usize>(
+fn dot_f64acc_tile_avx512<E: KvLoad, const G: usize, const R: usize>(
     qs: [&[f32]; G],
-    keys: [&[f32]; R],
+    keys: [&[E]; R],
 ) -> [[f32; R]; G] {
     let n = qs[0].len();
     let qp = row_ptrs(&qs, n);
@@ -1467,11 +1533,14 @@ fn dot_f64acc_tile_avx512<const G: usize, const R: usize>(
     let mut acc = [[_mm512_setzero_pd(); R]; G];
     let mut i = 0;
     while i + 8 <= n {
-        // SAFETY: i + 8 <= n, and every query and key holds n floats.
+        // SAFETY: i + 8 <= n, and every query and key holds n elements.
         unsafe {
             let mut kv = [_mm512_setzero_pd(); R];
             for (v, k) in kv.iter_mut().zip(&kp) {
-                *v = _mm512_cvtps_pd(_mm256_loadu_ps(k.add(i)));
+                if i % 32 == 0 {
+                    E::prefetch(k.wrapping_add(i));
+                }
+                *v = _mm512_cvtps_pd(E::load8(k.add(i)));
             }
             for (a, q) in acc.iter_mut().zip(&qp) {
                 let x = _mm512_cvtps_pd(_mm256_loadu_ps(q.add(i)));
@@ -1511,9 +1580,9 @@ pub(crate) unsafe fn dot_f64acc_rows_avx512(q: &[f32], keys: &[f32], out: &mut [
 /// G rows of one score per key.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn dot_f64acc_group_avx512<const G: usize>(
+fn dot_f64acc_group_avx512<E: KvLoad, const G: usize>(
     qs: [&[f32]; G],
-    keys: &[f32],
+    keys: &[E],
     k: usize,
     out: &mut [f32],
 ) {
@@ -1539,9 +1608,9 @@ fn dot_f64acc_group_avx512<const G: usize>(
 /// accumulators, 4 widened keys and a widened query in 21 of the 32
 /// registers; a KV head's group in BitNet-b1.58-2B-4T is 4 query heads.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(crate) unsafe fn dot_f64acc_queries_avx512(
+pub(crate) unsafe fn dot_f64acc_queries_avx512<E: KvLoad>(
     qs: &[f32],
-    keys: &[f32],
+    keys: &[E],
     k: usize,
     out: &mut [f32],
 ) {
@@ -1552,7 +1621,7 @@ pub(crate) unsafe fn dot_f64acc_queries_avx512(
     let query = |g: usize| &qs[g * k..(g + 1) * k];
     tiles!(queries, [1, 2, 3; 4], |g, G| {
         let out = &mut out[g * n..(g + G) * n];
-        dot_f64acc_group_avx512::<G>(rows_at(|i| query(g + i)), keys, k, out);
+        dot_f64acc_group_avx512::<E, G>(rows_at(|i| query(g + i)), keys, k, out);
     });
 }
 
@@ -1567,9 +1636,9 @@ pub(crate) unsafe fn dot_f64acc_queries_avx512(
 /// `ps[g]` as many weights; every `accs[g]` is valid for `k` f64.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-unsafe fn weighted_sum_tile_avx512<const G: usize, const C: usize>(
+unsafe fn weighted_sum_tile_avx512<E: KvLoad, const G: usize, const C: usize>(
     ps: [&[f32]; G],
-    values: &[f32],
+    values: &[E],
     k: usize,
     c: usize,
     accs: [*mut f64; G],
@@ -1586,9 +1655,10 @@ unsafe fn weighted_sum_tile_avx512<const G: usize, const C: usize>(
     }
     for j in 0..n {
         let mut v = [_mm512_setzero_pd(); C];
+        E::prefetch(vp.wrapping_add(j * k + c));
         for (u, v) in v.iter_mut().enumerate() {
-            // SAFETY: floats j·k + c + 8u .. + 8 lie in row j < n.
-            *v = unsafe { _mm512_cvtps_pd(_mm256_loadu_ps(vp.add(j * k + c + 8 * u))) };
+            // SAFETY: elements j·k + c + 8u .. + 8 lie in row j < n.
+            *v = unsafe { _mm512_cvtps_pd(E::load8(vp.add(j * k + c + 8 * u))) };
         }
         for (s, p) in s.iter_mut().zip(&ps) {
             let a = _mm512_set1_pd(p[j] as f64);
@@ -1610,9 +1680,9 @@ unsafe fn weighted_sum_tile_avx512<const G: usize, const C: usize>(
 /// tail.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn weighted_sum_group_avx512<const G: usize, const C: usize>(
+fn weighted_sum_group_avx512<E: KvLoad, const G: usize, const C: usize>(
     ps: [&[f32]; G],
-    values: &[f32],
+    values: &[E],
     k: usize,
     accs: &mut [f64],
 ) {
@@ -1628,12 +1698,12 @@ fn weighted_sum_group_avx512<const G: usize, const C: usize>(
     while c + 8 * C <= k {
         // SAFETY: c + 8·C <= k; every acc holds k (checked above), and the
         // tile checks `values` and `ps` against the row count.
-        unsafe { weighted_sum_tile_avx512::<G, C>(ps, values, k, c, ptrs) };
+        unsafe { weighted_sum_tile_avx512::<E, G, C>(ps, values, k, c, ptrs) };
         c += 8 * C;
     }
     while c + 8 <= k {
         // SAFETY: as above.
-        unsafe { weighted_sum_tile_avx512::<G, 1>(ps, values, k, c, ptrs) };
+        unsafe { weighted_sum_tile_avx512::<E, G, 1>(ps, values, k, c, ptrs) };
         c += 8;
     }
     for (p, a) in ps.iter().zip(accs.chunks_exact_mut(k)) {
@@ -1644,22 +1714,22 @@ fn weighted_sum_group_avx512<const G: usize, const C: usize>(
 /// 128 columns (a 2B-4T head) per pass: 16 accumulators.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn weighted_sum_f64acc_avx512(p: &[f32], values: &[f32], acc: &mut [f64]) {
-    weighted_sum_group_avx512::<1, 16>([p], values, acc.len(), acc);
+    weighted_sum_group_avx512::<f32, 1, 16>([p], values, acc.len(), acc);
 }
 
 /// See `Table::weighted_sum_f64acc_queries`: up to 4 queries × 4 vectors
 /// of 8 columns per pass (16 accumulators, 4 widened value vectors).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(crate) unsafe fn weighted_sum_f64acc_queries_avx512(
+pub(crate) unsafe fn weighted_sum_f64acc_queries_avx512<E: KvLoad>(
     ps: &[f32],
-    values: &[f32],
+    values: &[E],
     k: usize,
     accs: &mut [f64],
 ) {
     let (queries, n) = (accs.len() / k, values.len() / k);
     tiles!(queries, [1, 2, 3; 4], |g, G| {
         let p = rows_at(|i| &ps[(g + i) * n..(g + i + 1) * n]);
-        weighted_sum_group_avx512::<G, 4>(p, values, k, &mut accs[g * k..(g + G) * k]);
+        weighted_sum_group_avx512::<E, G, 4>(p, values, k, &mut accs[g * k..(g + G) * k]);
     });
 }
 
