@@ -154,6 +154,10 @@ pub(crate) struct Table {
     pub rms_norm: unsafe fn(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]),
     /// In place, numerically stable (max subtracted).
     pub softmax: unsafe fn(x: &mut [f32]),
+    /// In place: `y = scale·x`, `x[i] = e^(y[i] − max y)` (`math::exp_f64`,
+    /// rounded to f32) over their f64 sum (`math::reduce_f64_lanes`' lanes,
+    /// then the tail in order) rounded to f32; bitwise equal on every path.
+    pub softmax_f64acc: unsafe fn(x: &mut [f32], scale: f32),
     /// Rotates pairs `(x[i], x[i + d/2])` of every `d`-wide head.
     pub rope_neox: unsafe fn(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]),
     /// Rotates pairs `(x[2i], x[2i + 1])` of every `d`-wide head.

@@ -54,6 +54,23 @@ impl Dispatch {
         Ok(())
     }
 
+    /// In place over one non-empty row of attention scores: `softmax(scale·x)`
+    /// with the exponentials evaluated in f64 (within a few f64 ulps of
+    /// `e^y`, then rounded to f32) and summed in f64. The scaled row and its
+    /// maximum are f32, as in `softmax(x·scale)` written out; the result is
+    /// the same bits on every path. A NaN in `scale·x`, or an infinite
+    /// maximum, makes the whole row NaN.
+    pub fn softmax_f64acc(&self, x: &mut [f32], scale: f32) -> Result<(), Error> {
+        if x.is_empty() {
+            return Err(Error::ZeroDim {
+                what: "softmax width",
+            });
+        }
+        // SAFETY: as above.
+        unsafe { (self.table.softmax_f64acc)(x, scale) };
+        Ok(())
+    }
+
     /// NEOX RoPE over every `head_dim`-wide head of `x`: rotates
     /// `(x[i], x[i + d/2])` by the angle whose cosine and sine are
     /// `cos[i]`, `sin[i]` (`d/2` values each, for this position).

@@ -92,6 +92,60 @@ pub(crate) fn exp(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// Constants of [`exp_f64`], shared by every path.
+pub(crate) mod exp_f64_consts {
+    /// Inputs are clamped up to this: `e^-120 < 2^-173` rounds to 0 in f32,
+    /// and every intermediate stays a normal f64.
+    pub const LO: f64 = -120.0;
+    pub const LOG2E: f64 = core::f64::consts::LOG2_E;
+    /// 1.5·2^52: adding it rounds to an integer (ties to even) and leaves
+    /// that integer in the low mantissa bits.
+    pub const SHIFT: f64 = 6_755_399_441_055_744.0;
+    /// ln 2 split so that `n · LN2_HI` is exact for `|n| < 2^21` (fdlibm's).
+    pub const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    pub const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+    /// Taylor coefficients `1/k!`, `k = 12 … 0`: on `|r| ≤ ln2/2` the
+    /// truncation error is below `0.35^13/13! < 2^-52`.
+    pub const P: [f64; 13] = [
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ];
+}
+
+/// `e^x` for `x ≤ 0` in f64, within a few f64 ulps, so that rounding it to
+/// f32 almost always gives the correctly rounded f32 (it is what the
+/// f64-accumulated softmax uses). Every step is a separate IEEE operation
+/// (no FMA), so each SIMD path computes the same bits. NaN stays NaN;
+/// `x > 0` is outside the contract.
+#[inline(always)]
+pub(crate) fn exp_f64(x: f64) -> f64 {
+    use exp_f64_consts::*;
+    // `LO > x` is false for NaN, which passes through, as `maxpd(LO, x)`
+    // and `fmax` pass it.
+    let x = if LO > x { LO } else { x };
+    let t = x * LOG2E + SHIFT;
+    let n = t - SHIFT;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = P[0];
+    for c in &P[1..] {
+        p = p * r + c;
+    }
+    // The low mantissa bits of `t` hold `n` (two's complement): shifted
+    // into the exponent field and rebiased they make `2^n`.
+    p * f64::from_bits((t.to_bits() << 52).wrapping_add(1023 << 52))
+}
+
 /// Exact IEEE binary16 → binary32 (signalling NaNs are quieted).
 pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h as u32) & 0x8000) << 16;
@@ -163,8 +217,39 @@ pub(crate) fn reduce_f64_lanes(l: [f64; F64_LANES]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    extern crate std;
     use super::*;
+    use std::vec::Vec;
+
+    /// `[-125, 0]` densely, the clamp's edge, and what the clamp must pass
+    /// through or stop: inputs for the vector `exp_f64`s' tests.
+    pub(crate) fn exp_f64_probes() -> Vec<f64> {
+        let mut x: Vec<f64> = (0..1_000_003).map(|i| -(i as f64) * 1.25e-4).collect();
+        x.extend([
+            -120.0,
+            -119.999_999,
+            -0.0,
+            f64::NEG_INFINITY,
+            f64::MIN,
+            f64::NAN,
+        ]);
+        // Where `x·log2e` lies near a half-integer, so that the rounding
+        // to `n` could go either way.
+        x.extend((0..=346).map(|k| -(k as f64 + 0.5) * core::f64::consts::LN_2));
+        x
+    }
+
+    /// `got[i]` is `exp_f64(xs[i])` bit for bit (any NaN for a NaN).
+    pub(crate) fn check_exp_f64(xs: &[f64], got: &[f64]) {
+        for (&x, &g) in xs.iter().zip(got) {
+            let want = exp_f64(x);
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "exp_f64({x:e}): got {g:e}, scalar {want:e}"
+            );
+        }
+    }
 
     #[test]
     fn f16_round_trips_every_value() {
@@ -206,6 +291,23 @@ mod tests {
             );
             x += 0.173;
         }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri perturbs libm's exp on purpose")]
+    fn exp_f64_is_within_a_few_ulps() {
+        let mut worst = 0f64;
+        let mut x = -120.0f64;
+        while x <= 0.0 {
+            let want = x.exp();
+            worst = worst.max(((exp_f64(x) - want) / want).abs());
+            x += 0.000_731;
+        }
+        assert!(worst < 4.0 * f64::EPSILON, "worst relative error {worst:e}");
+        assert_eq!(exp_f64(0.0), 1.0);
+        assert_eq!(exp_f64(-0.0), 1.0);
+        assert_eq!(exp_f64(f64::NEG_INFINITY) as f32, 0.0);
+        assert!(exp_f64(f64::NAN).is_nan());
     }
 
     #[test]

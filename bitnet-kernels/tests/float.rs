@@ -1198,6 +1198,106 @@ mod f64_accumulated {
             let mut acc = [7.0f64; 3];
             d.weighted_sum_f64acc(&[], &[], &mut acc).unwrap();
             assert_eq!(acc, [7.0; 3]);
+            assert!(d.softmax_f64acc(&mut [], 1.0).is_err());
+        }
+    }
+
+    proptest! {
+        /// Attention's softmax: every path gives the scalar bits, and the
+        /// scalar result is within its error bound of `softmax(y)` in f64 for
+        /// the f32 row `y = scale·x`. `d = y − max` rounds once (`|d|·u`
+        /// relative in `e^d`), `e^d` is within a few f64 ulps and rounds once
+        /// (`u`); the f64 sum of those rounded terms is off by at most the
+        /// largest such relative error, `(D + 1)·u` for `D` the largest `|d|`
+        /// that does not underflow (≤ 104), and rounds once more, as does the
+        /// division: `(|dᵢ| + D + 4)·u·p` plus an absolute `2⁻¹⁴⁸` for
+        /// results near or below f32's subnormals.
+        #[test]
+        fn softmax_f64acc_is_bitwise_scalar_and_close_to_f64(
+            n in prop_oneof![1usize..=40, 1usize..=3000],
+            seed in any::<u64>(),
+            style in 0u8..5,
+            scale in prop_oneof![Just(1.0f32), 0.01f32..2.0],
+        ) {
+            let mut rng = TestRng::new(seed);
+            let x: Vec<f32> = (0..n)
+                .map(|i| match style {
+                    // Scores of every scale.
+                    0 => rng.f32() * 10.0,
+                    1 => rng.f32() * 200.0,
+                    // Large offsets: y − max must be taken before exp.
+                    2 => 1.0e4 + rng.f32() * 50.0,
+                    // Masked positions, never all of them.
+                    3 if i > 0 && rng.below(3) == 0 => f32::NEG_INFINITY,
+                    3 => rng.f32() * 30.0,
+                    // Ties and near-ties.
+                    _ => (rng.below(4) as f32) * 0.5,
+                })
+                .collect();
+            let mut want = x.clone();
+            scalar().softmax_f64acc(&mut want, scale).unwrap();
+
+            let y: Vec<f32> = x.iter().map(|&v| v * scale).collect();
+            let max = y.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+            let e: Vec<f64> = y.iter().map(|&v| (v as f64 - max).exp()).collect();
+            let total: f64 = e.iter().sum();
+            let dist = |v: f32| (max - v as f64).min(104.0);
+            let big_d = y.iter().map(|&v| dist(v)).fold(0.0, f64::max);
+            let u = f32::EPSILON as f64 / 2.0;
+            for i in 0..n {
+                let p = e[i] / total;
+                let tol = (dist(y[i]) + big_d + 4.0) * u * p + 2.0 * 1.401_298_464e-45;
+                prop_assert!(
+                    (want[i] as f64 - p).abs() <= tol,
+                    "scalar [{}]: got {:e}, f64 says {:e}, tol {:e}", i, want[i], p, tol
+                );
+            }
+
+            for d in paths() {
+                let mut got = Unaligned::new(&x);
+                d.softmax_f64acc(got.get_mut(), scale).unwrap();
+                for (i, (g, w)) in got.get().iter().zip(&want).enumerate() {
+                    prop_assert_eq!(g.to_bits(), w.to_bits(), "{} [{}]: {} vs {}", d.isa(), i, g, w);
+                }
+            }
+        }
+    }
+
+    /// Rows the proptest does not draw: equal scores, one dominant score,
+    /// a zero scale, and NaN or infinite scores, which make the row NaN on
+    /// every path.
+    #[test]
+    fn softmax_f64acc_edge_rows() {
+        for n in [1usize, 7, 8, 9, 16, 17, 33, 100] {
+            for d in paths() {
+                let isa = d.isa();
+                let mut x = vec![0.75f32; n];
+                d.softmax_f64acc(&mut x, 3.0).unwrap();
+                assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
+
+                let mut x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+                d.softmax_f64acc(&mut x, 0.0).unwrap();
+                assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
+
+                let mut x = vec![-1000.0f32; n];
+                x[n / 2] = 1000.0;
+                d.softmax_f64acc(&mut x, 1.0).unwrap();
+                assert_eq!(x[n / 2], 1.0, "{isa} n={n}");
+                assert!(
+                    x.iter().all(|&v| v == 0.0 || v == 1.0),
+                    "{isa} n={n}: {x:?}"
+                );
+
+                for bad in [f32::NAN, f32::INFINITY] {
+                    let mut x = vec![0.5f32; n];
+                    x[n - 1] = bad;
+                    d.softmax_f64acc(&mut x, 1.0).unwrap();
+                    assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n} {bad}: {x:?}");
+                }
+                let mut x = vec![0.5f32; n];
+                d.softmax_f64acc(&mut x, f32::NAN).unwrap();
+                assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n}: {x:?}");
+            }
         }
     }
 }

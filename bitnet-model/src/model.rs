@@ -861,11 +861,8 @@ unsafe fn attend(
         }
     }
     for (i, q) in queries.iter().enumerate() {
-        let scores = &mut s.scores[i * len..][..q.len];
-        for x in scores.iter_mut() {
-            *x *= scale;
-        }
-        ops::softmax(scores);
+        d.softmax_f64acc(&mut s.scores[i * len..][..q.len], scale)
+            .expect("a query sees at least its own position");
     }
     for block in blocks() {
         let values = kv.rows(d, Half::Values, block.clone(), s.runs.len(), &mut s.block);

@@ -56,20 +56,6 @@ pub fn exp(x: f32) -> f32 {
     (x as f64).exp() as f32
 }
 
-/// In place: `exp(x − max) / Σ exp(x − max)`.
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = exp(*v - max);
-        sum += *v as f64;
-    }
-    let sum = sum as f32;
-    for v in x.iter_mut() {
-        *v /= sum;
-    }
-}
-
 /// `x · sigmoid(x)`, as `x / (1 + e^−x)`.
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))

@@ -22,6 +22,7 @@ pub(crate) static TABLE: Table = Table {
     f32_to_f16,
     rms_norm,
     softmax,
+    softmax_f64acc,
     rope_neox,
     rope_interleaved,
     dot_f32,
@@ -164,6 +165,39 @@ pub(crate) unsafe fn softmax(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v *= inv;
     }
+}
+
+pub(crate) unsafe fn softmax_f64acc(x: &mut [f32], scale: f32) {
+    use math::{reduce_f64_lanes, F64_LANES};
+    let mut max = f32::NEG_INFINITY;
+    for v in x.iter_mut() {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    let main = x.len() - x.len() % F64_LANES;
+    let mut lanes = [0f64; F64_LANES];
+    for chunk in x[..main].chunks_exact_mut(F64_LANES) {
+        for (l, v) in lanes.iter_mut().zip(chunk) {
+            *v = math::exp_f64((*v - max) as f64) as f32;
+            *l += *v as f64;
+        }
+    }
+    let sum = softmax_f64acc_tail(&mut x[main..], max, reduce_f64_lanes(lanes));
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// The part of `softmax_f64acc` past the last full 8 lanes, shared by every
+/// path: each `e^(v − max)` in order, added to the lanes' `sum`; returns
+/// the whole row's sum rounded to f32.
+#[inline(always)]
+pub(crate) fn softmax_f64acc_tail(tail: &mut [f32], max: f32, mut sum: f64) -> f32 {
+    for v in tail {
+        *v = math::exp_f64((*v - max) as f64) as f32;
+        sum += *v as f64;
+    }
+    sum as f32
 }
 
 pub(crate) unsafe fn rope_neox(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {

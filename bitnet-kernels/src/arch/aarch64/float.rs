@@ -9,7 +9,7 @@
 //! `math::f16_to_f32` / `math::f32_to_f16` bit for bit, except that `fcvtl`
 //! quiets signalling NaNs (as F16C does); the tests below check every half.
 
-use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams, KvElem};
+use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams, scalar, KvElem};
 use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use crate::math::{self, exp_consts};
 use core::arch::aarch64::*;
@@ -200,6 +200,78 @@ pub(crate) unsafe fn softmax_neon(x: &mut [f32]) {
     }
     for v in chunks.into_remainder() {
         *v *= inv;
+    }
+}
+
+/// `math::exp_f64` on two lanes: the same operations in the same order, no
+/// FMA, so the same bits.
+#[target_feature(enable = "neon")]
+#[inline]
+fn exp_f64x2(x: float64x2_t) -> float64x2_t {
+    use math::exp_f64_consts::*;
+    // `fmax` keeps a NaN, as the scalar clamp does.
+    let x = vmaxq_f64(vdupq_n_f64(LO), x);
+    let t = vaddq_f64(vmulq_f64(x, vdupq_n_f64(LOG2E)), vdupq_n_f64(SHIFT));
+    let n = vsubq_f64(t, vdupq_n_f64(SHIFT));
+    let r = vsubq_f64(
+        vsubq_f64(x, vmulq_f64(n, vdupq_n_f64(LN2_HI))),
+        vmulq_f64(n, vdupq_n_f64(LN2_LO)),
+    );
+    let mut p = vdupq_n_f64(P[0]);
+    for &c in &P[1..] {
+        p = vaddq_f64(vmulq_f64(p, r), vdupq_n_f64(c));
+    }
+    let two_n = vaddq_u64(
+        vshlq_n_u64::<52>(vreinterpretq_u64_f64(t)),
+        vdupq_n_u64(1023 << 52),
+    );
+    vmulq_f64(p, vreinterpretq_f64_u64(two_n))
+}
+
+/// `acc[k]` holds lanes `2k, 2k + 1` of `math::reduce_f64_lanes`.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn softmax_f64acc_neon(x: &mut [f32], scale: f32) {
+    // `maxnm` skips NaN like the scalar `f32::max` fold.
+    let (vscale, mut m) = (vdupq_n_f32(scale), vdupq_n_f32(f32::NEG_INFINITY));
+    let mut chunks = x.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let y = vmulq_f32(ld(c), vscale);
+        st(c, y);
+        m = vmaxnmq_f32(m, y);
+    }
+    let mut max = vmaxnmvq_f32(m);
+    for v in chunks.into_remainder() {
+        *v *= scale;
+        max = max.max(*v);
+    }
+
+    let vmax = vdupq_n_f32(max);
+    let mut acc = [vdupq_n_f64(0.0); 4];
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for (h, acc) in acc.chunks_exact_mut(2).enumerate() {
+            let d = vsubq_f32(ld(&c[4 * h..]), vmax);
+            let lo = vcvt_f32_f64(exp_f64x2(vcvt_f64_f32(vget_low_f32(d))));
+            let e = vcvt_high_f32_f64(lo, exp_f64x2(vcvt_high_f64_f32(d)));
+            st(&mut c[4 * h..], e);
+            acc[0] = vaddq_f64(acc[0], vcvt_f64_f32(lo));
+            acc[1] = vaddq_f64(acc[1], vcvt_high_f64_f32(e));
+        }
+    }
+    // (l0 + l4, l1 + l5) + (l2 + l6, l3 + l7), then the two lanes.
+    let lanes = vaddvq_f64(vaddq_f64(
+        vaddq_f64(acc[0], acc[2]),
+        vaddq_f64(acc[1], acc[3]),
+    ));
+    let sum = scalar::softmax_f64acc_tail(chunks.into_remainder(), max, lanes);
+
+    let vsum = vdupq_n_f32(sum);
+    let mut chunks = x.chunks_exact_mut(4);
+    for c in &mut chunks {
+        st(c, vdivq_f32(ld(c), vsum));
+    }
+    for v in chunks.into_remainder() {
+        *v /= sum;
     }
 }
 
@@ -649,6 +721,16 @@ mod tests {
         }
         fn halves(&mut self, n: usize) -> Vec<u16> {
             (0..n).map(|_| math::f32_to_f16(self.f32() * 4.0)).collect()
+        }
+    }
+
+    #[test]
+    fn exp_f64x2_is_the_scalar_bits() {
+        for c in math::tests::exp_f64_probes().chunks_exact(2) {
+            let mut got = [0f64; 2];
+            // SAFETY: `c` and `got` hold 2 values each; NEON is baseline.
+            unsafe { vst1q_f64(got.as_mut_ptr(), exp_f64x2(vld1q_f64(c.as_ptr()))) };
+            math::tests::check_exp_f64(c, &got);
         }
     }
 

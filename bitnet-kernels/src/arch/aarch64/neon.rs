@@ -24,6 +24,7 @@ pub(crate) static TABLE: Table = Table {
     f32_to_f16: super::float::f32_to_f16_neon,
     rms_norm: super::float::rms_norm_neon,
     softmax: super::float::softmax_neon,
+    softmax_f64acc: super::float::softmax_f64acc_neon,
     rope_neox: super::float::rope_neox_neon,
     rope_interleaved: super::float::rope_interleaved_neon,
     dot_f32: super::float::dot_f32_neon,

@@ -19,6 +19,7 @@ pub(crate) static TABLE: Table = Table {
     f32_to_f16: super::float::f32_to_f16_avx2,
     rms_norm: super::float::rms_norm_avx2,
     softmax: super::float::softmax_avx2,
+    softmax_f64acc: super::float::softmax_f64acc_avx2,
     rope_neox: super::float::rope_neox_avx2,
     rope_interleaved: super::float::rope_interleaved_avx2,
     dot_f32: super::float::dot_f32_avx2,

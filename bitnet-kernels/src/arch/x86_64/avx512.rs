@@ -18,6 +18,7 @@ pub(crate) static TABLE: Table = Table {
     f32_to_f16: super::float::f32_to_f16_avx512,
     rms_norm: super::float::rms_norm_avx512,
     softmax: super::float::softmax_avx512,
+    softmax_f64acc: super::float::softmax_f64acc_avx512,
     rope_neox: super::float::rope_neox_avx512,
     rope_interleaved: super::float::rope_interleaved_avx512,
     dot_f32: super::float::dot_f32_avx512,

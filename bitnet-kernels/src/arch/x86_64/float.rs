@@ -26,7 +26,7 @@
 //! (the workspace's `rust-version`).
 
 use super::{prefetch_ahead, prefetch_line, prefetch_lone_stream, tiles};
-use crate::arch::{gemv_in_streams, multi_in_streams, rows_at, KvElem};
+use crate::arch::{gemv_in_streams, multi_in_streams, rows_at, scalar, KvElem};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
 use core::ops::Range;
@@ -271,6 +271,95 @@ pub(crate) unsafe fn softmax_avx2(x: &mut [f32]) {
     }
     for v in &mut x[i..] {
         *v *= inv;
+    }
+}
+
+/// `math::exp_f64` on four lanes: the same operations in the same order, no
+/// FMA, so the same bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn exp_f64_avx2(x: __m256d) -> __m256d {
+    use math::exp_f64_consts::*;
+    // `maxpd` returns its second operand when either is NaN.
+    let x = _mm256_max_pd(_mm256_set1_pd(LO), x);
+    let t = _mm256_add_pd(
+        _mm256_mul_pd(x, _mm256_set1_pd(LOG2E)),
+        _mm256_set1_pd(SHIFT),
+    );
+    let n = _mm256_sub_pd(t, _mm256_set1_pd(SHIFT));
+    let r = _mm256_sub_pd(
+        _mm256_sub_pd(x, _mm256_mul_pd(n, _mm256_set1_pd(LN2_HI))),
+        _mm256_mul_pd(n, _mm256_set1_pd(LN2_LO)),
+    );
+    let mut p = _mm256_set1_pd(P[0]);
+    for &c in &P[1..] {
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(c));
+    }
+    let two_n = _mm256_add_epi64(
+        _mm256_slli_epi64::<52>(_mm256_castpd_si256(t)),
+        _mm256_set1_epi64x(1023 << 52),
+    );
+    _mm256_mul_pd(p, _mm256_castsi256_pd(two_n))
+}
+
+/// Lane `j` of `acc[0]`/`acc[1]` is `math::reduce_f64_lanes`' lane `j`/`j + 4`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn softmax_f64acc_avx2(x: &mut [f32], scale: f32) {
+    let (n, p) = (x.len(), x.as_mut_ptr());
+    let main = n - n % 8;
+    let vscale = _mm256_set1_ps(scale);
+    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < main {
+        // SAFETY: i + 8 <= main <= n = x.len().
+        unsafe {
+            let y = _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), vscale);
+            _mm256_storeu_ps(p.add(i), y);
+            // NaN lanes of `y` leave `vmax` alone, as `f32::max` does.
+            vmax = _mm256_max_ps(y, vmax);
+        }
+        i += 8;
+    }
+    let mut max = hmax_avx2(vmax);
+    for v in &mut x[main..] {
+        *v *= scale;
+        max = max.max(*v);
+    }
+
+    let (p, vm) = (x.as_mut_ptr(), _mm256_set1_ps(max));
+    let mut acc = [_mm256_setzero_pd(); 2];
+    let mut i = 0;
+    // Unlike AVX-512's, more exponentials per step do not help here: four
+    // lanes at a time, the FPU's throughput is the limit.
+    while i < main {
+        // SAFETY: i + 8 <= main <= n = x.len().
+        unsafe {
+            let q = p.add(i);
+            let d = _mm256_sub_ps(_mm256_loadu_ps(q), vm);
+            for (h, (a, d)) in acc
+                .iter_mut()
+                .zip([_mm256_castps256_ps128(d), _mm256_extractf128_ps::<1>(d)])
+                .enumerate()
+            {
+                let e = _mm256_cvtpd_ps(exp_f64_avx2(_mm256_cvtps_pd(d)));
+                _mm_storeu_ps(q.add(4 * h), e);
+                *a = _mm256_add_pd(*a, _mm256_cvtps_pd(e));
+            }
+        }
+        i += 8;
+    }
+    let sum = sum_f64x4(_mm256_add_pd(acc[0], acc[1]));
+    let sum = scalar::softmax_f64acc_tail(&mut x[main..], max, sum);
+
+    let (p, vs) = (x.as_mut_ptr(), _mm256_set1_ps(sum));
+    let mut i = 0;
+    while i < main {
+        // SAFETY: i + 8 <= main <= n = x.len().
+        unsafe { _mm256_storeu_ps(p.add(i), _mm256_div_ps(_mm256_loadu_ps(p.add(i)), vs)) };
+        i += 8;
+    }
+    for v in &mut x[main..] {
+        *v /= sum;
     }
 }
 
@@ -859,6 +948,110 @@ pub(crate) unsafe fn softmax_avx512(x: &mut [f32]) {
         unsafe {
             let q = p.add(i);
             _mm512_mask_storeu_ps(q, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, q), vinv));
+        }
+        i += 16;
+    }
+}
+
+/// `math::exp_f64` on eight lanes, as [`exp_f64_avx2`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn exp_f64_avx512(x: __m512d) -> __m512d {
+    use math::exp_f64_consts::*;
+    let x = _mm512_max_pd(_mm512_set1_pd(LO), x);
+    let t = _mm512_add_pd(
+        _mm512_mul_pd(x, _mm512_set1_pd(LOG2E)),
+        _mm512_set1_pd(SHIFT),
+    );
+    let n = _mm512_sub_pd(t, _mm512_set1_pd(SHIFT));
+    let r = _mm512_sub_pd(
+        _mm512_sub_pd(x, _mm512_mul_pd(n, _mm512_set1_pd(LN2_HI))),
+        _mm512_mul_pd(n, _mm512_set1_pd(LN2_LO)),
+    );
+    let mut p = _mm512_set1_pd(P[0]);
+    for &c in &P[1..] {
+        p = _mm512_add_pd(_mm512_mul_pd(p, r), _mm512_set1_pd(c));
+    }
+    let two_n = _mm512_add_epi64(
+        _mm512_slli_epi64::<52>(_mm512_castpd_si512(t)),
+        _mm512_set1_epi64(1023 << 52),
+    );
+    _mm512_mul_pd(p, _mm512_castsi512_pd(two_n))
+}
+
+/// One zmm holds the 8 lanes of `math::reduce_f64_lanes`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn softmax_f64acc_avx512(x: &mut [f32], scale: f32) {
+    let (n, p) = (x.len(), x.as_mut_ptr());
+    let vscale = _mm512_set1_ps(scale);
+    let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are touched.
+        unsafe {
+            let y = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vscale);
+            _mm512_mask_storeu_ps(p.add(i), m, y);
+            // NaN lanes of `y` leave `vmax` alone, as `f32::max` does.
+            vmax = _mm512_mask_max_ps(vmax, m, y, vmax);
+        }
+        i += 16;
+    }
+    let max = _mm512_reduce_max_ps(vmax);
+
+    let (main, vm) = (n - n % 8, _mm256_set1_ps(max));
+    let mut acc = _mm512_setzero_pd();
+    let mut i = 0;
+    // Four independent exponentials per step: one alone is a chain of 30
+    // dependent operations, which leaves most of the FPU idle.
+    while i + 32 <= main {
+        // SAFETY: i + 32 <= main <= n = x.len().
+        unsafe {
+            let q = p.add(i);
+            let e: [__m256; 4] = core::array::from_fn(|u| {
+                let d = _mm512_cvtps_pd(_mm256_sub_ps(_mm256_loadu_ps(q.add(8 * u)), vm));
+                _mm512_cvtpd_ps(exp_f64_avx512(d))
+            });
+            for (u, e) in e.into_iter().enumerate() {
+                _mm256_storeu_ps(q.add(8 * u), e);
+                acc = _mm512_add_pd(acc, _mm512_cvtps_pd(e));
+            }
+        }
+        i += 32;
+    }
+    while i < main {
+        // SAFETY: i + 8 <= main <= n = x.len().
+        unsafe {
+            let q = p.add(i);
+            let d = _mm512_cvtps_pd(_mm256_sub_ps(_mm256_loadu_ps(q), vm));
+            let e = _mm512_cvtpd_ps(exp_f64_avx512(d));
+            _mm256_storeu_ps(q, e);
+            acc = _mm512_add_pd(acc, _mm512_cvtps_pd(e));
+        }
+        i += 8;
+    }
+    let lanes = _mm256_add_pd(
+        _mm512_castpd512_pd256(acc),
+        _mm512_extractf64x4_pd::<1>(acc),
+    );
+    let sum = scalar::softmax_f64acc_tail(&mut x[main..], max, sum_f64x4(lanes));
+
+    let (p, vs) = (x.as_mut_ptr(), _mm512_set1_ps(sum));
+    let mut i = 0;
+    while i < n {
+        let m = if i + 16 <= n {
+            0xffff
+        } else {
+            tail_mask(n - i)
+        };
+        // SAFETY: only lanes i .. min(i + 16, n) are touched.
+        unsafe {
+            let y = _mm512_div_ps(_mm512_maskz_loadu_ps(m, p.add(i)), vs);
+            _mm512_mask_storeu_ps(p.add(i), m, y);
         }
         i += 16;
     }
@@ -1752,5 +1945,46 @@ pub(crate) unsafe fn axpy_f64acc_avx512(alpha: f32, x: &[f32], acc: &mut [f64]) 
     }
     for j in i..n {
         acc[j] += alpha as f64 * x[j] as f64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The vector `exp_f64`s against the scalar one, bit for bit: the
+    //! softmax tests only see them rounded to f32, which hides a changed
+    //! last f64 bit (an FMA, say) almost always.
+    use super::*;
+    use crate::arch::x86_64::{has_avx2, has_avx512};
+    #[test]
+    fn exp_f64_avx2_is_the_scalar_bits() {
+        if !has_avx2() {
+            return;
+        }
+        for c in math::tests::exp_f64_probes().chunks_exact(4) {
+            let mut got = [0f64; 4];
+            // SAFETY: AVX2 is present; `c` and `got` hold 4 values each.
+            unsafe {
+                _mm256_storeu_pd(got.as_mut_ptr(), exp_f64_avx2(_mm256_loadu_pd(c.as_ptr())))
+            };
+            math::tests::check_exp_f64(c, &got);
+        }
+    }
+
+    #[test]
+    fn exp_f64_avx512_is_the_scalar_bits() {
+        if !has_avx512() {
+            return;
+        }
+        for c in math::tests::exp_f64_probes().chunks_exact(8) {
+            let mut got = [0f64; 8];
+            // SAFETY: AVX-512 is present; `c` and `got` hold 8 values each.
+            unsafe {
+                _mm512_storeu_pd(
+                    got.as_mut_ptr(),
+                    exp_f64_avx512(_mm512_loadu_pd(c.as_ptr())),
+                )
+            };
+            math::tests::check_exp_f64(c, &got);
+        }
     }
 }
