@@ -241,8 +241,27 @@ fn radix_sort_keys(keys: &mut Vec<u64>, spare: &mut Vec<u64>) {
 /// logits) and draws from what is left at the configured temperature;
 /// `draw` is uniform in [0, 1).
 fn draw_sorted(c: &SamplerConfig, cands: &mut Vec<(f32, u32)>, draw: f64) -> u32 {
-    // Softmax at temperature 1 for the p-based cuts, as llama.cpp does.
     let max = cands[0].0;
+    if c.top_p < 1.0 || c.min_p > 0.0 {
+        cut_by_probability(c, cands, max);
+    }
+    let weights: Vec<f64> = cands
+        .iter()
+        .map(|&(v, _)| (((v - max) / c.temperature) as f64).exp())
+        .collect();
+    let mut r = draw * weights.iter().sum::<f64>();
+    for (w, &(_, id)) in weights.iter().zip(cands.iter()) {
+        r -= w;
+        if r <= 0.0 {
+            return id;
+        }
+    }
+    cands[cands.len() - 1].1
+}
+
+/// Top-p, then min-p, on the softmax at temperature 1 (as llama.cpp does)
+/// of candidates sorted best first, whose largest logit is `max`.
+fn cut_by_probability(c: &SamplerConfig, cands: &mut Vec<(f32, u32)>, max: f32) {
     let mut probs: Vec<f64> = cands
         .iter()
         .map(|&(v, _)| ((v - max) as f64).exp())
@@ -264,18 +283,6 @@ fn draw_sorted(c: &SamplerConfig, cands: &mut Vec<(f32, u32)>, draw: f64) -> u32
         let keep = probs.iter().take_while(|&&p| p >= floor).count().max(1);
         cands.truncate(keep);
     }
-    let weights: Vec<f64> = cands
-        .iter()
-        .map(|&(v, _)| (((v - max) / c.temperature) as f64).exp())
-        .collect();
-    let mut r = draw * weights.iter().sum::<f64>();
-    for (w, &(_, id)) in weights.iter().zip(cands.iter()) {
-        r -= w;
-        if r <= 0.0 {
-            return id;
-        }
-    }
-    cands[cands.len() - 1].1
 }
 
 /// Index of the largest value (the first on ties; NaN never wins).
