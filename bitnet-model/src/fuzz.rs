@@ -53,7 +53,8 @@ pub fn replay_corpus(target: &str, body: fn(&[u8])) {
 
 /// Shapes, trits and activations from the fuzzer through every kernel path
 /// this CPU has and both matmul families, then raw bytes through the Q6_K
-/// head (GEMV and several vectors); any difference from the scalar reference is a panic.
+/// head (GEMV and several vectors) and attention's softmax; any difference
+/// from the scalar reference is a panic.
 pub fn kernel_differential(data: &[u8]) {
     let [m, kb, n, rest @ ..] = data else { return };
     let (m, k, n) = (
@@ -130,6 +131,26 @@ pub fn kernel_differential(data: &[u8]) {
         d.dot_q6k_multi(&xq, &w6, kq, &mut out).unwrap();
         let ok = out.iter().zip(&want).all(|(&a, &b)| same(a, b));
         assert!(ok, "{isa} dot_q6k_multi: m={m} blocks={blocks} n={n}");
+    }
+    // Attention's softmax on raw f32 bit patterns (NaN, infinities,
+    // subnormals, huge values) and a raw scale: the same bits on every path.
+    let f32_at = |i: usize| f32::from_le_bytes([0, 1, 2, 3].map(|b| byte(4 * i + b)));
+    let scores: Vec<f32> = (0..m * n + k / 128).map(|i| f32_at(i + 5)).collect();
+    let scale = f32_at(0);
+    let mut want = scores.clone();
+    scalar.softmax_f64acc(&mut want, scale).unwrap();
+    for isa in Isa::supported() {
+        let mut got = scores.clone();
+        Dispatch::for_isa(isa)
+            .unwrap()
+            .softmax_f64acc(&mut got, scale)
+            .unwrap();
+        let ok = got.iter().zip(&want).all(|(&a, &b)| same(a, b));
+        assert!(
+            ok,
+            "{isa} softmax_f64acc: {} scores, scale {scale:e}",
+            scores.len()
+        );
     }
 }
 
