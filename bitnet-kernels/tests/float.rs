@@ -645,21 +645,7 @@ proptest! {
         seed: u64,
         style in 0u8..5,
     ) {
-        let mut rng = TestRng::new(seed);
-        let x: Vec<f32> = (0..n)
-            .map(|i| match style {
-                // Logits of every scale.
-                0 => rng.f32() * 10.0,
-                1 => rng.f32() * 200.0,
-                // Large offsets: x − max must be taken before exp.
-                2 => 1.0e4 + rng.f32() * 50.0,
-                // Causal-mask style: -inf beyond a prefix (never all of it).
-                3 if i > 0 && rng.below(3) == 0 => f32::NEG_INFINITY,
-                3 => rng.f32() * 30.0,
-                // Ties and near-ties.
-                _ => (rng.below(4) as f32) * 0.5,
-            })
-            .collect();
+        let x = softmax_row(&mut TestRng::new(seed), n, style);
         let mut want = x.clone();
         scalar().softmax(&mut want).unwrap();
 
@@ -787,6 +773,24 @@ fn rms_norm_overflowing_sum_gives_zeros() {
         d.rms_norm(&x, &w, 1e-5, &mut out).unwrap();
         assert!(out.iter().all(|&v| v == 0.0), "{}: {out:?}", d.isa());
     }
+}
+
+/// A row of `n` logits in one of five `style`s (`0..5`).
+fn softmax_row(rng: &mut TestRng, n: usize, style: u8) -> Vec<f32> {
+    (0..n)
+        .map(|i| match style {
+            // Logits of every scale.
+            0 => rng.f32() * 10.0,
+            1 => rng.f32() * 200.0,
+            // Large offsets: x − max must be taken before exp.
+            2 => 1.0e4 + rng.f32() * 50.0,
+            // Causal-mask style: -inf beyond a prefix (never all of it).
+            3 if i > 0 && rng.below(3) == 0 => f32::NEG_INFINITY,
+            3 => rng.f32() * 30.0,
+            // Ties and near-ties.
+            _ => (rng.below(4) as f32) * 0.5,
+        })
+        .collect()
 }
 
 /// One dominant logit: the rest underflow towards 0, none becomes NaN.
@@ -1219,21 +1223,7 @@ mod f64_accumulated {
             style in 0u8..5,
             scale in prop_oneof![Just(1.0f32), 0.01f32..2.0],
         ) {
-            let mut rng = TestRng::new(seed);
-            let x: Vec<f32> = (0..n)
-                .map(|i| match style {
-                    // Scores of every scale.
-                    0 => rng.f32() * 10.0,
-                    1 => rng.f32() * 200.0,
-                    // Large offsets: y − max must be taken before exp.
-                    2 => 1.0e4 + rng.f32() * 50.0,
-                    // Masked positions, never all of them.
-                    3 if i > 0 && rng.below(3) == 0 => f32::NEG_INFINITY,
-                    3 => rng.f32() * 30.0,
-                    // Ties and near-ties.
-                    _ => (rng.below(4) as f32) * 0.5,
-                })
-                .collect();
+            let x = super::softmax_row(&mut TestRng::new(seed), n, style);
             let mut want = x.clone();
             scalar().softmax_f64acc(&mut want, scale).unwrap();
 
