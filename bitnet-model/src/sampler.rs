@@ -155,7 +155,7 @@ impl Sampler {
             .map(|(i, &v)| (v, i as u32))
             .filter(|(v, _)| !v.is_nan());
         cands.clear();
-        if c.top_k > 0 && c.top_k < logits.len() {
+        if c.top_k > 0 && c.top_k <= ONE_PASS_TOP_K && c.top_k < logits.len() {
             // One pass keeping the best k in order: almost every logit only
             // loses one comparison against the k-th, where collecting and
             // selecting over the whole vocabulary moved 1 MB per token.
@@ -184,7 +184,8 @@ impl Sampler {
             keys.clear();
             keys.extend(valid.map(|(v, id)| sort_key(v, id)));
             radix_sort_keys(keys, spare);
-            cands.extend(keys.iter().map(|&k| from_sort_key(k)));
+            let keep = if c.top_k > 0 { c.top_k } else { keys.len() };
+            cands.extend(keys.iter().take(keep).map(|&k| from_sort_key(k)));
         }
         if cands.is_empty() {
             return 0;
@@ -192,6 +193,10 @@ impl Sampler {
         draw_sorted(c, cands, draw)
     }
 }
+
+/// The largest top-k kept by insertion in one pass: each insertion moves
+/// up to k candidates, so a large k sorts everything instead.
+const ONE_PASS_TOP_K: usize = 256;
 
 /// `(v, id)` as one integer whose ascending order is the sampler's (value
 /// descending by `total_cmp`, then id ascending). `v` is not NaN.
@@ -391,7 +396,7 @@ mod tests {
                 .collect();
             let config = SamplerConfig {
                 temperature: [0.0, 0.8, 1.5][next(3) as usize],
-                top_k: [0, 1, 5, 40, vocab, vocab + 3][next(6) as usize],
+                top_k: [0, 1, 5, 40, ONE_PASS_TOP_K + 1, vocab, vocab + 3][next(7) as usize],
                 top_p: [1.0, 0.9, 0.3][next(3) as usize],
                 min_p: [0.0, 0.05, 0.5][next(3) as usize],
                 repeat_penalty: [1.0, 1.3, 0.7][next(3) as usize],
