@@ -1,6 +1,8 @@
 //! Float helpers the transformer needs around the ternary matmuls.
 //! SIMD paths agree with the scalar reference to a tolerance (summation
-//! order and FMA differ), not bit for bit; see `tests/float.rs`.
+//! order and FMA differ), not bit for bit; see `tests/float.rs`. The
+//! exceptions are the f16 conversions and attention's `*_f64acc` family
+//! (dots, weighted sums, softmax), which give the scalar bits on every path.
 
 use crate::dispatch::Dispatch;
 use crate::error::{check_len, Error};

@@ -1,5 +1,6 @@
 //! NEON float helpers. Same contracts as the scalar reference; sums are
-//! reassociated across lanes and use FMA, so results agree to a tolerance.
+//! reassociated across lanes and use FMA, so results agree to a tolerance,
+//! except RoPE and the `*_f64acc` attention kernels, which match bit for bit.
 //!
 //! The f16 conversions use `fcvtl`/`fcvtn` through `asm!`: their intrinsics
 //! (`vcvt_f32_f16`, …) need Rust's unstable `f16` type, but the instructions

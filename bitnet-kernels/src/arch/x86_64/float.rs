@@ -3,8 +3,9 @@
 //! Same algorithms as `arch::scalar`, but with FMA and several independent
 //! accumulators, so reductions differ from the sequential scalar order by
 //! rounding only (bounded in `tests/float.rs`); `axpy` differs by the FMA's
-//! single rounding. RoPE and `rms_norm`'s output scaling round like the
-//! scalar code and match it exactly. The f16 conversions are the
+//! single rounding. RoPE, `rms_norm`'s output scaling and the `*_f64acc`
+//! attention kernels (fixed lane order, exact products, `exp_f64` without
+//! FMA) round like the scalar code and match it exactly. The f16 conversions are the
 //! exact F16C instructions and agree with the scalar code bit for bit, with
 //! one exception: `vcvtph2ps` quiets signalling-NaN halves (sets the f32
 //! quiet bit) where the scalar code copies the payload unchanged. Both stay
