@@ -111,9 +111,11 @@ pub struct LoadArgs {
     /// this CPU lacks it) [default: $BITNET_KERNEL, else the best path].
     #[arg(long, value_parser = parse_isa)]
     pub kernel: Option<Isa>,
-    /// Re-quantize the LM head in memory to read fewer bytes per token
-    /// (lossy, opt-in): q8_0, or q6_k (which also quantizes the head's input
-    /// to int8) [default: the file's weights, exact].
+    /// Read fewer bytes of the LM head per decoded token: `screen` keeps the
+    /// file's head and adds a Q8_0 copy in memory that rules out the tokens
+    /// that cannot be picked (greedy and top-k sampling pick exactly as
+    /// without it); q8_0 and q6_k re-quantize the head in memory (lossy; q6_k
+    /// also quantizes the head's input to int8) [default: the file's head].
     #[arg(long, value_enum)]
     pub lm_head: Option<LmHeadArg>,
 }
@@ -264,9 +266,10 @@ pub struct ConvertArgs {
     pub embd: EmbdArg,
 }
 
-/// `--lm-head q8_0|q6_k`.
+/// `--lm-head screen|q8_0|q6_k`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LmHeadArg {
+    Screen,
     #[value(name = "q8_0")]
     Q8_0,
     #[value(name = "q6_k")]

@@ -124,7 +124,9 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                     // drifts, one probe taken at a slow moment would overstate
                     // the share.
                     bandwidth = bandwidth.map(|bw| bw.max(probe()));
-                    // One step reads the weights once for its `b` tokens.
+                    // One step reads the weights once for its `b` tokens
+                    // (and the LM head's screen only for one sequence).
+                    let step_bytes = l.model.bytes_per_step(b == 1 && l.model.lm_head_screened());
                     r.roofline =
                         bandwidth.map(|bw| (r.tok_s / b as f64 * step_bytes as f64 / 1e9, bw));
                     rows.push(r);
@@ -258,7 +260,8 @@ fn generate_at(
                 cache: c,
             })
             .collect();
-        model.forward_batch(&mut seqs, Logits::Last, &mut logits)
+        // Greedy decoding reads only the largest logit.
+        model.forward_batch(&mut seqs, Logits::Top { k: 1, exact: &[] }, &mut logits)
     };
     step(&next, caches)?;
     let start = Instant::now();

@@ -71,7 +71,7 @@ pub fn generate(
         };
         emit(&piece)?;
         reply.text.push_str(&piece);
-        session.push(next)?;
+        session.push_for(next, sampler)?;
     }
     let tail = stream.finish();
     emit(&tail)?;

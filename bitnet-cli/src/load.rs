@@ -72,17 +72,25 @@ pub fn load_with(args: &LoadArgs, ctx: Option<usize>, kv: KvArg) -> crate::Resul
         .map_err(|e| format!("{}: {e}", path.display()))?
         .with_dispatch(dispatch);
     if let Some(head) = args.lm_head {
-        let ty = match head {
-            LmHeadArg::Q8_0 => TensorType::Q8_0,
-            LmHeadArg::Q6K => TensorType::Q6K,
-        };
         let began = Instant::now();
-        model = model
-            .with_lm_head(ty, cpus())
-            .map_err(|e| format!("{}: --lm-head: {e}", path.display()))?;
+        let requantized = |ty: TensorType| format!("re-quantized to {} (lossy", ty.name());
+        let (changed, done) = match head {
+            LmHeadArg::Screen => (
+                model.with_screened_lm_head(cpus()),
+                "screened by a Q8_0 copy (greedy and top-k pick exactly".into(),
+            ),
+            LmHeadArg::Q8_0 => (
+                model.with_lm_head(TensorType::Q8_0, cpus()),
+                requantized(TensorType::Q8_0),
+            ),
+            LmHeadArg::Q6K => (
+                model.with_lm_head(TensorType::Q6K, cpus()),
+                requantized(TensorType::Q6K),
+            ),
+        };
+        model = changed.map_err(|e| format!("{}: --lm-head: {e}", path.display()))?;
         eprintln!(
-            "note: LM head re-quantized to {} in memory (lossy; {:.0} MB, {:.0} ms)",
-            ty.name(),
+            "note: LM head {done}; {:.0} MB in memory, {:.0} ms)",
             model.owned_weight_bytes() as f64 / 1e6,
             began.elapsed().as_secs_f64() * 1e3
         );

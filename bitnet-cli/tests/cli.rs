@@ -905,3 +905,39 @@ fn run_without_a_model_uses_the_trained_demo() {
         "{story:?}"
     );
 }
+
+/// `--lm-head screen` reads less of the head per token and writes the same
+/// text: greedy, sampled, and with a repetition penalty.
+#[test]
+fn a_screened_lm_head_writes_the_same_text() {
+    let cache = scratch("screen-cache");
+    let cache = cache.to_str().unwrap();
+    for sampling in [
+        &["--temp", "0"][..],
+        &["--seed", "11"],
+        &[
+            "--seed",
+            "5",
+            "--top-k",
+            "8",
+            "--temp",
+            "1.3",
+            "--repeat-penalty",
+            "1.2",
+        ],
+    ] {
+        let run = |extra: &[&str]| {
+            let mut args = vec!["run", "-p", "Once upon a time", "-n", "64"];
+            args.extend_from_slice(sampling);
+            args.extend_from_slice(extra);
+            let out = bitnet(&args, &[("XDG_CACHE_HOME", cache)]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            (text(&out.stdout), text(&out.stderr))
+        };
+        let (plain, _) = run(&[]);
+        let (screened, note) = run(&["--lm-head", "screen"]);
+        assert!(note.contains("LM head screened by a Q8_0 copy"), "{note}");
+        assert_eq!(plain, screened, "{sampling:?}");
+        assert!(plain.len() > 40, "{plain:?}");
+    }
+}

@@ -319,6 +319,9 @@ impl<'m> Batcher<'m> {
         // also the order of their logits rows.
         let mut fed = Vec::with_capacity(self.active.len());
         let mut seqs: Vec<Sequence<'_>> = Vec::with_capacity(self.active.len());
+        // What each fed sequence's sampler reads of its logits.
+        let mut reads = Vec::with_capacity(self.active.len());
+        let vocab = self.model.config.vocab;
         for (i, slot) in self.active.iter_mut().enumerate() {
             let done = slot.cache.len();
             let take = if done >= slot.prompt_len {
@@ -332,20 +335,27 @@ impl<'m> Batcher<'m> {
                 continue;
             }
             fed.push(i);
+            let Slot {
+                tokens,
+                cache,
+                sampler,
+                ..
+            } = slot;
+            reads.push(sampler.reads(tokens, vocab));
             seqs.push(Sequence {
-                tokens: &slot.tokens[done..done + take],
-                cache: &mut slot.cache,
+                tokens: &tokens[done..done + take],
+                cache,
             });
         }
-        self.model.forward_batch_with(
-            &mut seqs,
-            Logits::Last,
-            &mut self.logits,
-            &mut self.buffers,
-        )?;
-        drop(seqs);
+        // A screened LM head serves a step of one sequence.
+        let which = match reads.as_slice() {
+            [Some((k, exact))] => Logits::Top { k: *k, exact },
+            _ => Logits::Last,
+        };
+        self.model
+            .forward_batch_with(&mut seqs, which, &mut self.logits, &mut self.buffers)?;
+        drop((seqs, reads));
 
-        let vocab = self.model.config.vocab;
         let sampling_start = Instant::now();
         let mut finished = Vec::new();
         for (row, &i) in fed.iter().enumerate() {

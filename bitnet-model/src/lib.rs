@@ -22,6 +22,7 @@ pub mod ops;
 pub mod pool;
 pub mod profile;
 pub mod sampler;
+mod screen;
 mod session;
 pub mod synthetic;
 pub mod tokenizer;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 /// Rows per chunk of a static split: whole register tiles of every kernel.
 const ROW_TILE: usize = 32;
+use crate::screen::ScreenedHead;
 use crate::weights::{load_vector, Dense, Ternary};
 use bitnet_kernels::{Dispatch, QuantizedActs};
 use std::ops::Range;
@@ -45,6 +46,8 @@ struct Weights {
     output_norm: Vec<f32>,
     /// `None`: the LM head is tied to the token embedding.
     output: Option<Dense>,
+    /// A Q8_0 screen of the LM head, for [`Logits::Top`].
+    screen: Option<ScreenedHead>,
 }
 
 /// A loaded model: shared weights (in the mapped file), the kernels, and this
@@ -78,11 +81,19 @@ impl std::fmt::Debug for Model {
 
 /// Which positions' logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Logits {
+pub enum Logits<'a> {
     /// Only the last token's (generation).
     Last,
     /// Every token's, `N × vocab` (scoring, perplexity, tests).
     All,
+    /// The last token's, read only by a sampler that keeps the `k` largest
+    /// after changing the logits of the ids `exact` (strictly increasing;
+    /// a repetition penalty's recent tokens). With a screened LM head
+    /// ([`Model::with_screened_lm_head`]) and one sequence in the step,
+    /// only the rows that can be among those `k` (and the rows of `exact`)
+    /// are scored exactly; every other row gets a lower bound of its logit,
+    /// below them. Otherwise the same as `Last`.
+    Top { k: usize, exact: &'a [u32] },
 }
 
 impl Model {
@@ -139,6 +150,7 @@ impl Model {
                 embed,
                 output_norm,
                 output,
+                screen: None,
             }),
             config,
             dispatch: Dispatch::from_env()?,
@@ -330,6 +342,12 @@ impl Model {
     /// reads one row and the norms are tiny, so neither is counted). Times
     /// decode steps per second, it estimates the memory bandwidth used.
     pub fn bytes_per_token(&self) -> usize {
+        self.bytes_per_step(self.lm_head_screened())
+    }
+
+    /// [`Model::bytes_per_token`] of a step that uses the LM head's screen
+    /// (`screened`: a [`Logits::Top`] step of one sequence) or the head.
+    pub fn bytes_per_step(&self, screened: bool) -> usize {
         let w = &self.weights;
         let ternary: usize = w
             .layers
@@ -337,7 +355,11 @@ impl Model {
             .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
             .map(Ternary::code_bytes)
             .sum();
-        ternary + w.output.as_ref().unwrap_or(&w.embed).len_bytes()
+        let head = match &w.screen {
+            Some(screen) if screened => screen.bytes(),
+            _ => w.output.as_ref().unwrap_or(&w.embed).len_bytes(),
+        };
+        ternary + head
     }
 
     /// Bytes of weights held outside the file mapping (TQ repacks, a
@@ -350,7 +372,9 @@ impl Model {
             .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
             .map(Ternary::owned_bytes)
             .sum();
-        ternary + w.output.as_ref().map_or(0, Dense::owned_bytes)
+        ternary
+            + w.output.as_ref().map_or(0, Dense::owned_bytes)
+            + w.screen.as_ref().map_or(0, ScreenedHead::bytes)
     }
 
     /// Re-quantizes the LM head to `ty` (Q8_0 or Q6_K) in memory: fewer
@@ -367,7 +391,29 @@ impl Model {
         let head = w.output.as_ref().unwrap_or(&w.embed);
         let requantized = head.requantized(w.file.bytes(), d, ty, threads)?;
         w.output = Some(requantized);
+        w.screen = None;
         Ok(self)
+    }
+
+    /// Adds a Q8_0 screen to the LM head, used by [`Logits::Top`] steps:
+    /// a decoded token then reads about half of an F16 head's bytes, and
+    /// a sampler that reads only the top `k` picks exactly what it picks
+    /// from the file's head. Costs half an F16 head in memory and one pass
+    /// over the head now, on up to `threads` threads. The head must be the
+    /// file's F16, BF16 or F32 one. Call before [`Model::instance`].
+    pub fn with_screened_lm_head(mut self, threads: usize) -> Result<Model, ModelError> {
+        let d = self.dispatch;
+        let w = Arc::get_mut(&mut self.weights).ok_or_else(|| {
+            ModelError::Config("the LM head can only be screened before making instances".into())
+        })?;
+        let head = w.output.as_ref().unwrap_or(&w.embed);
+        w.screen = Some(ScreenedHead::new(head, w.file.bytes(), d, threads)?);
+        Ok(self)
+    }
+
+    /// Whether the LM head has a screen ([`Model::with_screened_lm_head`]).
+    pub fn lm_head_screened(&self) -> bool {
+        self.weights.screen.is_some()
     }
 
     /// The LM head's tensor type (after any re-quantization).
@@ -636,8 +682,8 @@ impl Model {
         for seq in seqs.iter() {
             let len = seq.tokens.len();
             match which {
-                Logits::Last if len > 0 => wanted.push(t + len - 1),
-                Logits::Last => {}
+                Logits::Last | Logits::Top { .. } if len > 0 => wanted.push(t + len - 1),
+                Logits::Last | Logits::Top { .. } => {}
                 Logits::All => wanted.extend(t..t + len),
             }
             t += len;
@@ -649,17 +695,41 @@ impl Model {
         }
         laps.lap(Op::NormsRope);
         logits.resize(wanted.len() * c.vocab, 0.0);
-        let (dst, normed) = (SharedOut(logits.as_mut_ptr()), &normed);
+        let screened = match (which, &w.screen) {
+            (Logits::Top { k, exact }, Some(screen)) if wanted.len() == 1 => {
+                self.head_gemv(workers, screen.q8(), &normed, logits)?;
+                screen.refine(head, file, d, &normed, k, exact, logits)?
+            }
+            _ => false,
+        };
+        if !screened {
+            self.head_gemv(workers, head, &normed, logits)?;
+        }
+        laps.lap(Op::LmHead);
+        Ok(())
+    }
+
+    /// `logits[t·vocab + r] = head row r · normed row t` on `workers`
+    /// workers, each taking a static share of the rows.
+    fn head_gemv(
+        &self,
+        workers: usize,
+        head: &Dense,
+        normed: &[f32],
+        logits: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let (file, d, vocab) = (self.weights.file.bytes(), self.dispatch, self.config.vocab);
+        debug_assert_eq!(logits.len() / vocab, normed.len() / head.cols);
+        let dst = SharedOut(logits.as_mut_ptr());
         let failed = AtomicBool::new(false);
         self.pool.run_on(workers, &|i, workers| {
-            let rows = partition_chunk(c.vocab, workers, ROW_TILE, i);
-            // SAFETY: `logits` holds one `vocab`-wide row per wanted token;
-            // each worker writes only its own columns `rows`.
-            if unsafe { head.gemv_tokens(file, d, normed, rows, dst.ptr(), c.vocab) }.is_err() {
+            let rows = partition_chunk(vocab, workers, ROW_TILE, i);
+            // SAFETY: `logits` holds one `vocab`-wide row per row of
+            // `normed`; each worker writes only its own columns `rows`.
+            if unsafe { head.gemv_tokens(file, d, normed, rows, dst.ptr(), vocab) }.is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
         });
-        laps.lap(Op::LmHead);
         if failed.load(Ordering::Relaxed) {
             return Err(ModelError::Tensor {
                 name: head.name.clone(),

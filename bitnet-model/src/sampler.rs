@@ -94,6 +94,25 @@ impl Sampler {
         &self.config
     }
 
+    /// What [`Sampler::sample`] will read of the logits that follow
+    /// `history` (a vocabulary of `vocab`): `Some((k, ids))` when it keeps
+    /// only the `k` largest after changing the logits of `ids` (strictly
+    /// increasing; the repetition penalty's), `None` when it reads them all.
+    /// See [`crate::Logits::Top`].
+    pub fn reads(&mut self, history: &[u32], vocab: usize) -> Option<(usize, &[u32])> {
+        let c = &self.config;
+        let k = match c.top_k {
+            _ if c.temperature == 0.0 => 1,
+            k if k > 0 && k < vocab => k,
+            _ => return None,
+        };
+        self.recent.clear();
+        if c.repeat_penalty != 1.0 {
+            recent_ids(c, history, vocab, &mut self.recent);
+        }
+        Some((k, &self.recent))
+    }
+
     /// splitmix64: small, fast, and the same everywhere.
     fn next_f64(&mut self) -> f64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -126,11 +145,7 @@ impl Sampler {
         let logits: &[f32] = if c.repeat_penalty == 1.0 {
             logits
         } else {
-            let window = &history[history.len().saturating_sub(c.repeat_last_n)..];
-            recent.clear();
-            recent.extend(window.iter().filter(|&&id| (id as usize) < logits.len()));
-            recent.sort_unstable();
-            recent.dedup();
+            recent_ids(c, history, logits.len(), recent);
             penalized.clear();
             penalized.extend_from_slice(logits);
             for &id in recent.iter() {
@@ -192,6 +207,16 @@ impl Sampler {
         }
         draw_sorted(c, cands, draw)
     }
+}
+
+/// The distinct ids below `vocab` among the last `repeat_last_n` of
+/// `history`, in increasing order: the tokens the penalty applies to.
+fn recent_ids(c: &SamplerConfig, history: &[u32], vocab: usize, recent: &mut Vec<u32>) {
+    let window = &history[history.len().saturating_sub(c.repeat_last_n)..];
+    recent.clear();
+    recent.extend(window.iter().filter(|&&id| (id as usize) < vocab));
+    recent.sort_unstable();
+    recent.dedup();
 }
 
 /// The largest top-k kept by insertion in one pass: each insertion moves

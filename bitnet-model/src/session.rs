@@ -107,6 +107,28 @@ impl<'m> Session<'m> {
         Ok(())
     }
 
+    /// [`Session::push`] for a token whose next logits only `sampler` will
+    /// read ([`Session::sample`]): with a screened LM head, only the rows
+    /// that can be among its picks are scored exactly ([`Logits::Top`]).
+    pub fn push_for(&mut self, token: u32, sampler: &mut Sampler) -> Result<(), ModelError> {
+        let start = Instant::now();
+        self.tokens.push(token);
+        let which = match sampler.reads(&self.tokens, self.model.config.vocab) {
+            Some((k, exact)) => Logits::Top { k, exact },
+            None => Logits::Last,
+        };
+        let fed = self
+            .model
+            .forward(&[token], &mut self.cache, which, &mut self.logits);
+        if fed.is_err() {
+            self.tokens.pop();
+        }
+        fed?;
+        self.timings.decode += start.elapsed();
+        self.timings.decode_tokens += 1;
+        Ok(())
+    }
+
     /// Samples the next token from the current logits (call after
     /// [`Session::prefill`] or [`Session::push`]).
     pub fn sample(&self, sampler: &mut Sampler) -> u32 {

@@ -280,6 +280,20 @@ impl Dense {
         ty: TensorType,
         threads: usize,
     ) -> Result<Dense, ModelError> {
+        self.requantized_with(file, d, ty, threads, |_, _| 0.0)
+            .map(|(dense, _)| dense)
+    }
+
+    /// [`Dense::requantized`], also returning `per_row(row, quantized)` of
+    /// every row (`row` as f32, `quantized` its bytes in `ty`).
+    pub fn requantized_with(
+        &self,
+        file: &[u8],
+        d: Dispatch,
+        ty: TensorType,
+        threads: usize,
+        per_row: impl Fn(&[f32], &[u8]) -> f32 + Sync,
+    ) -> Result<(Dense, Vec<f32>), ModelError> {
         let (block, block_bytes, quantize): (usize, usize, Quantizer) = match ty {
             TensorType::Q8_0 => (32, Q8_0_BLOCK_BYTES, quantize_q8_0),
             TensorType::Q6K => (256, Q6K_BLOCK_BYTES, quantize_q6_k),
@@ -303,17 +317,22 @@ impl Dense {
         let rows = self.bytes(file).len() / self.row_bytes();
         let out_row = self.cols / block * block_bytes;
         let mut out = vec![0u8; rows * out_row];
+        let mut stats = vec![0f32; rows];
         let per_thread = rows.div_ceil(threads.max(1)).max(1);
+        let per_row = &per_row;
         std::thread::scope(|scope| {
             let jobs: Vec<_> = out
                 .chunks_mut(per_thread * out_row)
+                .zip(stats.chunks_mut(per_thread))
                 .enumerate()
-                .map(|(j, chunk)| {
+                .map(|(j, (chunk, stats))| {
                     scope.spawn(move || -> Result<(), ModelError> {
                         let mut row = vec![0f32; self.cols];
-                        for (i, dst) in chunk.chunks_exact_mut(out_row).enumerate() {
+                        let dsts = chunk.chunks_exact_mut(out_row);
+                        for (i, (dst, stat)) in dsts.zip(stats).enumerate() {
                             self.row(file, d, j * per_thread + i, &mut row)?;
                             quantize(&row, dst);
+                            *stat = per_row(&row, dst);
                         }
                         Ok(())
                     })
@@ -322,13 +341,14 @@ impl Dense {
             jobs.into_iter()
                 .try_for_each(|h| h.join().expect("a re-quantizing thread panicked"))
         })?;
-        Ok(Dense {
+        let dense = Dense {
             name: format!("{} (re-quantized to {})", self.name, ty.name()),
             cols: self.cols,
             ty,
             range: 0..0,
             owned: Some(out),
-        })
+        };
+        Ok((dense, stats))
     }
 
     fn bytes<'a>(&'a self, file: &'a [u8]) -> &'a [u8] {
@@ -524,9 +544,18 @@ pub(crate) fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         block[..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
         for (q, &v) in block[2..].iter_mut().zip(x) {
-            *q = (v * id).round() as i8 as u8;
+            *q = round_half_away(v * id) as i8 as u8;
         }
     }
+}
+
+/// `x.round() as i32` for `|x| < 2²³` (NaN gives 0), without the libm call
+/// `f32::round` is on baseline x86-64 (it was most of re-quantizing a 2B
+/// head): truncation is one instruction and `x − trunc(x)` is exact.
+fn round_half_away(x: f32) -> i32 {
+    let t = x as i32;
+    let frac = x - t as f32;
+    t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
 }
 
 /// ggml's `nearest_int`: round half to even, by letting the float adder
@@ -813,6 +842,27 @@ mod tests {
             }
         }
         scale
+    }
+
+    #[test]
+    fn round_half_away_is_round() {
+        let mut rng = crate::synthetic::Rng::new(9);
+        let halves = (-300..300).map(|i| i as f32 * 0.5);
+        let near = [
+            0.49999997f32,
+            -0.49999997,
+            126.5,
+            -126.5,
+            127.0,
+            8_388_607.0,
+        ];
+        let random = (0..100_000).map(|_| (rng.next_f32() - 0.5) * 300.0);
+        for x in halves.chain(near).chain(random) {
+            assert_eq!(round_half_away(x), x.round() as i32, "{x}");
+            assert_eq!(round_half_away(x.next_up()), x.next_up().round() as i32);
+            assert_eq!(round_half_away(x.next_down()), x.next_down().round() as i32);
+        }
+        assert_eq!(round_half_away(f32::NAN), 0);
     }
 
     #[test]

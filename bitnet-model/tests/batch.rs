@@ -96,6 +96,24 @@ fn check_against_lone_sessions(mut batcher: Batcher<'_>, requests: &[Request]) {
     }
 }
 
+/// With a screened LM head, a step of one sequence takes the screen and a
+/// step of several the full head: both give the lone sessions' tokens
+/// (which read the full head).
+#[test]
+fn a_screened_head_gives_the_same_tokens() {
+    let (model, path) = tiny_model("screen");
+    let model = model.with_screened_lm_head(2).unwrap();
+    let mut requests: Vec<Request> = (0..8).map(request).collect();
+    for (i, r) in requests.iter_mut().enumerate() {
+        r.sampling.repeat_penalty = [1.0, 1.3, 0.8][i % 3];
+    }
+    for slots in [1, 3] {
+        let batcher = Batcher::new(&model, slots, 48, KvType::F32).unwrap();
+        check_against_lone_sessions(batcher, &requests);
+    }
+    std::fs::remove_file(path).unwrap();
+}
+
 #[test]
 fn batched_sequences_match_lone_sessions() {
     let (model, path) = tiny_model("match");
