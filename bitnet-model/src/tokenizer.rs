@@ -74,6 +74,8 @@ pub struct Tokenizer {
     /// Special tokens' texts, longest first, for `parse_special`.
     specials: Vec<(String, u32)>,
     is_control: Vec<bool>,
+    /// Control and user-defined tokens.
+    is_special: Vec<bool>,
     pub pre: PreTokenizer,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
@@ -99,6 +101,10 @@ enum Model {
         /// Id of the single-byte token for each byte value.
         byte_ids: Box<[u32; 256]>,
         split: Regex,
+        /// Llama 3's `ignore_merges`: a piece that is itself a token (not a
+        /// special one) is that token, even where its merges would not
+        /// rebuild it, as Hugging Face's tokenizer and llama.cpp do.
+        whole_pieces: bool,
     },
     Spm {
         scores: Vec<f32>,
@@ -194,20 +200,26 @@ const TYPE_UNKNOWN: i32 = 2;
 
 /// GPT-2's reversible byte ↔ printable-character map.
 pub(crate) fn byte_chars() -> [char; 256] {
+    BYTE_CHARS
+}
+
+const BYTE_CHARS: [char; 256] = {
     let mut map = ['\0'; 256];
     let mut next = 256u32;
-    for b in 0..256u32 {
+    let mut b = 0u32;
+    while b < 256 {
         let printable =
-            (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+            (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
         map[b as usize] = if printable {
             char::from_u32(b).expect("latin-1")
         } else {
             next += 1;
             char::from_u32(next - 1).expect("valid")
         };
+        b += 1;
     }
     map
-}
+};
 
 fn bad(msg: impl Into<String>) -> ModelError {
     ModelError::Config(format!("tokenizer: {}", msg.into()))
@@ -318,9 +330,11 @@ impl Tokenizer {
         let mut bytes = Vec::with_capacity(tokens.len());
         let mut specials = Vec::new();
         let mut is_control = Vec::with_capacity(tokens.len());
+        let mut is_special = Vec::with_capacity(tokens.len());
         for (i, (&t, &ty)) in tokens.iter().zip(types).enumerate() {
             let special = ty == TYPE_CONTROL || ty == TYPE_USER_DEFINED;
             is_control.push(ty == TYPE_CONTROL);
+            is_special.push(special);
             if special {
                 specials.push((t.to_string(), i as u32));
                 bytes.push(t.as_bytes().to_vec());
@@ -366,9 +380,11 @@ impl Tokenizer {
                 merges: merge_map,
                 byte_ids: Box::new(byte_ids),
                 split,
+                whole_pieces: pre == PreTokenizer::Llama3,
             },
             specials,
             is_control,
+            is_special,
             pre,
             bos: None,
             eos: None,
@@ -389,10 +405,12 @@ impl Tokenizer {
         let mut bytes = Vec::with_capacity(tokens.len());
         let mut specials = Vec::new();
         let mut is_control = Vec::with_capacity(tokens.len());
+        let mut is_special = Vec::with_capacity(tokens.len());
         let mut byte_ids = [None; 256];
         let mut unk = None;
         for (i, (&t, &ty)) in tokens.iter().zip(types).enumerate() {
             is_control.push(ty == TYPE_CONTROL);
+            is_special.push(ty == TYPE_CONTROL || ty == TYPE_USER_DEFINED);
             let hex = t.strip_prefix("<0x").and_then(|h| h.strip_suffix('>'));
             let decoded = match (ty, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
                 (TYPE_BYTE, Some(b)) => {
@@ -423,6 +441,7 @@ impl Tokenizer {
             },
             specials,
             is_control,
+            is_special,
             pre: PreTokenizer::SentencePiece,
             bos: None,
             eos: None,
@@ -500,20 +519,28 @@ impl Tokenizer {
                 merges,
                 byte_ids,
                 split,
+                whole_pieces,
             } => {
+                let piece = |p: &str, out: &mut Vec<u32>| match whole_pieces
+                    .then(|| self.whole_piece(p))
+                    .flatten()
+                {
+                    Some(id) => out.push(id),
+                    None => bpe(merges, byte_ids, p, out),
+                };
                 let mut last = 0;
                 for m in split.find_iter(text) {
                     // The pattern covers every character; a regex error (backtrack
                     // limit) falls back to the rest of the text as one piece.
                     let Ok(m) = m else { break };
                     if m.start() > last {
-                        bpe(merges, byte_ids, &text[last..m.start()], out);
+                        piece(&text[last..m.start()], out);
                     }
-                    bpe(merges, byte_ids, m.as_str(), out);
+                    piece(m.as_str(), out);
                     last = m.end();
                 }
                 if last < text.len() {
-                    bpe(merges, byte_ids, &text[last..], out);
+                    piece(&text[last..], out);
                 }
             }
             Model::Spm {
@@ -530,6 +557,13 @@ impl Tokenizer {
                 self.spm(&escaped, scores, byte_ids, *unk, out);
             }
         }
+    }
+
+    /// The id of the ordinary (not special) token whose bytes are `piece`.
+    fn whole_piece(&self, piece: &str) -> Option<u32> {
+        let encoded: String = piece.bytes().map(|b| BYTE_CHARS[b as usize]).collect();
+        let id = *self.ids.get(&encoded)?;
+        (!self.is_special[id as usize]).then_some(id)
     }
 
     /// SentencePiece: start from single characters and repeatedly merge the
@@ -608,5 +642,37 @@ impl Tokenizer {
             }
         }
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte, then "ab", "bc" and "abc" (merges: "b c", then "a b",
+    /// so merging "abc" gives "a" + "bc", never "abc"), and "xyz" as a
+    /// user-defined token.
+    fn tokenizer(pre: PreTokenizer) -> Tokenizer {
+        let mut tokens: Vec<String> = byte_chars().iter().map(|c| c.to_string()).collect();
+        tokens.extend(["ab", "bc", "abc", "xyz"].map(String::from));
+        let mut types = vec![1; tokens.len()];
+        types[tokens.len() - 1] = TYPE_USER_DEFINED;
+        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        Tokenizer::new(&tokens, &types, &["b c", "a b"], pre).unwrap()
+    }
+
+    #[test]
+    fn llama3_pieces_that_are_tokens_skip_the_merges() {
+        let (a, bc, abc) = (u32::from(b'a'), 257, 258);
+        let llama3 = tokenizer(PreTokenizer::Llama3);
+        assert_eq!(llama3.encode("abc", false), [abc]);
+        assert_eq!(llama3.encode("abc abc", false)[0], abc);
+        // Not a piece on its own: merged as usual.
+        assert_eq!(llama3.encode("abcd", false)[..2], [a, bc]);
+        // A special token's text is never taken whole from plain text.
+        let xyz = "xyz".bytes().map(u32::from).collect::<Vec<_>>();
+        assert_eq!(llama3.encode("xyz", false), xyz);
+        // GPT-2's split keeps the merges.
+        assert_eq!(tokenizer(PreTokenizer::Gpt2).encode("abc", false), [a, bc]);
     }
 }
