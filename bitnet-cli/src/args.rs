@@ -477,6 +477,10 @@ pub struct ServeArgs {
     /// KV cache element type.
     #[arg(long, value_enum, default_value_t = KvArg::F16)]
     pub kv: KvArg,
+    /// As `run --lm-head`; with `screen`, a request with temperature 0 or a
+    /// `top_k` that is alone in a decoding step reads the Q8_0 copy.
+    #[arg(long, value_enum)]
+    pub lm_head: Option<LmHeadArg>,
     /// Seconds in-flight requests may run on after SIGINT/SIGTERM before
     /// they are cancelled.
     #[arg(long, default_value_t = 10.0)]

@@ -386,6 +386,28 @@ fn greedy_replies_equal_bitnet_run_streamed_or_not() {
     assert_eq!(models["object"], "list");
 }
 
+/// `serve --lm-head screen`: a greedy request alone in its steps reads the
+/// screen and gets the reply `run` gives from the file's head.
+#[test]
+fn a_screened_lm_head_serves_the_same_greedy_replies() {
+    let server = Server::start(&["--lm-head", "screen"]);
+    assert!(
+        server.log().contains("LM head screened"),
+        "{}",
+        server.log()
+    );
+    let prompt = "def fibonacci(n):\n    return";
+    let (text, _) = greedy(prompt, 16, false);
+    for stream in [false, true] {
+        let r = post(
+            &server,
+            "/v1/completions",
+            &completion_body(prompt, 16, stream),
+        );
+        assert_eq!(reply(&r, false, stream), (text.clone(), "length".into()));
+    }
+}
+
 #[test]
 fn concurrent_clients_get_their_own_replies_and_memory_stays_flat() {
     const CLIENTS: usize = 32;

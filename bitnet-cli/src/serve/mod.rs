@@ -207,7 +207,7 @@ async fn serve(args: &ServeArgs, layout: Layout) -> crate::Result<Arc<AppState>>
             threads: Some(Threads::Count(1)),
             pin: Some(PinArg::None),
             kernel: None,
-            lm_head: None,
+            lm_head: args.lm_head,
         },
         ctx: args.ctx,
         kv: args.kv,
