@@ -123,65 +123,11 @@ impl ScreenedHead {
         if k == 0 || k > MAX_TOP || !in_f32_range || !increasing || !in_range {
             return Ok(false);
         }
-        let exact_in = |rows: Range<usize>| {
-            let from = exact.partition_point(|&id| (id as usize) < rows.start);
-            let to = exact.partition_point(|&id| (id as usize) < rows.end);
-            exact[from..to]
-                .iter()
-                .map(move |&id| id as usize - rows.start)
-        };
-        let mut lows = [0f32; CHUNK];
-        let mut highs = [0f64; CHUNK];
-
-        // The k-th largest lower bound of the rows outside `exact`: their
-        // k best rows all score at least this, so a row whose upper bound
-        // is below it can be neither among the k largest nor tied with them.
-        let mut best: Vec<f32> = Vec::with_capacity(k + 1);
-        let mut floor = f32::NEG_INFINITY;
-        for (i, approx) in logits.chunks(CHUNK).enumerate() {
-            let rows = i * CHUNK..i * CHUNK + approx.len();
-            let lows = &mut lows[..approx.len()];
-            self.spread(norm, approx, rows.clone(), lows, &mut highs);
-            exact_in(rows).for_each(|j| lows[j] = f32::NEG_INFINITY);
-            for &low in lows.iter() {
-                if low <= floor || low.is_nan() {
-                    continue;
-                }
-                let at = best.partition_point(|&b| b >= low);
-                best.insert(at, low);
-                best.truncate(k);
-                if best.len() == k {
-                    floor = best[k - 1];
-                }
-            }
-        }
-        if best.len() < k {
+        let Some(candidates) = select(&self.bound, norm, k, exact, logits) else {
             return Ok(false);
-        }
-        let threshold = f64::from(floor);
-
-        let mut candidates: Vec<Range<usize>> = Vec::new();
-        let mut count = 0;
-        for (i, approx) in logits.chunks_mut(CHUNK).enumerate() {
-            let rows = i * CHUNK..i * CHUNK + approx.len();
-            let lows = &mut lows[..approx.len()];
-            self.spread(norm, approx, rows.clone(), lows, &mut highs);
-            // The listed rows are always scored exactly (as NaN bounds are).
-            exact_in(rows.clone()).for_each(|j| highs[j] = f64::NAN);
-            for (j, &high) in highs[..approx.len()].iter().enumerate() {
-                if high >= threshold || high.is_nan() {
-                    let r = rows.start + j;
-                    count += 1;
-                    match candidates.last_mut() {
-                        Some(run) if run.end == r => run.end += 1,
-                        _ => candidates.push(r..r + 1),
-                    }
-                }
-            }
-            // Candidates are overwritten by their exact scores below.
-            approx.copy_from_slice(lows);
-        }
-        if count > vocab / 8 {
+        };
+        // Past this many, scoring them costs about what the full head does.
+        if candidates.iter().map(Range::len).sum::<usize>() > vocab / 8 {
             return Ok(false);
         }
         for rows in candidates {
@@ -191,35 +137,101 @@ impl ScreenedHead {
         }
         Ok(true)
     }
+}
 
-    /// For approximate logits `approx` of `rows`, given `norm ≥ ‖x‖`:
-    /// `lows` ≤ and `highs` ≥ the exact logits; where `approx` is not
-    /// finite (out of the error model), −∞ and NaN: the row is always
-    /// scored exactly and never sets the threshold.
-    fn spread(
-        &self,
-        norm: f64,
-        approx: &[f32],
-        rows: Range<usize>,
-        lows: &mut [f32],
-        highs: &mut [f64],
-    ) {
-        let bounds = &self.bound[rows];
-        for (((&a, &c), lo), hi) in approx.iter().zip(bounds).zip(lows).zip(highs) {
-            let finite = a.is_finite();
-            let a = f64::from(a);
-            // `TINY_SUM` covers the absolute error of subnormal products.
-            let b = norm * f64::from(c) * (1.0 + SLACK) + a.abs() * SLACK + TINY_SUM;
-            // Rounded to f32 from at least an f32 half-ulp below (also for
-            // subnormals), so never above `a − b`.
-            let low = (a - b) - (a - b).abs() * LOW_MARGIN - TINY;
-            *lo = if finite {
-                low as f32
-            } else {
-                f32::NEG_INFINITY
-            };
-            *hi = if finite { a + b } else { f64::NAN };
+/// Given approximate logits within `bound[r]·norm` of the exact ones:
+/// the rows to score exactly (runs, in order) so that the `k` largest
+/// exact logits, after any change to those of the ids `exact` (strictly
+/// increasing, all in range), are among them, with every row of `exact`;
+/// every other row of `logits` is set to a lower bound of its exact logit,
+/// below the exact logits of all those `k`. `None` (with `logits`
+/// unspecified) when fewer than `k` rows outside `exact` have a lower
+/// bound.
+fn select(
+    bound: &[f32],
+    norm: f64,
+    k: usize,
+    exact: &[u32],
+    logits: &mut [f32],
+) -> Option<Vec<Range<usize>>> {
+    let exact_in = |rows: Range<usize>| {
+        let from = exact.partition_point(|&id| (id as usize) < rows.start);
+        let to = exact.partition_point(|&id| (id as usize) < rows.end);
+        exact[from..to]
+            .iter()
+            .map(move |&id| id as usize - rows.start)
+    };
+    let mut lows = [0f32; CHUNK];
+    let mut highs = [0f64; CHUNK];
+
+    // The k-th largest lower bound of the rows outside `exact`: their k
+    // best rows all score at least this, so a row whose upper bound is
+    // below it can be neither among the k largest nor tied with them.
+    let mut best: Vec<f32> = Vec::with_capacity(k + 1);
+    let mut floor = f32::NEG_INFINITY;
+    for (i, approx) in logits.chunks(CHUNK).enumerate() {
+        let rows = i * CHUNK..i * CHUNK + approx.len();
+        let lows = &mut lows[..approx.len()];
+        spread(&bound[rows.clone()], norm, approx, lows, &mut highs);
+        exact_in(rows).for_each(|j| lows[j] = f32::NEG_INFINITY);
+        for &low in lows.iter() {
+            if low <= floor || low.is_nan() {
+                continue;
+            }
+            let at = best.partition_point(|&b| b >= low);
+            best.insert(at, low);
+            best.truncate(k);
+            if best.len() == k {
+                floor = best[k - 1];
+            }
         }
+    }
+    if best.len() < k {
+        return None;
+    }
+    let threshold = f64::from(floor);
+
+    let mut candidates: Vec<Range<usize>> = Vec::new();
+    for (i, approx) in logits.chunks_mut(CHUNK).enumerate() {
+        let rows = i * CHUNK..i * CHUNK + approx.len();
+        let lows = &mut lows[..approx.len()];
+        spread(&bound[rows.clone()], norm, approx, lows, &mut highs);
+        // The listed rows are always scored exactly (as NaN bounds are).
+        exact_in(rows.clone()).for_each(|j| highs[j] = f64::NAN);
+        for (j, &high) in highs[..approx.len()].iter().enumerate() {
+            if high >= threshold || high.is_nan() {
+                let r = rows.start + j;
+                match candidates.last_mut() {
+                    Some(run) if run.end == r => run.end += 1,
+                    _ => candidates.push(r..r + 1),
+                }
+            }
+        }
+        // Candidates are overwritten by their exact scores.
+        approx.copy_from_slice(lows);
+    }
+    Some(candidates)
+}
+
+/// For approximate logits `approx` with bounds `bounds`, given `norm ≥ ‖x‖`:
+/// `lows` ≤ and `highs` ≥ the exact logits; where `approx` is not
+/// finite (out of the error model), −∞ and NaN: the row is always
+/// scored exactly and never sets the threshold.
+fn spread(bounds: &[f32], norm: f64, approx: &[f32], lows: &mut [f32], highs: &mut [f64]) {
+    for (((&a, &c), lo), hi) in approx.iter().zip(bounds).zip(lows).zip(highs) {
+        let finite = a.is_finite();
+        let a = f64::from(a);
+        // `TINY_SUM` covers the absolute error of subnormal products.
+        let b = norm * f64::from(c) * (1.0 + SLACK) + a.abs() * SLACK + TINY_SUM;
+        // Rounded to f32 from at least an f32 half-ulp below (also for
+        // subnormals), so never above `a − b`.
+        let low = (a - b) - (a - b).abs() * LOW_MARGIN - TINY;
+        *lo = if finite {
+            low as f32
+        } else {
+            f32::NEG_INFINITY
+        };
+        *hi = if finite { a + b } else { f64::NAN };
     }
 }
 
@@ -259,6 +271,105 @@ fn f32_at_least(v: f64) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a sampler keeping the `k` largest reads of `logits` after a
+    /// repetition penalty `p` on the ids `penalized`: (id, bits) best
+    /// first, ids breaking ties.
+    fn top(logits: &[f32], k: usize, penalized: &[u32], p: f32) -> Vec<(u32, u32)> {
+        let mut order: Vec<(f32, u32)> = (0..logits.len() as u32)
+            .map(|id| {
+                let v = logits[id as usize];
+                match penalized.contains(&id) {
+                    true if v > 0.0 => (v / p, id),
+                    true => (v * p, id),
+                    false => (v, id),
+                }
+            })
+            .filter(|(v, _)| !v.is_nan())
+            .collect();
+        order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        order
+            .iter()
+            .take(k)
+            .map(|&(v, id)| (id, v.to_bits()))
+            .collect()
+    }
+
+    /// `select` on made-up logits: exact values anywhere within the bounds
+    /// and often on their edges, many ties, zero and infinite bounds,
+    /// infinite and NaN approximations, penalties that lower and raise.
+    #[test]
+    fn selection_keeps_every_row_a_sampler_reads() {
+        let mut rng = crate::synthetic::Rng::new(17);
+        let mut below = |n: u64| (rng.next_u64() % n) as usize;
+        for case in 0..3000 {
+            let vocab = 1 + below(200);
+            let k = 1 + below(vocab.min(12) as u64);
+            let norm = [0.0, 1.0, 3.7][below(3)];
+            let (mut bound, mut approx, mut exact) = (vec![], vec![], vec![]);
+            for _ in 0..vocab {
+                let c = [0.0, 1e-6, 0.05, 0.3, 2.0, f32::INFINITY][below(6)];
+                let a = (below(24) as f32 - 12.0) * 0.125;
+                let reach = f64::from(c) * norm;
+                let e = match below(4) {
+                    _ if reach.is_infinite() => (below(48) as f32 - 24.0) * 0.125,
+                    0 => a,
+                    1 => (f64::from(a) + reach) as f32,
+                    2 => (f64::from(a) - reach) as f32,
+                    _ => (f64::from(a) + reach * (below(9) as f64 / 4.0 - 1.0)) as f32,
+                };
+                // Rounding may have left the bound: step back inside.
+                let e = match f64::from(e) - f64::from(a) {
+                    d if d > reach => e.next_down(),
+                    d if d < -reach => e.next_up(),
+                    _ => e,
+                };
+                let a = match below(40) {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    _ => a,
+                };
+                bound.push(c);
+                approx.push(a);
+                exact.push(e);
+            }
+            let mut penalized: Vec<u32> =
+                (0..below(4)).map(|_| below(vocab as u64) as u32).collect();
+            penalized.sort_unstable();
+            penalized.dedup();
+            let p = [0.7, 1.3][below(2)];
+
+            let mut logits = approx.clone();
+            let Some(runs) = select(&bound, norm, k, &penalized, &mut logits) else {
+                let bounded = (0..vocab)
+                    .filter(|&r| approx[r].is_finite() && bound[r].is_finite())
+                    .filter(|r| !penalized.contains(&(*r as u32)))
+                    .count();
+                assert!(bounded < k, "case {case}: {bounded} bounded rows, k {k}");
+                continue;
+            };
+            let scored: Vec<usize> = runs.into_iter().flatten().collect();
+            for &id in &penalized {
+                assert!(
+                    scored.contains(&(id as usize)),
+                    "case {case}: penalized {id}"
+                );
+            }
+            for r in 0..vocab {
+                if scored.contains(&r) {
+                    logits[r] = exact[r];
+                } else {
+                    assert!(logits[r] <= exact[r], "case {case}: row {r}");
+                }
+            }
+            assert_eq!(
+                top(&logits, k, &penalized, p),
+                top(&exact, k, &penalized, p),
+                "case {case}"
+            );
+        }
+    }
 
     #[test]
     fn rounding_helpers_bracket_their_input() {
