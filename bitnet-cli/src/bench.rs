@@ -6,7 +6,7 @@
 //! same thread count (the best probe before and after the test): how close
 //! decoding gets to the memory roofline.
 
-use crate::args::{BenchArgs, LoadArgs, Threads};
+use crate::args::{BenchArgs, LmHeadArg, LoadArgs, Threads};
 use crate::error::usage;
 use crate::load::{cpus, load_with, process_env, resolve_threads};
 use bitnet_model::{hw, KvCache, KvType, Logits, Model, Op, ProfileSnapshot, Sequence};
@@ -80,6 +80,14 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
         )));
     }
     let kernel = l.model.dispatch().describe().to_string();
+    // The LM head the generation tests read: the file's, re-quantized in
+    // memory, or the file's behind a Q8_0 screen.
+    let head = l.model.lm_head_type().name();
+    let lm_head = match args.lm_head {
+        Some(LmHeadArg::Screen) => format!("{head}, screened by Q8_0"),
+        Some(LmHeadArg::Q8_0 | LmHeadArg::Q6K) => format!("{head}, re-quantized"),
+        None => head.to_string(),
+    };
     let step_bytes = l.model.bytes_per_token();
     let streamed = step_bytes >= STREAMED_BYTES && args.gen.iter().any(|&n| n > 0);
     let mut rows = Vec::new();
@@ -146,6 +154,7 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
                     "test": r.test, "n_prompt": r.n_prompt, "n_gen": r.n_gen, "n_depth": r.n_depth,
                     "threads": r.threads,
                     "batch": r.batch, "tok_s": r.tok_s, "tok_s_sd": r.tok_s_sd, "kernel": kernel,
+                    "lm_head": lm_head,
                     "ms_per_token": ops,
                     "weights_gb_s": r.roofline.map(|(gbs, _)| gbs),
                     "read_bandwidth_gb_s": r.roofline.map(|(_, bw)| bw),
@@ -158,10 +167,13 @@ pub fn run(args: &BenchArgs) -> crate::Result<()> {
             "| model | kernel | threads | batch | test | t/s | weights read | of read bandwidth |"
         );
         println!("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |");
-        let name = args
+        let mut name = args
             .model
             .as_ref()
             .map_or("built-in demo".into(), |p| p.display().to_string());
+        if args.lm_head.is_some() {
+            name = format!("{name} (LM head {lm_head})");
+        }
         for r in &rows {
             let roofline = match r.roofline {
                 Some((gbs, bw)) => {

@@ -334,6 +334,7 @@ fn bench_json_rows_have_the_documented_fields() {
             "tok_s",
             "tok_s_sd",
             "kernel",
+            "lm_head",
             "weights_gb_s",
             "read_bandwidth_gb_s",
         ] {
@@ -344,6 +345,7 @@ fn bench_json_rows_have_the_documented_fields() {
         assert!(r["weights_gb_s"].is_null() && r["read_bandwidth_gb_s"].is_null());
     }
     assert_eq!(rows[0]["test"], "pp16");
+    assert_eq!(rows[0]["lm_head"], "F16");
     assert_eq!(rows[2]["batch"], 3);
     // The same tests again with 40 positions of context in the cache.
     assert_eq!(rows[3]["test"], "pp16 @ d40");
