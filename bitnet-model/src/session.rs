@@ -98,22 +98,22 @@ impl<'m> Session<'m> {
 
     /// Feeds one generated token.
     pub fn push(&mut self, token: u32) -> Result<(), ModelError> {
-        let start = Instant::now();
-        self.model
-            .forward(&[token], &mut self.cache, Logits::Last, &mut self.logits)?;
-        self.tokens.push(token);
-        self.timings.decode += start.elapsed();
-        self.timings.decode_tokens += 1;
-        Ok(())
+        self.feed(token, None)
     }
 
     /// [`Session::push`] for a token whose next logits only `sampler` will
     /// read ([`Session::sample`]): with a screened LM head, only the rows
     /// that can be among its picks are scored exactly ([`Logits::Top`]).
     pub fn push_for(&mut self, token: u32, sampler: &mut Sampler) -> Result<(), ModelError> {
+        self.feed(token, Some(sampler))
+    }
+
+    /// Feeds `token`, whose next logits `sampler` (when given) alone reads.
+    fn feed(&mut self, token: u32, sampler: Option<&mut Sampler>) -> Result<(), ModelError> {
         let start = Instant::now();
         self.tokens.push(token);
-        let which = match sampler.reads(&self.tokens, self.model.config.vocab) {
+        let vocab = self.model.config.vocab;
+        let which = match sampler.and_then(|s| s.reads(&self.tokens, vocab)) {
             Some((k, exact)) => Logits::Top { k, exact },
             None => Logits::Last,
         };
