@@ -398,13 +398,14 @@ proptest! {
 
     /// 1..=9 rows against 0..=13 vectors (every tile and group size and
     /// remainder of every path, up to two rows per stream of the widest
-    /// row tiles), K through every tail: each output is bit
+    /// row tiles), or 60..=140 rows (one to three blocks of the span by
+    /// span kernels), K through every tail: each output is bit
     /// for bit the same path's `dot_f16` of its row and vector, so the LM
     /// head gives the same logits whether a token is alone in its step or
     /// not. Outputs start as NaN so an unwritten one shows.
     #[test]
     fn dot_f16_multi_is_dot_f16_per_pair(
-        m in 1usize..=9,
+        m in prop_oneof![1usize..=9, 60usize..=140],
         n in 0usize..=13,
         k in prop_oneof![1usize..=70, 1usize..=3000],
         seed: u64,

@@ -61,6 +61,80 @@ macro_rules! f16_rows_multi {
     };
 }
 
+/// Defines `$name(xs, w, k, out)`: `Table::dot_f16_multi` span by span, for
+/// more than two vectors. [`F16_SPAN_ROWS`] rows, in tiles of `$g`, take
+/// one [`F16_SPAN`] of their halves at a time against up to 6 vectors
+/// (`tiles!`), the tiles' chains (`$steps`) kept on the stack between spans
+/// and finished (`$finish`) after the last; each row prefetches the same
+/// place in the row a block on. Rows past the last whole tile go one by one
+/// through `$rows_multi`. Every pair makes the steps of the ISA's `dot_f16`
+/// in the same order, so it has the same bits.
+macro_rules! f16_multi_in_spans {
+    ($(#[$doc:meta])* $name:ident, $steps:ident, $finish:ident, $zero:ident, $g:literal,
+     $rows_multi:ident, $features:literal) => {
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        fn $name(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
+            const G: usize = $g;
+            const GROUPS: usize = F16_SPAN_ROWS / G;
+            let (n, m) = (xs.len() / k, w.len() / k);
+            let row = |r: usize| &w[r * k..(r + 1) * k];
+            let mut r0 = 0;
+            while r0 + G <= m {
+                let groups = ((m - r0) / G).min(GROUPS);
+                tiles!(n, [1, 2, 3, 4, 5; 6], |t0, T| {
+                    let xs = &xs[t0 * k..(t0 + T) * k];
+                    let mut acc = [[[$zero(); T]; G]; GROUPS];
+                    let mut c = 0;
+                    while c < k {
+                        let span = c..(c + F16_SPAN).min(k);
+                        for (g, acc) in acc[..groups].iter_mut().enumerate() {
+                            let rows: [&[u16]; G] = rows_at(|j| row(r0 + g * G + j));
+                            // SAFETY: `xs` holds `T` vectors and every row
+                            // `k` halves; spans start at multiples of
+                            // F16_SPAN, itself a multiple of 32.
+                            unsafe {
+                                $steps(
+                                    xs.as_ptr(),
+                                    k,
+                                    row_ptrs(&rows, k),
+                                    span.clone(),
+                                    F16_SPAN_ROWS * k,
+                                    acc,
+                                )
+                            };
+                        }
+                        c = span.end;
+                    }
+                    for (g, acc) in acc[..groups].iter().enumerate() {
+                        for (j, acc) in acc.iter().enumerate() {
+                            let r = r0 + g * G + j;
+                            for (t, a) in acc.iter().enumerate() {
+                                out[r * n + t0 + t] = $finish(*a, &xs[t * k..(t + 1) * k], row(r));
+                            }
+                        }
+                    }
+                });
+                r0 += groups * G;
+            }
+            for r in r0..m {
+                $rows_multi(xs, [row(r)], k, [&mut out[r * n..(r + 1) * n]]);
+            }
+        }
+    };
+}
+
+/// Rows that the span-by-span `dot_f16_multi` kernels
+/// ([`f16_multi_in_spans`]) take through each span together, and their
+/// prefetch distance in rows: the model's blocks of the LM head.
+const F16_SPAN_ROWS: usize = 64;
+
+/// Halves of each row that the span-by-span `dot_f16_multi` kernels take
+/// at a time: six vectors' 512 floats (12 KiB) stay in L1 while every row
+/// of a block passes, where whole rows of six 2560-wide vectors (60 KiB)
+/// overflow a 48 KiB L1 and evict the rows' prefetched lines.
+const F16_SPAN: usize = 512;
+
 // ---------------------------------------------------------------------------
 // AVX2
 // ---------------------------------------------------------------------------
@@ -531,16 +605,54 @@ fn dot_f16_tile_avx2<const R: usize, const T: usize>(
     out: &mut [[f32; T]; R],
 ) {
     let xs = &xs[..T * k];
-    let xp = xs.as_ptr();
     let wp = row_ptrs(&rows, k);
     let mut acc = [[_mm256_setzero_ps(); T]; R];
-    let mut i = 0;
+    // SAFETY: `xs` holds `T` vectors and every `wp` a row, `k` elements each.
+    unsafe { f16_steps_avx2(xs.as_ptr(), k, wp, 0..k, lead, &mut acc) };
+    for (o, (a, row)) in out.iter_mut().zip(acc.iter().zip(&rows)) {
+        for (t, (o, a)) in o.iter_mut().zip(a).enumerate() {
+            *o = f16_finish_avx2(*a, &xs[t * k..(t + 1) * k], row);
+        }
+    }
+}
+
+/// A pair's dot from its chain: the lanes' sum, then the scalar tail past
+/// the last whole 8-wide step.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_finish_avx2(acc: __m256, x: &[f32], row: &[u16]) -> f32 {
+    let i = x.len() / 8 * 8;
+    f16_dot_tail(hsum_avx2(acc), &x[i..], &row[i..x.len()])
+}
+
+/// The FMA chains of [`dot_f16_tile_avx2`] over the halves `span` only:
+/// `acc[r][t]` gains the whole 8-wide steps of row `r` against vector `t`
+/// that start in `span`, in order ([`f16_finish_avx2`] adds the tail). A
+/// dot summed span after span, each starting at a multiple of 32, makes the
+/// same steps in the same order as one span over `0..k`.
+///
+/// # Safety
+/// `xp` is valid for reading `T·k` floats and every `wp` for `k` halves;
+/// `span` lies in `0..k` and starts at a multiple of 32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_steps_avx2<const R: usize, const T: usize>(
+    xp: *const f32,
+    k: usize,
+    wp: [*const u16; R],
+    span: Range<usize>,
+    lead: usize,
+    accs: &mut [[__m256; T]; R],
+) {
+    // A local copy: the chains stay in registers between the steps.
+    let mut acc = *accs;
     // One 8-wide step, all rows and vectors: a macro, not a closure over
     // `acc`, so nothing forces the accumulators out of registers.
     macro_rules! step {
         ($i:expr) => {
-            // SAFETY: callers keep $i + 8 <= k, so halves $i..$i + 8 lie in
-            // every row and floats t·k + $i .. t·k + $i + 8 in vector t < T.
+            // SAFETY: $i + 8 <= span.end <= k (our caller's contract), so
+            // halves $i..$i + 8 lie in every row and floats
+            // t·k + $i .. t·k + $i + 8 in vector t < T.
             unsafe {
                 let mut h = [_mm256_setzero_ps(); R];
                 for (h, w) in h.iter_mut().zip(&wp) {
@@ -555,8 +667,9 @@ fn dot_f16_tile_avx2<const R: usize, const T: usize>(
             }
         };
     }
-    while i + 16 <= k {
-        if i % 32 == 0 {
+    let mut i = span.start;
+    while i + 16 <= span.end {
+        if i.is_multiple_of(32) {
             for w in &wp {
                 let ahead = w.wrapping_add(lead + i).cast::<u8>();
                 prefetch_line(ahead);
@@ -567,15 +680,10 @@ fn dot_f16_tile_avx2<const R: usize, const T: usize>(
         step!(i + 8);
         i += 16;
     }
-    if i + 8 <= k {
+    if i + 8 <= span.end {
         step!(i);
-        i += 8;
     }
-    for ((o, a), row) in out.iter_mut().zip(&acc).zip(&rows) {
-        for (t, (o, a)) in o.iter_mut().zip(a).enumerate() {
-            *o = f16_dot_tail(hsum_avx2(*a), &xs[t * k + i..(t + 1) * k], &row[i..k]);
-        }
-    }
+    *accs = acc;
 }
 
 f16_rows_multi!(
@@ -591,15 +699,33 @@ f16_rows_multi!(
     "avx2,fma,f16c"
 );
 
-/// See `Table::dot_f16_multi`. A tile pairs row `j` with row `j + m/2`, so
-/// the rows arrive as two streams half the matrix apart, as the decode
-/// GEMV's do ([`GEMV_STREAMS`](crate::arch::GEMV_STREAMS)): on the AVX2 VM
-/// (2026-11-30; the 2B head from DRAM in the model's 64-row blocks, 6
-/// vectors, one thread) 25.0–27.2 GMAC/s against 16.5–22.4 for adjacent
-/// rows, alternated in one process.
+f16_multi_in_spans!(
+    /// [`f16_multi_in_spans`] in tiles of 2 rows.
+    dot_f16_spans_avx2,
+    f16_steps_avx2,
+    f16_finish_avx2,
+    _mm256_setzero_ps,
+    2,
+    dot_f16_rows_multi_avx2,
+    "avx2,fma,f16c"
+);
+
+/// See `Table::dot_f16_multi`. More than two vectors go span by span
+/// ([`dot_f16_spans_avx2`]): on the Zen 5 VM (2026-12-01; the 2B head from
+/// DRAM in the model's 64-row blocks, 6 vectors, AVX2 kernels) a pass took
+/// 31.2–32.0 ms against 33.1–35.1 whole row by whole row on one thread,
+/// 16.5–17.2 against 17.2–20.1 on two. Fewer pair row `j` with row
+/// `j + m/2` in a tile, so the rows arrive as two streams half the matrix
+/// apart, as the decode GEMV's do
+/// ([`GEMV_STREAMS`](crate::arch::GEMV_STREAMS)): on the AVX2 VM
+/// (2026-11-30; 6 vectors, one thread) 25.0–27.2 GMAC/s against 16.5–22.4
+/// for adjacent rows, alternated in one process.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16_multi_avx2(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
     let n = xs.len() / k;
+    if n > 2 {
+        return dot_f16_spans_avx2(xs, w, k, out);
+    }
     multi_in_streams::<_, 2>(
         w,
         k,
@@ -1212,6 +1338,36 @@ fn dot_f16_tile_avx512<const R: usize, const T: usize>(
     let xp = xs[..T * k].as_ptr();
     let wp = row_ptrs(&rows, k);
     let mut acc = [[_mm512_setzero_ps(); T]; R];
+    // SAFETY: `xp` holds `T` vectors and every `wp` a row, `k` elements each.
+    unsafe { f16_steps_avx512(xp, k, wp, 0..k, lead, &mut acc) };
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = _mm512_reduce_add_ps(*a);
+        }
+    }
+}
+
+/// The FMA chains of [`dot_f16_tile_avx512`] over the halves `span` only:
+/// `acc[r][t]` gains the 16-wide steps of row `r` against vector `t` that
+/// start in `span`, in order, the step at `k`'s end masked. A dot summed
+/// span after span, each starting at a multiple of 32, makes the same steps
+/// in the same order as one span over `0..k`, so it has the same bits.
+///
+/// # Safety
+/// `xp` is valid for reading `T·k` floats and every `wp` for `k` halves;
+/// `span` lies in `0..k` and starts at a multiple of 32.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn f16_steps_avx512<const R: usize, const T: usize>(
+    xp: *const f32,
+    k: usize,
+    wp: [*const u16; R],
+    span: Range<usize>,
+    lead: usize,
+    accs: &mut [[__m512; T]; R],
+) {
+    // A local copy: the chains stay in registers between the steps.
+    let mut acc = *accs;
     // One 16-wide step over lanes `$i .. $i + 16` that `$m` selects, all
     // rows and vectors: a macro, not a closure over `acc`, so nothing forces
     // the accumulators out of registers. The full steps pass no mask (plain
@@ -1224,8 +1380,9 @@ fn dot_f16_tile_avx512<const R: usize, const T: usize>(
             step!($i, _mm256_maskz_loadu_epi16, _mm512_maskz_loadu_ps, $m)
         };
         ($i:expr, $loadh:ident, $loadx:ident, $($m:expr)?) => {
-            // SAFETY: callers keep the selected lanes below k, so halves
-            // $i.. lie in every row and floats t·k + $i.. in vector t < T.
+            // SAFETY: the selected lanes lie in `span`, below k (our
+            // caller's contract), so halves $i.. lie in every row and
+            // floats t·k + $i.. in vector t < T.
             unsafe {
                 let mut h = [_mm512_setzero_ps(); R];
                 for (h, w) in h.iter_mut().zip(&wp) {
@@ -1240,8 +1397,8 @@ fn dot_f16_tile_avx512<const R: usize, const T: usize>(
             }
         };
     }
-    let mut i = 0;
-    while i + 32 <= k {
+    let mut i = span.start;
+    while i + 32 <= span.end {
         for w in &wp {
             prefetch_line(w.wrapping_add(lead + i).cast());
         }
@@ -1249,18 +1406,14 @@ fn dot_f16_tile_avx512<const R: usize, const T: usize>(
         step!(i + 16);
         i += 32;
     }
-    if i + 16 <= k {
+    if i + 16 <= span.end {
         step!(i);
         i += 16;
     }
-    if i < k {
-        step!(i, tail_mask(k - i));
+    if i < span.end {
+        step!(i, tail_mask(span.end - i));
     }
-    for (o, a) in out.iter_mut().zip(&acc) {
-        for (o, a) in o.iter_mut().zip(a) {
-            *o = _mm512_reduce_add_ps(*a);
-        }
-    }
+    *accs = acc;
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
@@ -1276,12 +1429,38 @@ f16_rows_multi!(
     "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c"
 );
 
-/// See `Table::dot_f16_multi`: tiles of 4 rows in four far-apart streams
-/// ([`multi_in_streams`]).
+/// A pair's dot from its chain: the lanes' sum (the last step was masked).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn f16_finish_avx512(acc: __m512, _x: &[f32], _row: &[u16]) -> f32 {
+    _mm512_reduce_add_ps(acc)
+}
+
+f16_multi_in_spans!(
+    /// [`f16_multi_in_spans`] in tiles of 4 rows.
+    dot_f16_spans_avx512,
+    f16_steps_avx512,
+    f16_finish_avx512,
+    _mm512_setzero_ps,
+    4,
+    dot_f16_rows_multi_avx512,
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c"
+);
+
+/// See `Table::dot_f16_multi`. Two vectors or fewer read their rows in
+/// four far-apart streams ([`multi_in_streams`]), as the decode GEMV does;
+/// more go span by span ([`dot_f16_spans_avx512`]). On the Zen 5 VM
+/// (2026-12-01; the 2B head from DRAM in the model's 64-row blocks, 6
+/// vectors) a pass took 19.4–21.7 ms span by span against 30.2–30.8 whole
+/// row by whole row on one thread, 15.8–16.1 against 16.5–18.8 on two.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16_multi_avx512(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
+    const G: usize = 4;
     let n = xs.len() / k;
-    multi_in_streams::<_, 4>(
+    if n > 2 {
+        return dot_f16_spans_avx512(xs, w, k, out);
+    }
+    multi_in_streams::<_, G>(
         w,
         k,
         n,
