@@ -201,6 +201,9 @@ pub(crate) struct Table {
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.
     pub gemv_q8_0: GemvFn<u8>,
+    /// `out[r·N + t] = gemv_q8_0` of row `r` of `w` against f32 vector `t`
+    /// of `xs` (`N` vectors of `k`), bit for bit.
+    pub dot_q8_0_multi: unsafe fn(xs: &[f32], w: &[u8], k: usize, out: &mut [f32]),
     /// `y[r - rows.start] = Σ_blocks d_w·d_x·Σ scale·(L − 32)·q`: Q6_K rows
     /// against one row of Q8_K activations (`crate::kquant`), bit for bit
     /// the scalar reference.

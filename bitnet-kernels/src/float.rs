@@ -350,6 +350,40 @@ impl Dispatch {
         unsafe { (self.table.gemv_q8_0)(w, k, x, rows, y) };
         Ok(())
     }
+
+    /// Q8_0 rows against several f32 vectors (a re-quantized LM head in a
+    /// batched step): `w` holds `M` rows of `K/32` blocks and `xs` `N`
+    /// vectors of `K`, back to back; `out[r·N + t]` is
+    /// [`Dispatch::gemv_q8_0`] of row `r` against vector `t`, bit for bit,
+    /// so `out` is `M × N`. The kernels unpack each block once for several
+    /// vectors.
+    pub fn dot_q8_0_multi(
+        &self,
+        xs: &[f32],
+        w: &[u8],
+        k: usize,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        if !k.is_multiple_of(Q8_0_BLOCK) {
+            return Err(Error::KNotMultiple {
+                k,
+                block: Q8_0_BLOCK,
+            });
+        }
+        check_multi(
+            k,
+            ("dot_q8_0_multi vectors", xs.len(), k),
+            (
+                "dot_q8_0_multi rows (Q8_0)",
+                w.len(),
+                Q8_0_BLOCK_BYTES * k / Q8_0_BLOCK,
+            ),
+            ("dot_q8_0_multi output (rows × vectors)", out.len()),
+        )?;
+        // SAFETY: ISA supported (Dispatch invariant); shapes checked above.
+        unsafe { (self.table.dot_q8_0_multi)(xs, w, k, out) };
+        Ok(())
+    }
 }
 
 fn check_rope(x: &[f32], head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<(), Error> {

@@ -568,6 +568,48 @@ proptest! {
             }
         }
     }
+
+    /// 1..=11 rows (up to two per stream, and remainders) or 30..=70 (one
+    /// to three blocks of the span by span kernels) against 0..=13 vectors
+    /// (every tile width and remainder), 1..=94 blocks: each output
+    /// is bit for bit the same path's `gemv_q8_0` of its row and vector, so
+    /// a re-quantized head gives a token the same logits alone or in a
+    /// batch. Outputs start as NaN so an unwritten one shows.
+    #[test]
+    fn dot_q8_0_multi_is_gemv_per_pair(
+        m in prop_oneof![1usize..=11, 30usize..=70],
+        n in 0usize..=13,
+        blocks in prop_oneof![1usize..=4, 1usize..=94],
+        seed: u64,
+        kind in vals(),
+    ) {
+        let k = blocks * Q8_0_BLOCK;
+        let mut rng = TestRng::new(seed);
+        let mut w = vec![0u8; m * blocks * Q8_0_BLOCK_BYTES];
+        for block in w.chunks_exact_mut(Q8_0_BLOCK_BYTES) {
+            block[..2].copy_from_slice(&half_val(&mut rng, kind).to_le_bytes());
+            for q in &mut block[2..] {
+                *q = rng.next() as u8;
+            }
+        }
+        let xs = f32s(&mut rng, n * k, kind);
+        let (uxs, uw) = (Unaligned::new(&xs), Unaligned::new(&w));
+        for d in paths() {
+            let mut out = Unaligned::new(&vec![f32::NAN; m * n]);
+            d.dot_q8_0_multi(uxs.get(), uw.get(), k, out.get_mut()).unwrap();
+            for (i, &got) in out.get().iter().enumerate() {
+                let (r, t) = (i / n, i % n);
+                let mut want = [f32::NAN];
+                d.gemv_q8_0(&w, k, &xs[t * k..(t + 1) * k], r..r + 1, &mut want).unwrap();
+                prop_assert_eq!(
+                    got.to_bits(),
+                    want[0].to_bits(),
+                    "{} dot_q8_0_multi row {} vector {} of {}, K = {}: {:e} vs gemv_q8_0 {:e}",
+                    d.isa(), r, t, n, k, got, want[0]
+                );
+            }
+        }
+    }
 }
 
 /// The BitNet-2B LM head shape's K, a few rows: the long unrolled body.

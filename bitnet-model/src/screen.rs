@@ -6,8 +6,8 @@
 //! token reads about half of the head's bytes.
 //!
 //! The bound. Both heads' kernels compute `fl(Σ w·x)` in f32, in some order,
-//! each term through at most `n = cols + 2` roundings (the product, the
-//! sums, a Q8_0 block scale), so with `γ = n·u / (1 − n·u)`, `u = 2⁻²⁴`:
+//! each term through at most `n = cols + 2` roundings (the product and the
+//! sums; the weights themselves are exact in f32), so with `γ = n·u / (1 − n·u)`, `u = 2⁻²⁴`:
 //! `|exact − Σ w·x| ≤ γ·‖w‖·‖x‖` and `|approx − Σ ŵ·x| ≤ γ·‖ŵ‖·‖x‖`, and
 //! `|Σ (w − ŵ)·x| ≤ ‖w − ŵ‖·‖x‖` (Cauchy–Schwarz, 2-norms). Hence
 //! `|exact − approx| ≤ c·‖x‖` with `c = ‖w − ŵ‖ + γ·(‖w‖ + ‖ŵ‖)`, which is

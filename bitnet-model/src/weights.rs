@@ -209,9 +209,9 @@ pub(crate) struct Dense {
     owned: Option<Vec<u8>>,
 }
 
-/// Rows of an F16 or Q6_K LM head per [`Dispatch::dot_f16_multi`] or
-/// [`Dispatch::dot_q6k_multi`] call of [`Dense::gemv_tokens`]: bounds the
-/// staging buffer of their dots. The kernels themselves keep each row in L1
+/// Rows of an F16, Q8_0 or Q6_K LM head per [`Dispatch::dot_f16_multi`],
+/// [`Dispatch::dot_q8_0_multi`] or [`Dispatch::dot_q6k_multi`] call of
+/// [`Dense::gemv_tokens`]: bounds the staging buffer of their dots. The kernels themselves keep each row in L1
 /// while every token passes.
 const HEAD_ROW_BLOCK: usize = 64;
 
@@ -425,10 +425,10 @@ impl Dense {
     /// Q8_0 and Q6_K go through the dispatched GEMV, which reads the matrix
     /// as several far-apart streams. Q6_K dots int8 activations
     /// ([`quantize_row_q8k`], one scale per 256), as ggml does. Several
-    /// tokens, F16 (the tied head of BitNet-2B) and Q6_K:
+    /// tokens, F16 (the tied head of BitNet-2B), Q8_0 and Q6_K:
     /// [`Dispatch::dot_f16_multi`] converts each row, and
-    /// [`Dispatch::dot_q6k_multi`] unpacks each block, once for several
-    /// tokens.
+    /// [`Dispatch::dot_q8_0_multi`] and [`Dispatch::dot_q6k_multi`] unpack
+    /// each block, once for several tokens.
     ///
     /// # Safety
     /// `out[t·stride + r]` must be writable for every token `t` and `r ∈ rows`,
@@ -489,14 +489,10 @@ impl Dense {
                 })?;
             }
             TensorType::Q8_0 => {
-                let mut y = [0f32];
-                for r in rows {
-                    let row = &bytes[r * rb..(r + 1) * rb];
-                    for (t, x) in xs.chunks_exact(self.cols).enumerate() {
-                        d.gemv_q8_0(row, self.cols, x, 0..1, &mut y)?;
-                        put(t, r, y[0]);
-                    }
-                }
+                by_row_blocks(rows, n, put, |block, dots| {
+                    let w = &bytes[block.start * rb..block.end * rb];
+                    d.dot_q8_0_multi(xs, w, self.cols, dots)
+                })?;
             }
             TensorType::F32 => {
                 let w: &[f32] = aligned(bytes, &self.name)?;

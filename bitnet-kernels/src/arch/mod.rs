@@ -245,27 +245,29 @@ pub(crate) fn multi_in_streams<'w, T, const R: usize>(
     }
 }
 
-/// [`Table::dot_q6k_multi`](crate::dispatch::Table) for an ISA without its
-/// own: the ISA's `gemv_q6k` per row and vector.
+/// A `Table::dot_*_multi` entry for an ISA without its own: the ISA's
+/// `gemv` per row and vector, so every output is that GEMV's bit for bit.
+/// `xs` holds vectors of `xrow` elements (as `gemv` takes them for `k`
+/// weights).
 ///
 /// # Safety
-/// `gemv`'s ISA is present; `k` is a positive multiple of 256, `xqs` and `w`
-/// hold whole Q8_K and Q6_K rows, and `out` one value per row and vector.
+/// `gemv`'s ISA is present; `k`, `xs` and `w` are what `gemv` takes for
+/// whole rows and vectors, and `out` holds one value per row and vector.
 #[inline(always)]
-pub(crate) unsafe fn dot_q6k_multi_with(
-    gemv: crate::dispatch::GemvFn<u8, u8>,
-    xqs: &[u8],
+pub(crate) unsafe fn dot_multi_with<X>(
+    gemv: crate::dispatch::GemvFn<u8, X>,
+    xs: &[X],
+    xrow: usize,
     w: &[u8],
     k: usize,
     out: &mut [f32],
 ) {
-    let xrow = k / crate::kquant::Q6K_BLOCK * crate::kquant::Q8K_BLOCK_BYTES;
-    let n = xqs.len() / xrow;
+    let n = xs.len() / xrow;
     if n == 0 {
         return;
     }
     for (r, o) in out.chunks_exact_mut(n).enumerate() {
-        for (x, y) in xqs.chunks_exact(xrow).zip(o.chunks_exact_mut(1)) {
+        for (x, y) in xs.chunks_exact(xrow).zip(o.chunks_exact_mut(1)) {
             // SAFETY: forwarded from our caller; row `r` exists.
             unsafe { gemv(w, k, x, r..r + 1, y) };
         }

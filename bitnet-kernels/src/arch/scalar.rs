@@ -40,6 +40,7 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc_queries_f16: weighted_sum_f64acc_queries::<u16>,
     gemv_f16,
     gemv_q8_0,
+    dot_q8_0_multi,
     gemv_q6k,
     dot_q6k_multi,
 };
@@ -332,12 +333,11 @@ pub(crate) unsafe fn gemv_q8_0(w: &[u8], k: usize, x: &[f32], rows: Range<usize>
             .zip(x.chunks_exact(Q8_0_BLOCK))
         {
             let d = math::f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-            let s: f32 = block[2..]
-                .iter()
-                .zip(xs)
-                .map(|(&q, &v)| q as i8 as f32 * v)
-                .sum();
-            acc += d * s;
+            // `d·q` is exact (an int8 times an f16: at most 19 significant
+            // bits), so each term is rounded by its product and its sum.
+            for (&q, &v) in block[2..].iter().zip(xs) {
+                acc += d * q as i8 as f32 * v;
+            }
         }
         *o = acc;
     }
@@ -374,6 +374,12 @@ pub(crate) unsafe fn gemv_q6k(w: &[u8], k: usize, xq: &[u8], rows: Range<usize>,
 }
 
 pub(crate) unsafe fn dot_q6k_multi(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
+    let xrow = k / Q6K_BLOCK * Q8K_BLOCK_BYTES;
     // SAFETY: forwarded from our caller.
-    unsafe { super::dot_q6k_multi_with(gemv_q6k, xqs, w, k, out) }
+    unsafe { super::dot_multi_with(gemv_q6k, xqs, xrow, w, k, out) }
+}
+
+pub(crate) unsafe fn dot_q8_0_multi(xs: &[f32], w: &[u8], k: usize, out: &mut [f32]) {
+    // SAFETY: forwarded from our caller.
+    unsafe { super::dot_multi_with(gemv_q8_0, xs, k, w, k, out) }
 }

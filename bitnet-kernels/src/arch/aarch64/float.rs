@@ -10,7 +10,7 @@
 //! `math::f16_to_f32` / `math::f32_to_f16` bit for bit, except that `fcvtl`
 //! quiets signalling NaNs (as F16C does); the tests below check every half.
 
-use crate::arch::{dot_f16_multi_rows_with, gemv_in_streams, scalar, KvElem};
+use crate::arch::{dot_f16_multi_rows_with, dot_multi_with, gemv_in_streams, scalar, KvElem};
 use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
 use crate::math::{self, exp_consts};
 use core::arch::aarch64::*;
@@ -503,46 +503,44 @@ pub(crate) unsafe fn gemv_f16_neon(
     );
 }
 
-/// `Σ_i q[i]·x[i]` over one Q8_0 block, as four partial lanes.
+/// A row's two chains after one more Q8_0 block (`block`: the f16 scale
+/// `d`, then 32 × i8 `q`; `x`: its 32 activations): the weights `d·q`,
+/// exact in f32 (at most 19 significant bits), go four at a time into the
+/// chains in turn.
 #[target_feature(enable = "neon")]
 #[inline]
-fn q8_block(q: &[u8], x: &[f32]) -> float32x4_t {
-    let q = &q[..Q8_0_BLOCK];
+fn q8_fma(acc: &mut [float32x4_t; 2], block: &[u8], x: &[f32]) {
+    let d = math::f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+    let q = &block[2..2 + Q8_0_BLOCK];
     let x = &x[..Q8_0_BLOCK];
     // SAFETY: `q` has 32 readable bytes; NEON is baseline on AArch64.
     let (q0, q1) = unsafe {
         let p = q.as_ptr() as *const i8;
         (vld1q_s8(p), vld1q_s8(p.add(16)))
     };
-    let mut s = [vdupq_n_f32(0.0); 2];
     for (h, v) in [q0, q1].into_iter().enumerate() {
         for (j, w) in [vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v)]
             .into_iter()
             .enumerate()
         {
             let base = 16 * h + 8 * j;
-            let lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(w)));
-            let hi = vcvtq_f32_s32(vmovl_high_s16(w));
-            s[0] = vfmaq_f32(s[0], lo, ld(&x[base..]));
-            s[1] = vfmaq_f32(s[1], hi, ld(&x[base + 4..]));
+            let lo = vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(w))), d);
+            let hi = vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(w)), d);
+            acc[0] = vfmaq_f32(acc[0], lo, ld(&x[base..]));
+            acc[1] = vfmaq_f32(acc[1], hi, ld(&x[base + 4..]));
         }
     }
-    vaddq_f32(s[0], s[1])
 }
 
-/// `Σ_blocks d·Σ q·x` of `x` against `S` Q8_0 rows, one block of every row
-/// in turn; each row alternates two accumulators between consecutive blocks
-/// so their FMAs do not serialise, whatever `S`.
+/// `Σ_blocks Σ (d·q)·x` of `x` against `S` Q8_0 rows, one block of every
+/// row in turn, two chains per row ([`q8_fma`]).
 #[target_feature(enable = "neon")]
 #[inline]
 fn dot_q8_0_rows<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
     let mut acc = [[vdupq_n_f32(0.0); 2]; S];
     for (i, xs) in x.chunks_exact(Q8_0_BLOCK).enumerate() {
         for (a, r) in acc.iter_mut().zip(&rows) {
-            let block = &r[i * Q8_0_BLOCK_BYTES..(i + 1) * Q8_0_BLOCK_BYTES];
-            let d = math::f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
-            let s = q8_block(&block[2..], xs);
-            a[i & 1] = vfmaq_f32(a[i & 1], s, vdupq_n_f32(d));
+            q8_fma(a, &r[i * Q8_0_BLOCK_BYTES..(i + 1) * Q8_0_BLOCK_BYTES], xs);
         }
     }
     let mut out = [0f32; S];
@@ -571,6 +569,13 @@ pub(crate) unsafe fn gemv_q8_0_neon(
         |rs| dot_q8_0_rows(x, rs),
         |r| dot_q8_0_rows(x, [r])[0],
     );
+}
+
+/// See `Table::dot_q8_0_multi`: the GEMV per row and vector.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_q8_0_multi_neon(xs: &[f32], w: &[u8], k: usize, out: &mut [f32]) {
+    // SAFETY: forwarded from our caller.
+    unsafe { dot_multi_with(gemv_q8_0_neon, xs, k, w, k, out) }
 }
 
 // f64-accumulated dot and axpy (attention): f32 × f32 is exact in f64, so

@@ -2,7 +2,7 @@
 //! against the int8 activations, pairwise widening adds, `mla` by the
 //! 16-weight scales). The dotprod table uses it too.
 
-use crate::arch::{dot_q6k_multi_with, gemv_in_streams};
+use crate::arch::{dot_multi_with, gemv_in_streams};
 use crate::kquant::{
     add_q6k_block, q6k_scale, q8k_scale, Q6K_BLOCK, Q6K_BLOCK_BYTES, Q6K_QH, Q6K_SCALES,
     Q8K_BLOCK_BYTES, Q8K_Q, Q8K_SUMS,
@@ -105,5 +105,7 @@ pub(crate) unsafe fn gemv_q6k_neon(
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dot_q6k_multi_neon(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
     // SAFETY: forwarded from our caller.
-    unsafe { dot_q6k_multi_with(gemv_q6k_neon, xqs, w, k, out) }
+    let xrow = k / Q6K_BLOCK * Q8K_BLOCK_BYTES;
+    // SAFETY: forwarded from our caller.
+    unsafe { dot_multi_with(gemv_q6k_neon, xqs, xrow, w, k, out) }
 }

@@ -42,6 +42,7 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc_queries_f16: super::float::weighted_sum_f64acc_queries_neon::<u16>,
     gemv_f16: super::float::gemv_f16_neon,
     gemv_q8_0: super::float::gemv_q8_0_neon,
+    dot_q8_0_multi: super::float::dot_q8_0_multi_neon,
     gemv_q6k: super::kquant::gemv_q6k_neon,
     dot_q6k_multi: super::kquant::dot_q6k_multi_neon,
 };

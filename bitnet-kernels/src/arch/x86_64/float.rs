@@ -26,7 +26,7 @@
 //! value-only intrinsics without `unsafe` 1.87, the AVX-512 intrinsics 1.89
 //! (the workspace's `rust-version`).
 
-use super::{prefetch_ahead, prefetch_line, prefetch_lone_stream, tiles};
+use super::{prefetch_line, prefetch_lone_stream, tiles};
 use crate::arch::{gemv_in_streams, multi_in_streams, rows_at, scalar, KvElem};
 use crate::math::{self, exp_consts};
 use core::arch::x86_64::*;
@@ -61,45 +61,49 @@ macro_rules! f16_rows_multi {
     };
 }
 
-/// Defines `$name(xs, w, k, out)`: `Table::dot_f16_multi` span by span, for
-/// more than two vectors. [`F16_SPAN_ROWS`] rows, in tiles of `$g`, take
-/// one [`F16_SPAN`] of their halves at a time against up to 6 vectors
-/// (`tiles!`), the tiles' chains (`$steps`) kept on the stack between spans
-/// and finished (`$finish`) after the last; each row prefetches the same
-/// place in the row a block on. Rows past the last whole tile go one by one
-/// through `$rows_multi`. Every pair makes the steps of the ISA's `dot_f16`
-/// in the same order, so it has the same bits.
-macro_rules! f16_multi_in_spans {
-    ($(#[$doc:meta])* $name:ident, $steps:ident, $finish:ident, $zero:ident, $g:literal,
-     $rows_multi:ident, $features:literal) => {
+/// Defines `$name(xs, w, k, out)`: a `Table::dot_*_multi` entry span by
+/// span, for more than two vectors. `$span_rows` rows of `w` (each
+/// `$row_len(k)` elements of `$elem`), in tiles of `$g`, take one [`SPAN`]
+/// of their weights at a time against up to `$widths` vectors (`tiles!`),
+/// the tiles' chains (`$zero()` each, advanced by `$steps`) kept on the
+/// stack between spans and finished (`$finish`) after the last; each row
+/// prefetches the same place in the row a block on. Rows past the last
+/// whole tile go one by one through `$rows_multi`. Every pair makes the
+/// steps of the ISA's one-vector kernel in the same order, so it has the
+/// same bits.
+macro_rules! multi_in_spans {
+    ($(#[$doc:meta])* $name:ident, $elem:ty, $row_len:path, $span_rows:expr,
+     $steps:ident, $finish:ident, $zero:ident, $g:literal, [$($w:literal),*; $last:literal],
+     $features:literal $(, $rows_multi:ident)?) => {
         $(#[$doc])*
         #[target_feature(enable = $features)]
-        fn $name(xs: &[f32], w: &[u16], k: usize, out: &mut [f32]) {
+        fn $name(xs: &[f32], w: &[$elem], k: usize, out: &mut [f32]) {
             const G: usize = $g;
-            const GROUPS: usize = F16_SPAN_ROWS / G;
-            let (n, m) = (xs.len() / k, w.len() / k);
-            let row = |r: usize| &w[r * k..(r + 1) * k];
+            const GROUPS: usize = $span_rows / G;
+            let (n, row_len) = (xs.len() / k, $row_len(k));
+            let m = w.len() / row_len;
+            let row = |r: usize| &w[r * row_len..(r + 1) * row_len];
             let mut r0 = 0;
             while r0 + G <= m {
                 let groups = ((m - r0) / G).min(GROUPS);
-                tiles!(n, [1, 2, 3, 4, 5; 6], |t0, T| {
+                tiles!(n, [$($w),*; $last], |t0, T| {
                     let xs = &xs[t0 * k..(t0 + T) * k];
                     let mut acc = [[[$zero(); T]; G]; GROUPS];
                     let mut c = 0;
                     while c < k {
-                        let span = c..(c + F16_SPAN).min(k);
+                        let span = c..(c + SPAN).min(k);
                         for (g, acc) in acc[..groups].iter_mut().enumerate() {
-                            let rows: [&[u16]; G] = rows_at(|j| row(r0 + g * G + j));
-                            // SAFETY: `xs` holds `T` vectors and every row
-                            // `k` halves; spans start at multiples of
-                            // F16_SPAN, itself a multiple of 32.
+                            let rows: [&[$elem]; G] = rows_at(|j| row(r0 + g * G + j));
+                            // SAFETY: `xs` holds `T` vectors of `k` and every
+                            // row `k` weights; spans start at multiples of
+                            // SPAN, itself a multiple of 64.
                             unsafe {
                                 $steps(
                                     xs.as_ptr(),
                                     k,
-                                    row_ptrs(&rows, k),
+                                    row_ptrs(&rows, row_len),
                                     span.clone(),
-                                    F16_SPAN_ROWS * k,
+                                    $span_rows * row_len,
                                     acc,
                                 )
                             };
@@ -117,23 +121,79 @@ macro_rules! f16_multi_in_spans {
                 });
                 r0 += groups * G;
             }
-            for r in r0..m {
-                $rows_multi(xs, [row(r)], k, [&mut out[r * n..(r + 1) * n]]);
-            }
+            $(
+                for r in r0..m {
+                    $rows_multi(xs, [row(r)], k, [&mut out[r * n..(r + 1) * n]]);
+                }
+            )?
         }
     };
 }
 
-/// Rows that the span-by-span `dot_f16_multi` kernels
-/// ([`f16_multi_in_spans`]) take through each span together, and their
-/// prefetch distance in rows: the model's blocks of the LM head.
+/// Weights of each row that the span-by-span kernels ([`multi_in_spans`])
+/// take at a time: six vectors' 512 floats (12 KiB) stay in L1 while every
+/// row of a block passes, where whole rows of six 2560-wide vectors (60
+/// KiB) overflow a 48 KiB L1 and evict the rows' prefetched lines.
+const SPAN: usize = 512;
+
+/// Rows that the span-by-span F16 kernels take through each span together,
+/// and their prefetch distance in rows: the model's blocks of the LM head.
 const F16_SPAN_ROWS: usize = 64;
 
-/// Halves of each row that the span-by-span `dot_f16_multi` kernels take
-/// at a time: six vectors' 512 floats (12 KiB) stay in L1 while every row
-/// of a block passes, where whole rows of six 2560-wide vectors (60 KiB)
-/// overflow a 48 KiB L1 and evict the rows' prefetched lines.
-const F16_SPAN: usize = 512;
+/// Elements of an F16 row of `k` weights.
+const fn f16_row_len(k: usize) -> usize {
+    k
+}
+
+/// Rows that the span-by-span Q8_0 kernels take through each span
+/// together: each (row, vector) pair keeps two chains. On the Zen 5 VM
+/// (2026-12-01, 6 vectors) 27.5–28.0 ms per pass with 32 rows, 28.4–29.3
+/// with 64.
+const Q8_0_SPAN_ROWS: usize = 32;
+
+/// Bytes of a Q8_0 row of `k` weights.
+const fn q8_0_row_len(k: usize) -> usize {
+    k / crate::float::Q8_0_BLOCK * crate::float::Q8_0_BLOCK_BYTES
+}
+
+/// Defines `$name(xs, w, k, out)`, an ISA's `Table::dot_q8_0_multi`. More
+/// than two vectors go span by span (`$spans`, from [`multi_in_spans`]).
+/// Fewer take each row through `$tile::<T>` against every vector of `xs`,
+/// `T` of them at a time (`tiles!` over `$widths`), the rows in four
+/// far-apart streams ([`multi_in_streams`]) as the decode GEMV reads them,
+/// each row prefetching the next of its stream.
+macro_rules! q8_0_multi {
+    ($(#[$doc:meta])* $name:ident, $spans:ident, $tile:ident, [$($w:literal),*; $last:literal],
+     $features:literal) => {
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $name(xs: &[f32], w: &[u8], k: usize, out: &mut [f32]) {
+            let row_bytes = q8_0_row_len(k);
+            let n = xs.len() / k;
+            if n > 2 {
+                return $spans(xs, w, k, out);
+            }
+            let row_multi = |row: &[u8], out: &mut [f32]| {
+                tiles!(n, [$($w),*; $last], |t0, T| {
+                    let o = $tile::<T>(&xs[t0 * k..], row, k, row_bytes);
+                    out[t0..t0 + T].copy_from_slice(&o);
+                });
+            };
+            multi_in_streams::<_, 4>(
+                w,
+                row_bytes,
+                n,
+                out,
+                |rs, outs| {
+                    for (r, o) in rs.into_iter().zip(outs) {
+                        row_multi(r, o);
+                    }
+                },
+                row_multi,
+            );
+        }
+    };
+}
 
 // ---------------------------------------------------------------------------
 // AVX2
@@ -699,15 +759,19 @@ f16_rows_multi!(
     "avx2,fma,f16c"
 );
 
-f16_multi_in_spans!(
-    /// [`f16_multi_in_spans`] in tiles of 2 rows.
+multi_in_spans!(
+    /// `dot_f16_multi` span by span ([`multi_in_spans`]), in tiles of 2 rows.
     dot_f16_spans_avx2,
+    u16,
+    f16_row_len,
+    F16_SPAN_ROWS,
     f16_steps_avx2,
     f16_finish_avx2,
     _mm256_setzero_ps,
     2,
-    dot_f16_rows_multi_avx2,
-    "avx2,fma,f16c"
+    [1, 2, 3, 4, 5; 6],
+    "avx2,fma,f16c",
+    dot_f16_rows_multi_avx2
 );
 
 /// See `Table::dot_f16_multi`. More than two vectors go span by span
@@ -798,56 +862,130 @@ pub(crate) unsafe fn gemv_f16_avx2(
     );
 }
 
-/// `acc + d·Σ q·x` over one Q8_0 block (f16 scale `d`, 32 × i8 `q`), as 8
-/// partial lanes; `x` holds the block's 32 activations.
+/// One Q8_0 block's weights `d·q` as f32 lanes (f16 scale `d`, 32 × i8
+/// `q`): weights 0..8, 8..16, 16..24 and 24..32. Exact: an int8 times an
+/// f16 has at most 19 significant bits, so a term of a Q8_0 dot is rounded
+/// only by its FMA.
 ///
 /// # Safety
 /// `q` must be valid for reading 34 bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_block_avx2(acc: __m256, q: *const u8, x: &[__m256; 4]) -> __m256 {
+unsafe fn q8_weights_avx2(q: *const u8) -> [__m256; 4] {
     // SAFETY: the caller guarantees 34 readable bytes: the scale at 0..2, the
     // weights at 2..34, read 8 at a time; no alignment needed.
     unsafe {
         let h = u16::from_le(q.cast::<u16>().read_unaligned());
         let d = _mm256_cvtph_ps(_mm_set1_epi16(h as i16));
-        let mut s = _mm256_setzero_ps();
-        for (u, xv) in x.iter().enumerate() {
+        let w = |u: usize| {
             let b = _mm_loadl_epi64(q.add(2 + 8 * u).cast());
-            s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), *xv, s);
-        }
-        _mm256_fmadd_ps(d, s, acc)
+            _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)))
+        };
+        [w(0), w(1), w(2), w(3)]
     }
 }
 
-/// `Σ_blocks d·Σ q·x` of `x` against `S` Q8_0 rows at once: each block's
-/// 32 floats of `x` are loaded once for all rows; every row alternates two
-/// accumulators between consecutive blocks (so their final FMAs overlap),
-/// whatever `S`, so a row's result does not depend on its neighbours.
+/// A pair's two chains after one more block: weights 0..8 and 16..24 into
+/// the first, 8..16 and 24..32 into the second; `x` points at the block's
+/// 32 activations.
+///
+/// # Safety
+/// `x` must be valid for reading 32 floats.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0_rows_avx2<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
+unsafe fn q8_fma_avx2(acc: &mut [__m256; 2], w: &[__m256; 4], x: *const f32) {
+    for (u, w) in w.iter().enumerate() {
+        // SAFETY: floats 8u .. 8u + 8 < 32 (caller).
+        let xv = unsafe { _mm256_loadu_ps(x.add(8 * u)) };
+        acc[u % 2] = _mm256_fmadd_ps(*w, xv, acc[u % 2]);
+    }
+}
+
+/// The chains of `G` Q8_0 rows against `T` vectors over the weights `span`
+/// (whole blocks), each block's weights made once for all `T`; every pair
+/// has two chains ([`q8_fma_avx2`]) whatever `G` and `T`, so a pair's dot
+/// does not depend on its tile, nor on how the row was split into spans.
+/// Each row prefetches `lead` bytes ahead.
+///
+/// # Safety
+/// `xp` is valid for reading `T·k` floats and every `wp` for a row of `k`
+/// weights; `span` lies in `0..k` and starts at a multiple of 32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_steps_avx2<const G: usize, const T: usize>(
+    xp: *const f32,
+    k: usize,
+    wp: [*const u8; G],
+    span: Range<usize>,
+    lead: usize,
+    accs: &mut [[[__m256; 2]; T]; G],
+) {
     use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
-    let nb = x.len() / Q8_0_BLOCK;
-    let xp = x.as_ptr();
-    let wp = row_ptrs(&rows, nb * Q8_0_BLOCK_BYTES);
-    let mut acc = [[_mm256_setzero_ps(); 2]; S];
-    for b in 0..nb {
-        for w in &wp {
-            prefetch_ahead(w.wrapping_add(b * Q8_0_BLOCK_BYTES));
-        }
-        // SAFETY: floats 32b .. 32b + 32 <= nb·32 <= x.len(); block b is
-        // bytes 34b .. 34b + 34 of every row, which hold nb blocks.
-        unsafe {
-            let xv = [0, 8, 16, 24].map(|u| _mm256_loadu_ps(xp.add(32 * b + u)));
-            for (a, w) in acc.iter_mut().zip(&wp) {
-                a[b % 2] = q8_block_avx2(a[b % 2], w.add(b * Q8_0_BLOCK_BYTES), &xv);
+    // A local copy: the chains stay in registers between the blocks.
+    let mut acc = *accs;
+    for b in span.start / Q8_0_BLOCK..span.end / Q8_0_BLOCK {
+        for (a, w) in acc.iter_mut().zip(&wp) {
+            prefetch_line(w.wrapping_add(lead + b * Q8_0_BLOCK_BYTES));
+            // SAFETY: block b < k/32 is bytes 34b .. 34b + 34 of the row;
+            // floats t·k + 32b .. + 32 lie in vector t < T (caller).
+            unsafe {
+                let wv = q8_weights_avx2(w.add(b * Q8_0_BLOCK_BYTES));
+                for (t, a) in a.iter_mut().enumerate() {
+                    q8_fma_avx2(a, &wv, xp.add(t * k + Q8_0_BLOCK * b));
+                }
             }
         }
     }
+    *accs = acc;
+}
+
+/// A pair's dot from its two chains.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_0_finish_avx2(acc: [__m256; 2], _x: &[f32], _row: &[u8]) -> f32 {
+    hsum_avx2(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// A pair's two empty chains.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q8_0_zero_avx2() -> [__m256; 2] {
+    [_mm256_setzero_ps(); 2]
+}
+
+/// `Σ_blocks Σ (d·q)·x` of `x` against `S` Q8_0 rows at once: each block's
+/// 32 floats of `x` are read once for all rows ([`q8_0_steps_avx2`] with
+/// one vector).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q8_0_rows_avx2<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
+    let k = x.len();
+    let wp = row_ptrs(&rows, q8_0_row_len(k));
+    let mut acc = [[q8_0_zero_avx2(); 1]; S];
+    // SAFETY: `x` holds `k` floats and every row `k` weights.
+    unsafe { q8_0_steps_avx2(x.as_ptr(), k, wp, 0..k, super::PREFETCH_BYTES, &mut acc) };
     let mut out = [0f32; S];
     for (o, a) in out.iter_mut().zip(&acc) {
-        *o = hsum_avx2(_mm256_add_ps(a[0], a[1]));
+        *o = q8_0_finish_avx2(a[0], x, &[]);
+    }
+    out
+}
+
+/// One Q8_0 row against `T` vectors of `xs` (`k` floats each), every pair
+/// as [`dot_q8_0_rows_avx2`] computes it; the row prefetches `lead` bytes
+/// ahead. 2 × 4 chains and a block's 4 weight vectors are 12 of the 16 ymm
+/// registers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q8_0_tile_avx2<const T: usize>(xs: &[f32], row: &[u8], k: usize, lead: usize) -> [f32; T] {
+    let xs = &xs[..T * k];
+    let row = &row[..q8_0_row_len(k)];
+    let mut acc = [[q8_0_zero_avx2(); T]];
+    // SAFETY: `xs` holds `T` vectors and `row` one row, `k` weights each.
+    unsafe { q8_0_steps_avx2(xs.as_ptr(), k, [row.as_ptr()], 0..k, lead, &mut acc) };
+    let mut out = [0f32; T];
+    for (o, a) in out.iter_mut().zip(&acc[0]) {
+        *o = q8_0_finish_avx2(*a, xs, row);
     }
     out
 }
@@ -861,18 +999,40 @@ pub(crate) unsafe fn gemv_q8_0_avx2(
     rows: Range<usize>,
     y: &mut [f32],
 ) {
-    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
-    let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
-    let x = &x[..k / Q8_0_BLOCK * Q8_0_BLOCK];
+    let x = &x[..k];
     gemv_in_streams(
         w,
-        row_bytes,
+        q8_0_row_len(k),
         rows,
         y,
         |rs| dot_q8_0_rows_avx2(x, rs),
         |r| dot_q8_0_rows_avx2(x, [r])[0],
     );
 }
+
+multi_in_spans!(
+    /// `dot_q8_0_multi` span by span ([`multi_in_spans`]), a row per tile.
+    dot_q8_0_spans_avx2,
+    u8,
+    q8_0_row_len,
+    Q8_0_SPAN_ROWS,
+    q8_0_steps_avx2,
+    q8_0_finish_avx2,
+    q8_0_zero_avx2,
+    1,
+    [1, 2, 3; 4],
+    "avx2,fma,f16c"
+);
+
+q8_0_multi!(
+    /// See `Table::dot_q8_0_multi`: [`dot_q8_0_tile_avx2`] per row, up to 4
+    /// vectors at a time.
+    dot_q8_0_multi_avx2,
+    dot_q8_0_spans_avx2,
+    dot_q8_0_tile_avx2,
+    [1, 2, 3; 4],
+    "avx2,fma,f16c"
+);
 
 // ---------------------------------------------------------------------------
 // AVX-512: 16 lanes, and masked loads/stores turn every tail into one more
@@ -1436,15 +1596,19 @@ fn f16_finish_avx512(acc: __m512, _x: &[f32], _row: &[u16]) -> f32 {
     _mm512_reduce_add_ps(acc)
 }
 
-f16_multi_in_spans!(
-    /// [`f16_multi_in_spans`] in tiles of 4 rows.
+multi_in_spans!(
+    /// `dot_f16_multi` span by span ([`multi_in_spans`]), in tiles of 4 rows.
     dot_f16_spans_avx512,
+    u16,
+    f16_row_len,
+    F16_SPAN_ROWS,
     f16_steps_avx512,
     f16_finish_avx512,
     _mm512_setzero_ps,
     4,
-    dot_f16_rows_multi_avx512,
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c"
+    [1, 2, 3, 4, 5; 6],
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c",
+    dot_f16_rows_multi_avx512
 );
 
 /// See `Table::dot_f16_multi`. Two vectors or fewer read their rows in
@@ -1535,51 +1699,104 @@ pub(crate) unsafe fn gemv_f16_avx512(
     );
 }
 
-/// `acc + d·Σ q·x` over one Q8_0 block, as 16 partial lanes.
+/// As [`q8_weights_avx2`], 16 lanes: weights 0..16 and 16..32.
 ///
 /// # Safety
 /// `q` must be valid for reading 34 bytes (one Q8_0 block).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-unsafe fn q8_block_avx512(acc: __m512, q: *const u8, x0: __m512, x1: __m512) -> __m512 {
+unsafe fn q8_weights_avx512(q: *const u8) -> [__m512; 2] {
     // SAFETY: bytes 0..2 (scale) and 2..34 (weights) are readable (caller).
     unsafe {
         let h = u16::from_le(q.cast::<u16>().read_unaligned());
         let d = _mm512_cvtph_ps(_mm256_set1_epi16(h as i16));
-        let q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(2).cast())));
-        let q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(18).cast())));
-        _mm512_fmadd_ps(d, _mm512_fmadd_ps(q1, x1, _mm512_mul_ps(q0, x0)), acc)
+        let w = |at: usize| {
+            let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(q.add(at).cast()));
+            _mm512_mul_ps(d, _mm512_cvtepi32_ps(q))
+        };
+        [w(2), w(18)]
     }
+}
+
+/// As [`q8_0_steps_avx2`], 16 lanes: weights 0..16 of a block into a pair's
+/// first chain, 16..32 into its second.
+///
+/// # Safety
+/// As [`q8_0_steps_avx2`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn q8_0_steps_avx512<const G: usize, const T: usize>(
+    xp: *const f32,
+    k: usize,
+    wp: [*const u8; G],
+    span: Range<usize>,
+    lead: usize,
+    accs: &mut [[[__m512; 2]; T]; G],
+) {
+    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+    // A local copy: the chains stay in registers between the blocks.
+    let mut acc = *accs;
+    for b in span.start / Q8_0_BLOCK..span.end / Q8_0_BLOCK {
+        for (a, w) in acc.iter_mut().zip(&wp) {
+            prefetch_line(w.wrapping_add(lead + b * Q8_0_BLOCK_BYTES));
+            // SAFETY: block b < k/32 is bytes 34b .. 34b + 34 of the row;
+            // floats t·k + 32b .. + 32 lie in vector t < T (caller).
+            unsafe {
+                let [w0, w1] = q8_weights_avx512(w.add(b * Q8_0_BLOCK_BYTES));
+                for (t, a) in a.iter_mut().enumerate() {
+                    let x = xp.add(t * k + Q8_0_BLOCK * b);
+                    a[0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x), a[0]);
+                    a[1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x.add(16)), a[1]);
+                }
+            }
+        }
+    }
+    *accs = acc;
+}
+
+/// A pair's dot from its two chains.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn q8_0_finish_avx512(acc: [__m512; 2], _x: &[f32], _row: &[u8]) -> f32 {
+    _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+}
+
+/// A pair's two empty chains.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn q8_0_zero_avx512() -> [__m512; 2] {
+    [_mm512_setzero_ps(); 2]
 }
 
 /// As [`dot_q8_0_rows_avx2`], 16 lanes.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 fn dot_q8_0_rows_avx512<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
-    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
-    let nb = x.len() / Q8_0_BLOCK;
-    let xp = x.as_ptr();
-    let wp = row_ptrs(&rows, nb * Q8_0_BLOCK_BYTES);
-    let mut acc = [[_mm512_setzero_ps(); 2]; S];
-    for b in 0..nb {
-        for w in &wp {
-            prefetch_ahead(w.wrapping_add(b * Q8_0_BLOCK_BYTES));
-        }
-        // SAFETY: floats 32b .. 32b + 32 <= nb·32 <= x.len(); block b is
-        // bytes 34b .. 34b + 34 of every row, which hold nb blocks.
-        unsafe {
-            let (x0, x1) = (
-                _mm512_loadu_ps(xp.add(32 * b)),
-                _mm512_loadu_ps(xp.add(32 * b + 16)),
-            );
-            for (a, w) in acc.iter_mut().zip(&wp) {
-                a[b % 2] = q8_block_avx512(a[b % 2], w.add(b * Q8_0_BLOCK_BYTES), x0, x1);
-            }
-        }
-    }
+    let k = x.len();
+    let wp = row_ptrs(&rows, q8_0_row_len(k));
+    let mut acc = [[q8_0_zero_avx512(); 1]; S];
+    // SAFETY: `x` holds `k` floats and every row `k` weights.
+    unsafe { q8_0_steps_avx512(x.as_ptr(), k, wp, 0..k, super::PREFETCH_BYTES, &mut acc) };
     let mut out = [0f32; S];
     for (o, a) in out.iter_mut().zip(&acc) {
-        *o = _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1]));
+        *o = q8_0_finish_avx512(a[0], x, &[]);
+    }
+    out
+}
+
+/// As [`dot_q8_0_tile_avx2`], every pair as [`dot_q8_0_rows_avx512`]
+/// computes it.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn dot_q8_0_tile_avx512<const T: usize>(xs: &[f32], row: &[u8], k: usize, lead: usize) -> [f32; T] {
+    let xs = &xs[..T * k];
+    let row = &row[..q8_0_row_len(k)];
+    let mut acc = [[q8_0_zero_avx512(); T]];
+    // SAFETY: `xs` holds `T` vectors and `row` one row, `k` weights each.
+    unsafe { q8_0_steps_avx512(xs.as_ptr(), k, [row.as_ptr()], 0..k, lead, &mut acc) };
+    let mut out = [0f32; T];
+    for (o, a) in out.iter_mut().zip(&acc[0]) {
+        *o = q8_0_finish_avx512(*a, xs, row);
     }
     out
 }
@@ -1593,18 +1810,57 @@ pub(crate) unsafe fn gemv_q8_0_avx512(
     rows: Range<usize>,
     y: &mut [f32],
 ) {
-    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
-    let row_bytes = k / Q8_0_BLOCK * Q8_0_BLOCK_BYTES;
-    let x = &x[..k / Q8_0_BLOCK * Q8_0_BLOCK];
+    let x = &x[..k];
     gemv_in_streams(
         w,
-        row_bytes,
+        q8_0_row_len(k),
         rows,
         y,
         |rs| dot_q8_0_rows_avx512(x, rs),
         |r| dot_q8_0_rows_avx512(x, [r])[0],
     );
 }
+
+multi_in_spans!(
+    /// `dot_q8_0_multi` span by span ([`multi_in_spans`]): 4 rows × 3
+    /// vectors × 2 chains per tile, so that each activation load serves 4
+    /// rows. On the Zen 5 VM (2026-12-01; a 2B-shaped Q8_0 head, 64-row
+    /// blocks, one thread) 6 vectors took 27.8–27.9 ms per pass this way,
+    /// 28.4–29.4 with 2 rows × 6 vectors and 38.9 with 1 × 6 (two 64-byte
+    /// activation loads per block and vector leave the loads the limit).
+    dot_q8_0_spans_avx512,
+    u8,
+    q8_0_row_len,
+    Q8_0_SPAN_ROWS,
+    q8_0_steps_avx512,
+    q8_0_finish_avx512,
+    q8_0_zero_avx512,
+    4,
+    [1, 2; 3],
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c",
+    dot_q8_0_rows_multi_avx512
+);
+
+/// One Q8_0 row against every vector of `xs`, 6 at a time: the rows past
+/// [`dot_q8_0_spans_avx512`]'s last whole tile.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn dot_q8_0_rows_multi_avx512(xs: &[f32], [row]: [&[u8]; 1], k: usize, [out]: [&mut [f32]; 1]) {
+    tiles!(out.len(), [1, 2, 3, 4, 5; 6], |t0, T| {
+        let o = dot_q8_0_tile_avx512::<T>(&xs[t0 * k..], row, k, row.len());
+        out[t0..t0 + T].copy_from_slice(&o);
+    });
+}
+
+q8_0_multi!(
+    /// See `Table::dot_q8_0_multi`: [`dot_q8_0_tile_avx512`] per row, up to
+    /// 6 vectors at a time.
+    dot_q8_0_multi_avx512,
+    dot_q8_0_spans_avx512,
+    dot_q8_0_tile_avx512,
+    [1, 2, 3, 4, 5; 6],
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c"
+);
 
 // ---------------------------------------------------------------------------
 // f64-accumulated dot and axpy (attention): f32 × f32 is exact in f64, so
