@@ -54,7 +54,9 @@ pub fn replay_corpus(target: &str, body: fn(&[u8])) {
 /// Shapes, trits and activations from the fuzzer through every kernel path
 /// this CPU has and both matmul families, then raw bytes through the Q6_K
 /// head (GEMV and several vectors) and attention's softmax; any difference
-/// from the scalar reference is a panic.
+/// from the scalar reference is a panic. The F16 and Q8_0 heads, whose
+/// float sums differ between paths, must give on each path the same bits
+/// for several vectors as for one.
 pub fn kernel_differential(data: &[u8]) {
     let [m, kb, n, rest @ ..] = data else { return };
     let (m, k, n) = (
@@ -151,6 +153,29 @@ pub fn kernel_differential(data: &[u8]) {
             "{isa} softmax_f64acc: {} scores, scale {scale:e}",
             scores.len()
         );
+    }
+    // The F16 and Q8_0 heads on raw bytes: each path's batched kernel
+    // against its own one-vector kernel, pair by pair.
+    let xs: Vec<f32> = (0..n * k).map(|i| f32_at(i * 3 + 1)).collect();
+    let w16: Vec<u16> = (0..m * k)
+        .map(|i| u16::from_le_bytes([byte(2 * i + 7), byte(2 * i + 8)]))
+        .collect();
+    let w8: Vec<u8> = (0..m * k / 32 * 34).map(|i| byte(i * 5 + 4)).collect();
+    for isa in Isa::supported() {
+        let d = Dispatch::for_isa(isa).unwrap();
+        let (mut f16s, mut q8s) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+        d.dot_f16_multi(&xs, &w16, k, &mut f16s).unwrap();
+        d.dot_q8_0_multi(&xs, &w8, k, &mut q8s).unwrap();
+        for (t, x) in xs.chunks_exact(k).enumerate() {
+            let mut y = vec![f32::NAN; m];
+            d.gemv_q8_0(&w8, k, x, 0..m, &mut y).unwrap();
+            for r in 0..m {
+                let one = d.dot_f16(x, &w16[r * k..(r + 1) * k]).unwrap();
+                let (a, b) = (f16s[r * n + t], q8s[r * n + t]);
+                assert!(same(a, one), "{isa} dot_f16_multi: m={m} k={k} n={n}");
+                assert!(same(b, y[r]), "{isa} dot_q8_0_multi: m={m} k={k} n={n}");
+            }
+        }
     }
 }
 
