@@ -127,6 +127,18 @@ fn half_val(rng: &mut TestRng, kind: Vals) -> u16 {
     }
 }
 
+/// `blocks` Q8_0 blocks: scales of `kind`, random int8 weights.
+fn q8_0_rows(rng: &mut TestRng, blocks: usize, kind: Vals) -> Vec<u8> {
+    let mut w = vec![0u8; blocks * Q8_0_BLOCK_BYTES];
+    for block in w.chunks_exact_mut(Q8_0_BLOCK_BYTES) {
+        block[..2].copy_from_slice(&half_val(rng, kind).to_le_bytes());
+        for q in &mut block[2..] {
+            *q = rng.next() as u8;
+        }
+    }
+    w
+}
+
 fn halves(rng: &mut TestRng, n: usize, kind: Vals) -> Vec<u16> {
     (0..n).map(|_| half_val(rng, kind)).collect()
 }
@@ -518,13 +530,7 @@ proptest! {
     ) {
         let k = blocks * Q8_0_BLOCK;
         let mut rng = TestRng::new(seed);
-        let mut w = vec![0u8; m * blocks * Q8_0_BLOCK_BYTES];
-        for block in w.chunks_exact_mut(Q8_0_BLOCK_BYTES) {
-            block[..2].copy_from_slice(&half_val(&mut rng, kind).to_le_bytes());
-            for q in &mut block[2..] {
-                *q = rng.next() as u8;
-            }
-        }
+        let w = q8_0_rows(&mut rng, m * blocks, kind);
         let x = f32s(&mut rng, k, kind);
         let (lo, hi) = (cut.0.min(m), cut.1.min(m));
         let rows = lo.min(hi)..lo.max(hi);
@@ -585,13 +591,7 @@ proptest! {
     ) {
         let k = blocks * Q8_0_BLOCK;
         let mut rng = TestRng::new(seed);
-        let mut w = vec![0u8; m * blocks * Q8_0_BLOCK_BYTES];
-        for block in w.chunks_exact_mut(Q8_0_BLOCK_BYTES) {
-            block[..2].copy_from_slice(&half_val(&mut rng, kind).to_le_bytes());
-            for q in &mut block[2..] {
-                *q = rng.next() as u8;
-            }
-        }
+        let w = q8_0_rows(&mut rng, m * blocks, kind);
         let xs = f32s(&mut rng, n * k, kind);
         let (uxs, uw) = (Unaligned::new(&xs), Unaligned::new(&w));
         for d in paths() {

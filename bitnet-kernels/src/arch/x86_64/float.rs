@@ -156,40 +156,99 @@ const fn q8_0_row_len(k: usize) -> usize {
     k / crate::float::Q8_0_BLOCK * crate::float::Q8_0_BLOCK_BYTES
 }
 
-/// Defines `$name(xs, w, k, out)`, an ISA's `Table::dot_q8_0_multi`. More
-/// than two vectors go span by span (`$spans`, from [`multi_in_spans`]).
-/// Fewer take each row through `$tile::<T>` against every vector of `xs`,
-/// `T` of them at a time (`tiles!` over `$widths`), the rows in four
-/// far-apart streams ([`multi_in_streams`]) as the decode GEMV reads them,
-/// each row prefetching the next of its stream.
-macro_rules! q8_0_multi {
-    ($(#[$doc:meta])* $name:ident, $spans:ident, $tile:ident, [$($w:literal),*; $last:literal],
-     $features:literal) => {
-        $(#[$doc])*
+/// Defines an ISA's Q8_0 table entries over its `$steps` (the two chains
+/// per pair of `G` rows × `T` vectors over a span of whole blocks),
+/// `$finish` and `$zero`: `$gemv` (`gemv_q8_0`: the rows in far-apart
+/// streams as the F16 GEMV reads them, `$steps` with one vector) and
+/// `$multi` (`dot_q8_0_multi`: bit for bit `$gemv` per pair). More than two
+/// vectors go span by span ([`multi_in_spans`], tiles of `$g` rows); fewer
+/// take each row through `$steps` against `$widths` vectors at a time, the
+/// rows in four far-apart streams ([`multi_in_streams`]), each prefetching
+/// the next of its stream.
+macro_rules! q8_0_entries {
+    ($features:literal, $steps:ident, $finish:ident, $zero:ident, $g:literal,
+     [$($w:literal),*; $last:literal], $gemv:ident, $multi:ident) => {
         #[target_feature(enable = $features)]
-        pub(crate) unsafe fn $name(xs: &[f32], w: &[u8], k: usize, out: &mut [f32]) {
-            let row_bytes = q8_0_row_len(k);
+        pub(crate) unsafe fn $gemv(
+            w: &[u8],
+            k: usize,
+            x: &[f32],
+            rows: Range<usize>,
+            y: &mut [f32],
+        ) {
+            /// `x` against `S` rows at once: each block of `x` is read
+            /// once for all of them.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn dot_rows<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
+                let k = x.len();
+                let wp = row_ptrs(&rows, q8_0_row_len(k));
+                let mut acc = [[$zero(); 1]; S];
+                // SAFETY: `x` holds `k` floats and every row `k` weights.
+                unsafe { $steps(x.as_ptr(), k, wp, 0..k, super::PREFETCH_BYTES, &mut acc) };
+                let mut out = [0f32; S];
+                for (o, a) in out.iter_mut().zip(&acc) {
+                    *o = $finish(a[0], x, &[]);
+                }
+                out
+            }
+            let x = &x[..k];
+            gemv_in_streams(
+                w,
+                q8_0_row_len(k),
+                rows,
+                y,
+                |rs| dot_rows(x, rs),
+                |r| dot_rows(x, [r])[0],
+            );
+        }
+
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $multi(xs: &[f32], w: &[u8], k: usize, out: &mut [f32]) {
+            /// One row against every vector of `xs`, `$widths` at a time;
+            /// the row prefetches the next of its stream.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn row_multi(xs: &[f32], [row]: [&[u8]; 1], k: usize, [out]: [&mut [f32]; 1]) {
+                tiles!(out.len(), [$($w),*; $last], |t0, T| {
+                    let xs = &xs[t0 * k..(t0 + T) * k];
+                    let mut acc = [[$zero(); T]];
+                    // SAFETY: `xs` holds `T` vectors and `row` a row, `k`
+                    // weights each.
+                    unsafe { $steps(xs.as_ptr(), k, [row.as_ptr()], 0..k, row.len(), &mut acc) };
+                    for (o, a) in out[t0..t0 + T].iter_mut().zip(&acc[0]) {
+                        *o = $finish(*a, xs, row);
+                    }
+                });
+            }
+            multi_in_spans!(
+                spans,
+                u8,
+                q8_0_row_len,
+                Q8_0_SPAN_ROWS,
+                $steps,
+                $finish,
+                $zero,
+                $g,
+                [$($w),*; $last],
+                $features,
+                row_multi
+            );
             let n = xs.len() / k;
             if n > 2 {
-                return $spans(xs, w, k, out);
+                return spans(xs, w, k, out);
             }
-            let row_multi = |row: &[u8], out: &mut [f32]| {
-                tiles!(n, [$($w),*; $last], |t0, T| {
-                    let o = $tile::<T>(&xs[t0 * k..], row, k, row_bytes);
-                    out[t0..t0 + T].copy_from_slice(&o);
-                });
-            };
             multi_in_streams::<_, 4>(
                 w,
-                row_bytes,
+                q8_0_row_len(k),
                 n,
                 out,
                 |rs, outs| {
                     for (r, o) in rs.into_iter().zip(outs) {
-                        row_multi(r, o);
+                        row_multi(xs, [r], k, [o]);
                     }
                 },
-                row_multi,
+                |r, o| row_multi(xs, [r], k, [o]),
             );
         }
     };
@@ -953,85 +1012,15 @@ fn q8_0_zero_avx2() -> [__m256; 2] {
     [_mm256_setzero_ps(); 2]
 }
 
-/// `Σ_blocks Σ (d·q)·x` of `x` against `S` Q8_0 rows at once: each block's
-/// 32 floats of `x` are read once for all rows ([`q8_0_steps_avx2`] with
-/// one vector).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0_rows_avx2<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
-    let k = x.len();
-    let wp = row_ptrs(&rows, q8_0_row_len(k));
-    let mut acc = [[q8_0_zero_avx2(); 1]; S];
-    // SAFETY: `x` holds `k` floats and every row `k` weights.
-    unsafe { q8_0_steps_avx2(x.as_ptr(), k, wp, 0..k, super::PREFETCH_BYTES, &mut acc) };
-    let mut out = [0f32; S];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = q8_0_finish_avx2(a[0], x, &[]);
-    }
-    out
-}
-
-/// One Q8_0 row against `T` vectors of `xs` (`k` floats each), every pair
-/// as [`dot_q8_0_rows_avx2`] computes it; the row prefetches `lead` bytes
-/// ahead. 2 × 4 chains and a block's 4 weight vectors are 12 of the 16 ymm
-/// registers.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0_tile_avx2<const T: usize>(xs: &[f32], row: &[u8], k: usize, lead: usize) -> [f32; T] {
-    let xs = &xs[..T * k];
-    let row = &row[..q8_0_row_len(k)];
-    let mut acc = [[q8_0_zero_avx2(); T]];
-    // SAFETY: `xs` holds `T` vectors and `row` one row, `k` weights each.
-    unsafe { q8_0_steps_avx2(xs.as_ptr(), k, [row.as_ptr()], 0..k, lead, &mut acc) };
-    let mut out = [0f32; T];
-    for (o, a) in out.iter_mut().zip(&acc[0]) {
-        *o = q8_0_finish_avx2(*a, xs, row);
-    }
-    out
-}
-
-/// Far-apart row streams as in [`gemv_f16_avx2`]; measured there.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn gemv_q8_0_avx2(
-    w: &[u8],
-    k: usize,
-    x: &[f32],
-    rows: Range<usize>,
-    y: &mut [f32],
-) {
-    let x = &x[..k];
-    gemv_in_streams(
-        w,
-        q8_0_row_len(k),
-        rows,
-        y,
-        |rs| dot_q8_0_rows_avx2(x, rs),
-        |r| dot_q8_0_rows_avx2(x, [r])[0],
-    );
-}
-
-multi_in_spans!(
-    /// `dot_q8_0_multi` span by span ([`multi_in_spans`]), a row per tile.
-    dot_q8_0_spans_avx2,
-    u8,
-    q8_0_row_len,
-    Q8_0_SPAN_ROWS,
+q8_0_entries!(
+    "avx2,fma,f16c",
     q8_0_steps_avx2,
     q8_0_finish_avx2,
     q8_0_zero_avx2,
     1,
     [1, 2, 3; 4],
-    "avx2,fma,f16c"
-);
-
-q8_0_multi!(
-    /// See `Table::dot_q8_0_multi`: [`dot_q8_0_tile_avx2`] per row, up to 4
-    /// vectors at a time.
-    dot_q8_0_multi_avx2,
-    dot_q8_0_spans_avx2,
-    dot_q8_0_tile_avx2,
-    [1, 2, 3; 4],
-    "avx2,fma,f16c"
+    gemv_q8_0_avx2,
+    dot_q8_0_multi_avx2
 );
 
 // ---------------------------------------------------------------------------
@@ -1768,98 +1757,20 @@ fn q8_0_zero_avx512() -> [__m512; 2] {
     [_mm512_setzero_ps(); 2]
 }
 
-/// As [`dot_q8_0_rows_avx2`], 16 lanes.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn dot_q8_0_rows_avx512<const S: usize>(x: &[f32], rows: [&[u8]; S]) -> [f32; S] {
-    let k = x.len();
-    let wp = row_ptrs(&rows, q8_0_row_len(k));
-    let mut acc = [[q8_0_zero_avx512(); 1]; S];
-    // SAFETY: `x` holds `k` floats and every row `k` weights.
-    unsafe { q8_0_steps_avx512(x.as_ptr(), k, wp, 0..k, super::PREFETCH_BYTES, &mut acc) };
-    let mut out = [0f32; S];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = q8_0_finish_avx512(a[0], x, &[]);
-    }
-    out
-}
-
-/// As [`dot_q8_0_tile_avx2`], every pair as [`dot_q8_0_rows_avx512`]
-/// computes it.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn dot_q8_0_tile_avx512<const T: usize>(xs: &[f32], row: &[u8], k: usize, lead: usize) -> [f32; T] {
-    let xs = &xs[..T * k];
-    let row = &row[..q8_0_row_len(k)];
-    let mut acc = [[q8_0_zero_avx512(); T]];
-    // SAFETY: `xs` holds `T` vectors and `row` one row, `k` weights each.
-    unsafe { q8_0_steps_avx512(xs.as_ptr(), k, [row.as_ptr()], 0..k, lead, &mut acc) };
-    let mut out = [0f32; T];
-    for (o, a) in out.iter_mut().zip(&acc[0]) {
-        *o = q8_0_finish_avx512(*a, xs, row);
-    }
-    out
-}
-
-/// Far-apart row streams as in [`gemv_f16_avx2`].
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(crate) unsafe fn gemv_q8_0_avx512(
-    w: &[u8],
-    k: usize,
-    x: &[f32],
-    rows: Range<usize>,
-    y: &mut [f32],
-) {
-    let x = &x[..k];
-    gemv_in_streams(
-        w,
-        q8_0_row_len(k),
-        rows,
-        y,
-        |rs| dot_q8_0_rows_avx512(x, rs),
-        |r| dot_q8_0_rows_avx512(x, [r])[0],
-    );
-}
-
-multi_in_spans!(
-    /// `dot_q8_0_multi` span by span ([`multi_in_spans`]): 4 rows × 3
-    /// vectors × 2 chains per tile, so that each activation load serves 4
-    /// rows. On the Zen 5 VM (2026-12-01; a 2B-shaped Q8_0 head, 64-row
-    /// blocks, one thread) 6 vectors took 27.8–27.9 ms per pass this way,
-    /// 28.4–29.4 with 2 rows × 6 vectors and 38.9 with 1 × 6 (two 64-byte
-    /// activation loads per block and vector leave the loads the limit).
-    dot_q8_0_spans_avx512,
-    u8,
-    q8_0_row_len,
-    Q8_0_SPAN_ROWS,
+q8_0_entries!(
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c",
     q8_0_steps_avx512,
     q8_0_finish_avx512,
     q8_0_zero_avx512,
+    // 4 rows × 3 vectors × 2 chains per tile, so that each activation load
+    // serves 4 rows. On the Zen 5 VM (2026-12-01; a 2B-shaped Q8_0 head,
+    // 64-row blocks, 6 vectors, one thread) 27.8–27.9 ms per pass this way,
+    // 28.4–29.4 with 2 rows × 6 vectors and 38.9 with 1 × 6 (two 64-byte
+    // activation loads per block and vector: the loads were the limit).
     4,
     [1, 2; 3],
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c",
-    dot_q8_0_rows_multi_avx512
-);
-
-/// One Q8_0 row against every vector of `xs`, 6 at a time: the rows past
-/// [`dot_q8_0_spans_avx512`]'s last whole tile.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-fn dot_q8_0_rows_multi_avx512(xs: &[f32], [row]: [&[u8]; 1], k: usize, [out]: [&mut [f32]; 1]) {
-    tiles!(out.len(), [1, 2, 3, 4, 5; 6], |t0, T| {
-        let o = dot_q8_0_tile_avx512::<T>(&xs[t0 * k..], row, k, row.len());
-        out[t0..t0 + T].copy_from_slice(&o);
-    });
-}
-
-q8_0_multi!(
-    /// See `Table::dot_q8_0_multi`: [`dot_q8_0_tile_avx512`] per row, up to
-    /// 6 vectors at a time.
-    dot_q8_0_multi_avx512,
-    dot_q8_0_spans_avx512,
-    dot_q8_0_tile_avx512,
-    [1, 2, 3, 4, 5; 6],
-    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c"
+    gemv_q8_0_avx512,
+    dot_q8_0_multi_avx512
 );
 
 // ---------------------------------------------------------------------------
