@@ -74,7 +74,7 @@ macro_rules! f16_rows_multi {
 macro_rules! multi_in_spans {
     ($(#[$doc:meta])* $name:ident, $elem:ty, $row_len:path, $span_rows:expr,
      $steps:ident, $finish:ident, $zero:ident, $g:literal, [$($w:literal),*; $last:literal],
-     $features:literal $(, $rows_multi:ident)?) => {
+     $features:literal, $rows_multi:ident) => {
         $(#[$doc])*
         #[target_feature(enable = $features)]
         fn $name(xs: &[f32], w: &[$elem], k: usize, out: &mut [f32]) {
@@ -121,11 +121,9 @@ macro_rules! multi_in_spans {
                 });
                 r0 += groups * G;
             }
-            $(
-                for r in r0..m {
-                    $rows_multi(xs, [row(r)], k, [&mut out[r * n..(r + 1) * n]]);
-                }
-            )?
+            for r in r0..m {
+                $rows_multi(xs, [row(r)], k, [&mut out[r * n..(r + 1) * n]]);
+            }
         }
     };
 }
