@@ -104,7 +104,6 @@ pub(crate) unsafe fn gemv_q6k_neon(
 /// See `Table::dot_q6k_multi`: the GEMV per row and vector.
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn dot_q6k_multi_neon(xqs: &[u8], w: &[u8], k: usize, out: &mut [f32]) {
-    // SAFETY: forwarded from our caller.
     let xrow = k / Q6K_BLOCK * Q8K_BLOCK_BYTES;
     // SAFETY: forwarded from our caller.
     unsafe { dot_multi_with(gemv_q6k_neon, xqs, xrow, w, k, out) }
