@@ -212,9 +212,7 @@ pub(crate) struct Dense {
 /// Rows of an F16, Q8_0 or Q6_K LM head per [`Dispatch::dot_f16_multi`],
 /// [`Dispatch::dot_q8_0_multi`] or [`Dispatch::dot_q6k_multi`] call of
 /// [`Dense::gemv_tokens`]: bounds the staging buffer of their dots. The
-/// kernels read each row from memory once for all the tokens, and their
-/// span-by-span paths prefetch a block ahead, so this is also their
-/// prefetch distance.
+/// kernels read each row from memory once for all the tokens.
 const HEAD_ROW_BLOCK: usize = 64;
 
 /// `dots(block, out)` over `rows` in blocks of [`HEAD_ROW_BLOCK`], `out`
