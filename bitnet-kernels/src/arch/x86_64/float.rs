@@ -154,6 +154,53 @@ const fn q8_0_row_len(k: usize) -> usize {
     k / crate::float::Q8_0_BLOCK * crate::float::Q8_0_BLOCK_BYTES
 }
 
+/// Defines `$name::<G, T>(xp, k, wp, span, lead, accs)`: the two chains
+/// per pair of `G` Q8_0 rows × `T` vectors over the weights `span` (whole
+/// blocks), each block's weights `d·q` made once (`$weights`, `$wn`
+/// vectors) for all `T` vectors and added by `$fma`; every pair has its two
+/// chains whatever `G` and `T`, so a pair's dot depends neither on its tile
+/// nor on how the row was split into spans. Each row prefetches `lead`
+/// bytes ahead.
+///
+/// Safety of the defined function: `xp` is valid for reading `T·k` floats
+/// and every `wp` for a row of `k` weights; `span` lies in `0..k` and
+/// starts at a multiple of 32.
+macro_rules! q8_0_steps {
+    ($(#[$doc:meta])* $name:ident, $vec:ty, $wn:literal, $weights:ident, $fma:ident,
+     $features:literal) => {
+        $(#[$doc])*
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const G: usize, const T: usize>(
+            xp: *const f32,
+            k: usize,
+            wp: [*const u8; G],
+            span: Range<usize>,
+            lead: usize,
+            accs: &mut [[[$vec; 2]; T]; G],
+        ) {
+            use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
+            // A local copy: the chains stay in registers between the blocks.
+            let mut acc = *accs;
+            for b in span.start / Q8_0_BLOCK..span.end / Q8_0_BLOCK {
+                for (a, w) in acc.iter_mut().zip(&wp) {
+                    prefetch_line(w.wrapping_add(lead + b * Q8_0_BLOCK_BYTES));
+                    // SAFETY: block b < k/32 is bytes 34b .. 34b + 34 of the
+                    // row; floats t·k + 32b .. + 32 lie in vector t < T
+                    // (caller).
+                    unsafe {
+                        let wv: [$vec; $wn] = $weights(w.add(b * Q8_0_BLOCK_BYTES));
+                        for (t, a) in a.iter_mut().enumerate() {
+                            $fma(a, &wv, xp.add(t * k + Q8_0_BLOCK * b));
+                        }
+                    }
+                }
+            }
+            *accs = acc;
+        }
+    };
+}
+
 /// Defines an ISA's Q8_0 table entries over its `$steps` (the two chains
 /// per pair of `G` rows × `T` vectors over a span of whole blocks),
 /// `$finish` and `$zero`: `$gemv` (`gemv_q8_0`: the rows in far-apart
@@ -958,43 +1005,16 @@ unsafe fn q8_fma_avx2(acc: &mut [__m256; 2], w: &[__m256; 4], x: *const f32) {
     }
 }
 
-/// The chains of `G` Q8_0 rows against `T` vectors over the weights `span`
-/// (whole blocks), each block's weights made once for all `T`; every pair
-/// has two chains ([`q8_fma_avx2`]) whatever `G` and `T`, so a pair's dot
-/// does not depend on its tile, nor on how the row was split into spans.
-/// Each row prefetches `lead` bytes ahead.
-///
-/// # Safety
-/// `xp` is valid for reading `T·k` floats and every `wp` for a row of `k`
-/// weights; `span` lies in `0..k` and starts at a multiple of 32.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_steps_avx2<const G: usize, const T: usize>(
-    xp: *const f32,
-    k: usize,
-    wp: [*const u8; G],
-    span: Range<usize>,
-    lead: usize,
-    accs: &mut [[[__m256; 2]; T]; G],
-) {
-    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
-    // A local copy: the chains stay in registers between the blocks.
-    let mut acc = *accs;
-    for b in span.start / Q8_0_BLOCK..span.end / Q8_0_BLOCK {
-        for (a, w) in acc.iter_mut().zip(&wp) {
-            prefetch_line(w.wrapping_add(lead + b * Q8_0_BLOCK_BYTES));
-            // SAFETY: block b < k/32 is bytes 34b .. 34b + 34 of the row;
-            // floats t·k + 32b .. + 32 lie in vector t < T (caller).
-            unsafe {
-                let wv = q8_weights_avx2(w.add(b * Q8_0_BLOCK_BYTES));
-                for (t, a) in a.iter_mut().enumerate() {
-                    q8_fma_avx2(a, &wv, xp.add(t * k + Q8_0_BLOCK * b));
-                }
-            }
-        }
-    }
-    *accs = acc;
-}
+q8_0_steps!(
+    /// The chains of `G` Q8_0 rows against `T` vectors over the weights
+    /// `span` (whole blocks) for AVX2 ([`q8_fma_avx2`]).
+    q8_0_steps_avx2,
+    __m256,
+    4,
+    q8_weights_avx2,
+    q8_fma_avx2,
+    "avx2,fma,f16c"
+);
 
 /// A pair's dot from its two chains.
 #[inline]
@@ -1705,41 +1725,29 @@ unsafe fn q8_weights_avx512(q: *const u8) -> [__m512; 2] {
     }
 }
 
-/// As [`q8_0_steps_avx2`], 16 lanes: weights 0..16 of a block into a pair's
-/// first chain, 16..32 into its second.
+/// A pair's two chains after one more block: weights 0..16 into the
+/// first, 16..32 into the second; `x` points at the block's 32 activations.
 ///
 /// # Safety
-/// As [`q8_0_steps_avx2`].
+/// `x` must be valid for reading 32 floats.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-unsafe fn q8_0_steps_avx512<const G: usize, const T: usize>(
-    xp: *const f32,
-    k: usize,
-    wp: [*const u8; G],
-    span: Range<usize>,
-    lead: usize,
-    accs: &mut [[[__m512; 2]; T]; G],
-) {
-    use crate::float::{Q8_0_BLOCK, Q8_0_BLOCK_BYTES};
-    // A local copy: the chains stay in registers between the blocks.
-    let mut acc = *accs;
-    for b in span.start / Q8_0_BLOCK..span.end / Q8_0_BLOCK {
-        for (a, w) in acc.iter_mut().zip(&wp) {
-            prefetch_line(w.wrapping_add(lead + b * Q8_0_BLOCK_BYTES));
-            // SAFETY: block b < k/32 is bytes 34b .. 34b + 34 of the row;
-            // floats t·k + 32b .. + 32 lie in vector t < T (caller).
-            unsafe {
-                let [w0, w1] = q8_weights_avx512(w.add(b * Q8_0_BLOCK_BYTES));
-                for (t, a) in a.iter_mut().enumerate() {
-                    let x = xp.add(t * k + Q8_0_BLOCK * b);
-                    a[0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x), a[0]);
-                    a[1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x.add(16)), a[1]);
-                }
-            }
-        }
+unsafe fn q8_fma_avx512(acc: &mut [__m512; 2], w: &[__m512; 2], x: *const f32) {
+    for (u, (a, w)) in acc.iter_mut().zip(w).enumerate() {
+        // SAFETY: floats 16u .. 16u + 16 < 32 (caller).
+        *a = _mm512_fmadd_ps(*w, unsafe { _mm512_loadu_ps(x.add(16 * u)) }, *a);
     }
-    *accs = acc;
 }
+
+q8_0_steps!(
+    /// [`q8_0_steps_avx2`] for AVX-512 ([`q8_fma_avx512`]).
+    q8_0_steps_avx512,
+    __m512,
+    2,
+    q8_weights_avx512,
+    q8_fma_avx512,
+    "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c"
+);
 
 /// A pair's dot from its two chains.
 #[inline]
