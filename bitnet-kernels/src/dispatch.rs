@@ -190,13 +190,18 @@ pub(crate) struct Table {
     /// bit the table's own `weighted_sum_f64acc` per query (`k > 0`).
     pub weighted_sum_f64acc_queries:
         unsafe fn(ps: &[f32], values: &[f32], k: usize, accs: &mut [f64]),
-    /// `dot_f64acc_queries` over keys in f16 bits, bit for bit the same
-    /// entry over the keys widened first.
-    pub dot_f64acc_queries_f16: unsafe fn(qs: &[f32], keys: &[u16], k: usize, out: &mut [f32]),
-    /// `weighted_sum_f64acc_queries` over values in f16 bits, bit for bit
-    /// the same entry over the values widened first.
-    pub weighted_sum_f64acc_queries_f16:
-        unsafe fn(ps: &[f32], values: &[u16], k: usize, accs: &mut [f64]),
+    /// Attention scores over an f16 KV cache: `out[g·N + j]` = the dot of
+    /// query `g` of `qs` and key `j` of `keys` (f16 bits; `G = qs.len() / k`
+    /// queries, `N = keys.len() / k` keys, `k > 0`) in f32 FMA chains, the
+    /// lanes of `math::F32_LANES` joined by `math::reduce_f32_lanes`;
+    /// bitwise equal on every path.
+    pub dot_f32acc_queries_f16: unsafe fn(qs: &[f32], keys: &[u16], k: usize, out: &mut [f32]),
+    /// `accs[g·k + i] = fma(ps[g·N + j], values[j·k + i], accs[g·k + i])`
+    /// for `j = 0, 1, …` in order, values in f16 bits (`G = accs.len() / k`
+    /// queries, `N = values.len() / k` rows, `k > 0`); bitwise equal on
+    /// every path.
+    pub weighted_sum_f32acc_queries_f16:
+        unsafe fn(ps: &[f32], values: &[u16], k: usize, accs: &mut [f32]),
     /// `y[r - rows.start] = Σ_k w[r, k] x[k]`, `w` row-major f16 `M × K`.
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.

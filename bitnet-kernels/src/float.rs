@@ -1,8 +1,9 @@
 //! Float helpers the transformer needs around the ternary matmuls.
 //! SIMD paths agree with the scalar reference to a tolerance (summation
 //! order and FMA differ), not bit for bit; see `tests/float.rs`. The
-//! exceptions are the f16 conversions and attention's `*_f64acc` family
-//! (dots, weighted sums, softmax), which give the scalar bits on every path.
+//! exceptions are the f16 conversions and attention's kernels (the
+//! `*_f64acc` family and, over an f16 KV cache, the `*_f32acc` one), which
+//! give the scalar bits on every path.
 
 use crate::dispatch::Dispatch;
 use crate::error::{check_len, Error};
@@ -256,11 +257,18 @@ impl Dispatch {
         Ok(())
     }
 
-    /// [`Dispatch::dot_f64acc_queries`] over keys held as f16 bits (an f16
-    /// KV cache): bit for bit that method over the keys widened by
-    /// [`Dispatch::f16_to_f32`]. The kernels widen each key in registers, so
-    /// no widened copy is written and read back.
-    pub fn dot_f64acc_queries_f16(
+    /// Attention scores over an f16 KV cache, read in place: `qs` holds `G`
+    /// queries (f32) and `keys` `N` keys (f16 bits), `k` elements each, back
+    /// to back; `out[g·N + j]` (`G × N`) is their dot in f32 FMA chains.
+    /// Every path computes each dot the same way, whatever the tile the pair
+    /// falls in, so every path gives the same bits: lane `l < 16` chains
+    /// `fma(q[i], key[i], lane)` over `i ≡ l (mod 16)` in order, the rows
+    /// zero-padded to a multiple of 16, and the lanes are joined by halving
+    /// (`l + (l + 8)`, then `+ 4`, `+ 2`, `+ 1`). The keys were rounded to
+    /// 11 bits when cached, so the f64 accumulation of
+    /// [`Dispatch::dot_f64acc_queries`] would buy no accuracy here, at about
+    /// twice the work.
+    pub fn dot_f32acc_queries_f16(
         &self,
         qs: &[f32],
         keys: &[u16],
@@ -269,40 +277,44 @@ impl Dispatch {
     ) -> Result<(), Error> {
         check_multi(
             k,
-            ("dot_f64acc_queries_f16 keys", keys.len(), k),
-            ("dot_f64acc_queries_f16 queries", qs.len(), k),
-            ("dot_f64acc_queries_f16 scores (queries × keys)", out.len()),
+            ("dot_f32acc_queries_f16 keys", keys.len(), k),
+            ("dot_f32acc_queries_f16 queries", qs.len(), k),
+            ("dot_f32acc_queries_f16 scores (queries × keys)", out.len()),
         )?;
-        // SAFETY: as above.
-        unsafe { (self.table.dot_f64acc_queries_f16)(qs, keys, k, out) };
+        // SAFETY: ISA supported (Dispatch invariant); shapes checked.
+        unsafe { (self.table.dot_f32acc_queries_f16)(qs, keys, k, out) };
         Ok(())
     }
 
-    /// [`Dispatch::weighted_sum_f64acc_queries`] over values held as f16
-    /// bits: bit for bit that method over the values widened by
-    /// [`Dispatch::f16_to_f32`].
-    pub fn weighted_sum_f64acc_queries_f16(
+    /// Attention outputs over an f16 KV cache: `accs` holds `G` accumulators
+    /// of `k` and `values` `N` rows of `k` (f16 bits); `ps` holds each
+    /// query's `N` weights, query after query (`G × N`). Each accumulator
+    /// element takes `acc = fma(p[j], values[j][i], acc)` for `j = 0, 1, …`
+    /// in order, so every path gives the same bits, and positions may come
+    /// in blocks: one call per block, in order, sums the same as one call
+    /// over all of them.
+    pub fn weighted_sum_f32acc_queries_f16(
         &self,
         ps: &[f32],
         values: &[u16],
         k: usize,
-        accs: &mut [f64],
+        accs: &mut [f32],
     ) -> Result<(), Error> {
         check_multi(
             k,
-            ("weighted_sum_f64acc_queries_f16 values", values.len(), k),
+            ("weighted_sum_f32acc_queries_f16 values", values.len(), k),
             (
-                "weighted_sum_f64acc_queries_f16 accumulators",
+                "weighted_sum_f32acc_queries_f16 accumulators",
                 accs.len(),
                 k,
             ),
             (
-                "weighted_sum_f64acc_queries_f16 weights (queries × rows)",
+                "weighted_sum_f32acc_queries_f16 weights (queries × rows)",
                 ps.len(),
             ),
         )?;
         // SAFETY: as above; shapes checked.
-        unsafe { (self.table.weighted_sum_f64acc_queries_f16)(ps, values, k, accs) };
+        unsafe { (self.table.weighted_sum_f32acc_queries_f16)(ps, values, k, accs) };
         Ok(())
     }
 

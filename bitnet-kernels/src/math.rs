@@ -216,6 +216,57 @@ pub(crate) fn reduce_f64_lanes(l: [f64; F64_LANES]) -> f64 {
     ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
 }
 
+/// Lanes of the attention dot (`Table::dot_queries`): lane `j` chains the
+/// products at indices `≡ j (mod 16)` of the row zero-padded to a multiple
+/// of 16, in index order, each by one FMA; [`reduce_f32_lanes`] joins them.
+/// One zmm, two ymm or four NEON registers hold the lanes of one pair.
+pub(crate) const F32_LANES: usize = 16;
+
+/// The fixed tree that joins the attention dot's lanes: `l_j + l_{j+8}`,
+/// then `+ (j + 4)`, `+ (j + 2)`, `+ (j + 1)`, each level the halving that
+/// a zmm, a ymm pair, an xmm and NEON's pairwise steps all do, so every
+/// path's dot is bitwise the scalar one.
+pub(crate) fn reduce_f32_lanes(l: [f32; F32_LANES]) -> f32 {
+    let mut v = l;
+    let mut width = F32_LANES;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            v[j] += v[j + width];
+        }
+    }
+    v[0]
+}
+
+/// `a·b + c` rounded once to f32 (IEEE fusedMultiplyAdd), without libm:
+/// what `vfmadd` and `fmla` compute. `a·b` is exact in f64 and `a·b + c`
+/// is rounded to odd there (the round-to-nearest sum, moved one f64 ulp
+/// towards the exact value when it is inexact and even); an f64 with 29
+/// more bits rounded to odd then rounds to nearest f32 as the exact value
+/// does, subnormal results included.
+#[inline]
+pub(crate) fn fma_f32(a: f32, b: f32, c: f32) -> f32 {
+    let (p, c) = (a as f64 * b as f64, c as f64);
+    let s = p + c;
+    if !s.is_finite() {
+        return s as f32;
+    }
+    // Knuth's TwoSum: `p + c = s + e` exactly.
+    let bp = s - c;
+    let e = (p - bp) + (c - (s - bp));
+    let bits = s.to_bits();
+    if e == 0.0 || bits & 1 == 1 {
+        return s as f32;
+    }
+    let towards_larger_magnitude = (e > 0.0) == (s > 0.0);
+    let odd = if towards_larger_magnitude {
+        bits + 1
+    } else {
+        bits - 1
+    };
+    f64::from_bits(odd) as f32
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     extern crate std;
@@ -308,6 +359,101 @@ pub(crate) mod tests {
         assert_eq!(exp_f64(-0.0), 1.0);
         assert_eq!(exp_f64(f64::NEG_INFINITY) as f32, 0.0);
         assert!(exp_f64(f64::NAN).is_nan());
+    }
+
+    /// Products near and below f32's subnormal range, cancellations, ties
+    /// and overflow: the cases where an f64 sum rounded twice goes wrong.
+    #[test]
+    fn fma_f32_is_the_fused_multiply_add() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let special = [
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            f32::MIN_POSITIVE,
+            1.0e-45,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1.0 + f32::EPSILON,
+            1.0 - f32::EPSILON / 2.0,
+        ];
+        let mut checked = 0;
+        for i in 0..3_000_000u32 {
+            let r = next();
+            let pick = |k: u32, bits: u32| match (r >> (60 - k)) & 7 {
+                0 => special[(bits % special.len() as u32) as usize],
+                // Near 1 (ties of a·b + c land here), or anything finite.
+                1 | 2 => f32::from_bits(0x3f80_0000 ^ (bits & 0x807f_ffff)),
+                3 => f32::from_bits((bits & 0x807f_ffff) | ((bits >> 28 & 1) << 23)),
+                _ => f32::from_bits(bits),
+            };
+            let (a, b) = (pick(0, r as u32), pick(3, (r >> 32) as u32));
+            let mut c = pick(6, next() as u32);
+            if i % 4 == 0 {
+                // c ≈ −a·b: heavy cancellation, then a tie or near-tie.
+                let p = a as f64 * b as f64;
+                c = -(p as f32);
+                if i % 8 == 0 {
+                    c = f32::from_bits(c.to_bits() ^ (next() as u32 & 3));
+                }
+            }
+            let (want, got) = (a.mul_add(b, c), fma_f32(a, b, c));
+            if want.is_nan() {
+                assert!(got.is_nan(), "fma({a:e}, {b:e}, {c:e}) = {got:e}, want NaN");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "fma({a:e}, {b:e}, {c:e})");
+                checked += 1;
+            }
+        }
+        assert!(checked > 2_000_000);
+
+        // a·b = h·(1 ± 2⁻³⁶ or 2⁻²⁴), h half an ulp of c: the sum's f64
+        // rounding lands on an f32 midpoint that the exact value is not on,
+        // for either parity of c, either sign, normal and subnormal c.
+        let (u, v) = (1.0 + 2f32.powi(-12), 1.0 - 2f32.powi(-12));
+        for k in 0..4096u32 {
+            for (c0, h) in [
+                (f32::from_bits(0x3f80_0000 + k), 2f32.powi(-24)),
+                (f32::from_bits(0x0040_0000 + k), 2f32.powi(-150)),
+            ] {
+                for b0 in [v + 2f32.powi(-24), v] {
+                    for sign in [1.0f32, -1.0] {
+                        // h·b0 may be below f32's range: put 2⁻⁶⁰ in a.
+                        let (a, b, c) = (
+                            u * 2f32.powi(-60),
+                            sign * b0 * (h * 2f32.powi(60)),
+                            sign * c0,
+                        );
+                        assert_eq!(
+                            fma_f32(a, b, c).to_bits(),
+                            a.mul_add(b, c).to_bits(),
+                            "fma({a:e}, {b:e}, {c:e})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reduce_f32_lanes_is_the_halving_tree() {
+        let l: [f32; F32_LANES] = core::array::from_fn(|j| (1u32 << j) as f32);
+        assert_eq!(reduce_f32_lanes(l), 65535.0);
+        // (1e8 + 1) + (−1e8 + 1) per halving, not 1e8 + −1e8 + 1 + 1.
+        let mut l = [0f32; F32_LANES];
+        l[0] = 1.0e8;
+        l[8] = 1.0;
+        l[4] = -1.0e8;
+        l[12] = 1.0;
+        assert_eq!(reduce_f32_lanes(l), (1.0e8f32 + 1.0) + (-1.0e8f32 + 1.0));
     }
 
     #[test]

@@ -1004,7 +1004,6 @@ fn bad_shapes_are_errors() {
 
 mod f64_accumulated {
     use super::common::{paths, scalar, TestRng, Unaligned};
-    use bitnet_kernels::Dispatch;
     use proptest::prelude::*;
 
     fn values(rng: &mut TestRng, n: usize, spread: i32) -> Vec<f32> {
@@ -1129,64 +1128,6 @@ mod f64_accumulated {
         }
     }
 
-    /// Finite f16 bits of every kind: random signs, mantissas and
-    /// exponents, so subnormals, zeros and ±65504 all turn up.
-    fn finite_halves(rng: &mut TestRng, n: usize) -> Vec<u16> {
-        (0..n)
-            .map(|_| {
-                let h = rng.next() as u16;
-                if (h >> 10) & 0x1f == 0x1f {
-                    h & !0x4000
-                } else {
-                    h
-                }
-            })
-            .collect()
-    }
-
-    proptest! {
-        /// The f16 forms (an f16 KV cache read in place) against the f32
-        /// forms over the same rows widened first, bit for bit on every
-        /// path, and against the scalar reference's f16 forms.
-        #[test]
-        fn f64acc_queries_over_f16_equal_the_widened_rows(
-            k in prop_oneof![1usize..=40, 120usize..=136],
-            queries in 0usize..=9,
-            rows in 0usize..=11,
-            seed in any::<u64>(),
-            spread in 0i32..30,
-        ) {
-            let mut rng = TestRng::new(seed);
-            let qs = values(&mut rng, queries * k, spread);
-            let halves = Unaligned::new(&finite_halves(&mut rng, rows * k));
-            let mut widened = vec![0f32; rows * k];
-            scalar().f16_to_f32(halves.get(), &mut widened).unwrap();
-            let ps: Vec<f32> = (0..queries * rows).map(|_| rng.f32().abs()).collect();
-            let start: Vec<f64> = (0..queries * k).map(|_| rng.f32() as f64 / 3.0).collect();
-            let bits32 = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            let run = |d: &Dispatch| {
-                let mut scores = vec![f32::NAN; queries * rows];
-                d.dot_f64acc_queries_f16(&qs, halves.get(), k, &mut scores).unwrap();
-                let mut sums = start.clone();
-                d.weighted_sum_f64acc_queries_f16(&ps, halves.get(), k, &mut sums).unwrap();
-                (bits32(&scores), bits64(&sums))
-            };
-            let reference = run(&scalar());
-            for d in paths() {
-                let (scores, sums) = run(&d);
-                let mut want = vec![f32::NAN; queries * rows];
-                d.dot_f64acc_queries(&qs, &widened, k, &mut want).unwrap();
-                prop_assert_eq!(&scores, &bits32(&want), "{}: scores", d.isa());
-                let mut want = start.clone();
-                d.weighted_sum_f64acc_queries(&ps, &widened, k, &mut want).unwrap();
-                prop_assert_eq!(&sums, &bits64(&want), "{}: sums", d.isa());
-                prop_assert_eq!(&scores, &reference.0, "{} against scalar: scores", d.isa());
-                prop_assert_eq!(&sums, &reference.1, "{} against scalar: sums", d.isa());
-            }
-        }
-    }
-
     #[test]
     fn f64acc_bad_lengths_are_errors() {
         for d in paths() {
@@ -1220,21 +1161,6 @@ mod f64_accumulated {
             assert!(d
                 .weighted_sum_f64acc_queries(&[1.0; 3], &[1.0; 4], 2, &mut [0.0; 4])
                 .is_err());
-            // The f16 forms check the same shapes.
-            assert!(d.dot_f64acc_queries_f16(&[], &[], 0, &mut []).is_err());
-            assert!(d
-                .dot_f64acc_queries_f16(&[1.0; 4], &[0; 5], 2, &mut [0.0; 4])
-                .is_err());
-            assert!(d
-                .dot_f64acc_queries_f16(&[1.0; 4], &[0; 6], 2, &mut [0.0; 5])
-                .is_err());
-            assert!(d
-                .weighted_sum_f64acc_queries_f16(&[1.0; 4], &[0; 5], 2, &mut [0.0; 4])
-                .is_err());
-            assert!(d
-                .weighted_sum_f64acc_queries_f16(&[1.0; 3], &[0; 4], 2, &mut [0.0; 4])
-                .is_err());
-            assert!(d.dot_f64acc_queries_f16(&[1.0; 4], &[], 2, &mut []).is_ok());
             // No rows: nothing to read, nothing written, and no error.
             assert!(d.dot_f64acc_rows(&[1.0, 2.0], &[], &mut []).is_ok());
             assert!(d.dot_f64acc_queries(&[1.0; 4], &[], 2, &mut []).is_ok());
@@ -1331,6 +1257,160 @@ mod f64_accumulated {
                 d.softmax_f64acc(&mut x, f32::NAN).unwrap();
                 assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n}: {x:?}");
             }
+        }
+    }
+}
+
+mod f32_accumulated {
+    //! Attention over an f16 KV cache (`*_f32acc_queries_f16`).
+    use super::common::{paths, scalar, TestRng, Unaligned};
+    use bitnet_kernels::Dispatch;
+    use proptest::prelude::*;
+
+    fn values(rng: &mut TestRng, n: usize, spread: i32) -> Vec<f32> {
+        (0..n)
+            .map(|_| rng.f32() * 2f32.powi((rng.below(2 * spread as u64 + 1) as i32) - spread))
+            .collect()
+    }
+
+    /// Finite f16 bits of every kind: random signs, mantissas and
+    /// exponents, so subnormals, zeros and ±65504 all turn up; or, when
+    /// `extreme`, infinities and NaNs among them.
+    fn halves(rng: &mut TestRng, n: usize, extreme: bool) -> Vec<u16> {
+        (0..n)
+            .map(|_| {
+                let h = rng.next() as u16;
+                if (h >> 10) & 0x1f == 0x1f && !extreme {
+                    h & !0x4000
+                } else {
+                    h
+                }
+            })
+            .collect()
+    }
+
+    /// Bits, with every NaN one value: the payload of a NaN that `∞ − ∞`
+    /// makes is the hardware's, not the kernels'.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter()
+            .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+            .collect()
+    }
+
+    proptest! {
+        /// Scores and weighted sums of 0..=9 queries (every tile height and
+        /// remainder) against 0..=11 f16 keys or value rows, with head
+        /// widths through every vector tail: every path gives the scalar
+        /// bits, a pair's score is the same in any tile, and two blocks of
+        /// rows sum as one call. The scalar dot is within the error bound of
+        /// its order (`k/16 + 4` roundings of the products' magnitudes) of
+        /// the exact dot, and each weighted sum within `n + 1` roundings.
+        #[test]
+        fn f32acc_queries_are_bitwise_scalar(
+            k in prop_oneof![1usize..=40, 120usize..=136],
+            queries in 0usize..=9,
+            rows in 0usize..=11,
+            seed in any::<u64>(),
+            spread in 0i32..30,
+            extreme in any::<bool>(),
+        ) {
+            let mut rng = TestRng::new(seed);
+            let qs = values(&mut rng, queries * k, spread);
+            let keys = Unaligned::new(&halves(&mut rng, rows * k, extreme));
+            let mut widened = vec![0f32; rows * k];
+            scalar().f16_to_f32(keys.get(), &mut widened).unwrap();
+            let ps: Vec<f32> = (0..queries * rows).map(|_| rng.f32().abs()).collect();
+            // From a nonzero start, as when positions come in blocks.
+            let start: Vec<f32> = (0..queries * k).map(|_| rng.f32() / 3.0).collect();
+            let run = |d: &Dispatch| {
+                let mut scores = vec![f32::NAN; queries * rows];
+                d.dot_f32acc_queries_f16(&qs, keys.get(), k, &mut scores).unwrap();
+                let mut sums = start.clone();
+                d.weighted_sum_f32acc_queries_f16(&ps, keys.get(), k, &mut sums).unwrap();
+                (scores, sums)
+            };
+            let (want_scores, want_sums) = run(&scalar());
+            if !extreme {
+                let u = 2f64.powi(-24);
+                for (g, q) in qs.chunks_exact(k).enumerate() {
+                    for (j, key) in widened.chunks_exact(k).enumerate() {
+                        let exact: f64 = q.iter().zip(key).map(|(&a, &b)| a as f64 * b as f64).sum();
+                        let size: f64 = q.iter().zip(key).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                        let bound = (k / 16 + 4) as f64 * u * size + 1e-44;
+                        let got = want_scores[g * rows + j] as f64;
+                        prop_assert!((got - exact).abs() <= bound, "{} vs {} ± {}", got, exact, bound);
+                    }
+                    for i in 0..k {
+                        let terms = (0..rows).map(|j| ps[g * rows + j] as f64 * widened[j * k + i] as f64);
+                        let exact = start[g * k + i] as f64 + terms.clone().sum::<f64>();
+                        let size = (start[g * k + i] as f64).abs() + terms.map(f64::abs).sum::<f64>();
+                        let bound = (rows + 1) as f64 * u * size + 1e-44;
+                        let got = want_sums[g * k + i] as f64;
+                        prop_assert!((got - exact).abs() <= bound, "{} vs {} ± {}", got, exact, bound);
+                    }
+                }
+            }
+            for d in paths() {
+                let (scores, sums) = run(&d);
+                prop_assert_eq!(bits(&scores), bits(&want_scores), "{}: scores", d.isa());
+                prop_assert_eq!(bits(&sums), bits(&want_sums), "{}: sums", d.isa());
+                // One query and one key at a time: the same bits.
+                for (g, q) in qs.chunks_exact(k).enumerate() {
+                    for (j, key) in keys.get().chunks_exact(k).enumerate() {
+                        let mut one = [f32::NAN];
+                        d.dot_f32acc_queries_f16(q, key, k, &mut one).unwrap();
+                        prop_assert_eq!(bits(&one), bits(&scores[g * rows + j..][..1]), "{} pair {} {}", d.isa(), g, j);
+                    }
+                }
+                // Two blocks of rows, one call each.
+                if rows > 0 {
+                    let split = rows / 2;
+                    let block_ps = |r: std::ops::Range<usize>| -> Vec<f32> {
+                        ps.chunks_exact(rows).flat_map(|p| p[r.clone()].to_vec()).collect()
+                    };
+                    let mut blocks = start.clone();
+                    let (first, second) = keys.get().split_at(split * k);
+                    d.weighted_sum_f32acc_queries_f16(&block_ps(0..split), first, k, &mut blocks).unwrap();
+                    d.weighted_sum_f32acc_queries_f16(&block_ps(split..rows), second, k, &mut blocks).unwrap();
+                    prop_assert_eq!(bits(&blocks), bits(&sums), "{}: blocks", d.isa());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32acc_bad_lengths_are_errors() {
+        for d in paths() {
+            // K = 0, ragged queries / keys / accumulators, and outputs or
+            // weights of the wrong size.
+            assert!(d.dot_f32acc_queries_f16(&[], &[], 0, &mut []).is_err());
+            assert!(d
+                .dot_f32acc_queries_f16(&[1.0; 3], &[0; 4], 2, &mut [0.0; 2])
+                .is_err());
+            assert!(d
+                .dot_f32acc_queries_f16(&[1.0; 4], &[0; 5], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d
+                .dot_f32acc_queries_f16(&[1.0; 4], &[0; 6], 2, &mut [0.0; 5])
+                .is_err());
+            assert!(d
+                .weighted_sum_f32acc_queries_f16(&[], &[], 0, &mut [])
+                .is_err());
+            assert!(d
+                .weighted_sum_f32acc_queries_f16(&[1.0; 4], &[0; 5], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d
+                .weighted_sum_f32acc_queries_f16(&[1.0; 4], &[0; 4], 2, &mut [0.0; 3])
+                .is_err());
+            assert!(d
+                .weighted_sum_f32acc_queries_f16(&[1.0; 3], &[0; 4], 2, &mut [0.0; 4])
+                .is_err());
+            // No rows: nothing to read, nothing written, and no error.
+            assert!(d.dot_f32acc_queries_f16(&[1.0; 4], &[], 2, &mut []).is_ok());
+            let mut accs = [7.0f32; 4];
+            d.weighted_sum_f32acc_queries_f16(&[], &[], 2, &mut accs)
+                .unwrap();
+            assert_eq!(accs, [7.0; 4]);
         }
     }
 }

@@ -117,6 +117,14 @@ impl KvCache {
         self.head_dim
     }
 
+    /// The element type of its keys and values.
+    pub fn kv_type(&self) -> KvType {
+        match self.keys.first() {
+            Some(Rows::F32(_)) => KvType::F32,
+            _ => KvType::F16,
+        }
+    }
+
     /// Writes every element now, so the whole cache is resident memory from
     /// here on instead of growing page by page as positions fill (a server
     /// reserving its footprint at start). Keeps the positions held.

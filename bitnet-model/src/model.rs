@@ -762,8 +762,8 @@ fn activate(a: Activation, x: f32) -> f32 {
 /// L1 while every query of the group reads it.
 const KV_BLOCK: usize = 32;
 
-/// Tokens of one step attended together (prefill): each KV block is widened
-/// once for all of them.
+/// Tokens of one step attended together (prefill): each KV block is read
+/// from memory once for all of them.
 const QUERY_TOKENS: usize = 16;
 
 /// One query head of one token: its row starts at `at` in the step's
@@ -812,41 +812,20 @@ struct KvHead<'a> {
 
 impl<'a> KvHead<'a> {
     /// Its keys or values at `positions` (see [`KvCache::head_rows`]), in
-    /// place, or widened once into `scratch` when `runs` several-query calls
-    /// will read them. Both give the same bits. A decoded token is one run,
-    /// and the kernels widen its f16 rows in registers as they stream from
-    /// DRAM; a prefill step has up to [`QUERY_TOKENS`] runs per block, which
-    /// would each widen every row again.
-    fn rows<'s>(
-        &self,
-        d: Dispatch,
-        half: Half,
-        positions: Range<usize>,
-        runs: usize,
-        scratch: &'s mut Vec<f32>,
-    ) -> HeadRows<'s>
-    where
-        'a: 's,
-    {
-        let rows = self.cache.head_rows(half, self.layer, self.head, positions);
-        match rows {
-            HeadRows::F16(h) if runs > 1 => {
-                scratch.resize(h.len(), 0.0);
-                d.f16_to_f32(h, scratch).expect("equal lengths");
-                HeadRows::F32(scratch)
-            }
-            rows => rows,
-        }
+    /// place: the kernels widen f16 rows in registers as they read them.
+    fn rows(&self, half: Half, positions: Range<usize>) -> HeadRows<'a> {
+        self.cache.head_rows(half, self.layer, self.head, positions)
     }
 }
 
 /// Working memory of [`attend`], kept across calls.
 #[derive(Default)]
 struct AttendScratch {
-    /// A block's rows widened to f32 (see [`KvHead::rows`]).
-    block: Vec<f32>,
     scores: Vec<f32>,
+    /// Each query's output so far: f64 over an f32 cache, f32 over an f16
+    /// one (see [`attend`]).
     acc: Vec<f64>,
+    acc_f16: Vec<f32>,
     /// One run's scores or weights for one block, query after query.
     tile: Vec<f32>,
     runs: Vec<Range<usize>>,
@@ -871,10 +850,13 @@ fn query_runs(queries: &[Query], head_dim: usize, out: &mut Vec<Range<usize>>) {
     }
 }
 
-/// `softmax(scale · q·Kᵀ)·V` for each query of one KV head: the dots and the
-/// weighted sum accumulated in f64, so every path gives the same output.
+/// `softmax(scale · q·Kᵀ)·V` for each query of one KV head, each dot and
+/// weighted sum in an order every path keeps, so every path gives the same
+/// output. Over an f32 cache (the reference-grade choice) the products are
+/// summed in f64; over an f16 cache, whose keys and values were rounded to
+/// 11 bits when stored, in f32 FMA chains, at about half the work.
 /// Keys, then values, are read [`KV_BLOCK`] positions at a time by every
-/// query while in L1 (widened as [`KvHead::rows`] says); a query's sums
+/// query while in L1; a query's sums
 /// still take its positions in order, so the result is the same as over all
 /// positions at once.
 ///
@@ -894,8 +876,12 @@ unsafe fn attend(
     let len = queries.iter().map(|q| q.len).max().unwrap_or(0);
     s.scores.clear();
     s.scores.resize(queries.len() * len, 0.0);
+    let f16 = kv.cache.kv_type() == crate::KvType::F16;
+    let acc_len = queries.len() * hd;
     s.acc.clear();
-    s.acc.resize(queries.len() * hd, 0.0);
+    s.acc.resize(if f16 { 0 } else { acc_len }, 0.0);
+    s.acc_f16.clear();
+    s.acc_f16.resize(if f16 { acc_len } else { 0 }, 0.0);
     s.tile.resize(queries.len() * KV_BLOCK, 0.0);
     query_runs(queries, hd, &mut s.runs);
     // The positions of `block` that the queries of `run` attend to.
@@ -911,7 +897,7 @@ unsafe fn attend(
             .map(|b| b..(b + KV_BLOCK).min(len))
     };
     for block in blocks() {
-        let keys = kv.rows(d, Half::Keys, block.clone(), s.runs.len(), &mut s.block);
+        let keys = kv.rows(Half::Keys, block.clone());
         for run in &s.runs {
             let n = seen(run, &block);
             if n == 0 {
@@ -921,7 +907,7 @@ unsafe fn attend(
             let qs = &q_all[at..at + run.len() * hd];
             let tile = &mut s.tile[..run.len() * n];
             match keys {
-                HeadRows::F16(k) => d.dot_f64acc_queries_f16(qs, &k[..n * hd], hd, tile),
+                HeadRows::F16(k) => d.dot_f32acc_queries_f16(qs, &k[..n * hd], hd, tile),
                 HeadRows::F32(k) => d.dot_f64acc_queries(qs, &k[..n * hd], hd, tile),
             }
             .expect("head-sized rows");
@@ -935,7 +921,7 @@ unsafe fn attend(
             .expect("a query sees at least its own position");
     }
     for block in blocks() {
-        let values = kv.rows(d, Half::Values, block.clone(), s.runs.len(), &mut s.block);
+        let values = kv.rows(Half::Values, block.clone());
         for run in &s.runs {
             let n = seen(run, &block);
             if n == 0 {
@@ -945,10 +931,14 @@ unsafe fn attend(
             for (i, p) in run.clone().zip(ps.chunks_exact_mut(n)) {
                 p.copy_from_slice(&s.scores[i * len + block.start..][..n]);
             }
-            let accs = &mut s.acc[run.start * hd..run.end * hd];
+            let accs = run.start * hd..run.end * hd;
             match values {
-                HeadRows::F16(v) => d.weighted_sum_f64acc_queries_f16(ps, &v[..n * hd], hd, accs),
-                HeadRows::F32(v) => d.weighted_sum_f64acc_queries(ps, &v[..n * hd], hd, accs),
+                HeadRows::F16(v) => {
+                    d.weighted_sum_f32acc_queries_f16(ps, &v[..n * hd], hd, &mut s.acc_f16[accs])
+                }
+                HeadRows::F32(v) => {
+                    d.weighted_sum_f64acc_queries(ps, &v[..n * hd], hd, &mut s.acc[accs])
+                }
             }
             .expect("head-sized rows");
         }
@@ -956,8 +946,12 @@ unsafe fn attend(
     for (i, q) in queries.iter().enumerate() {
         // SAFETY: this query's output is ours (caller).
         let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(q.at), hd) };
-        for (o, &a) in dst.iter_mut().zip(&s.acc[i * hd..(i + 1) * hd]) {
-            *o = a as f32;
+        if f16 {
+            dst.copy_from_slice(&s.acc_f16[i * hd..(i + 1) * hd]);
+        } else {
+            for (o, &a) in dst.iter_mut().zip(&s.acc[i * hd..(i + 1) * hd]) {
+                *o = a as f32;
+            }
         }
     }
 }

@@ -36,8 +36,8 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc: weighted_sum_f64acc::<f32>,
     dot_f64acc_queries: dot_f64acc_queries::<f32>,
     weighted_sum_f64acc_queries: weighted_sum_f64acc_queries::<f32>,
-    dot_f64acc_queries_f16: dot_f64acc_queries::<u16>,
-    weighted_sum_f64acc_queries_f16: weighted_sum_f64acc_queries::<u16>,
+    dot_f32acc_queries_f16: dot_f32acc_queries::<u16>,
+    weighted_sum_f32acc_queries_f16: weighted_sum_f32acc_queries::<u16>,
     gemv_f16,
     gemv_q8_0,
     dot_q8_0_multi,
@@ -313,6 +313,66 @@ pub(crate) unsafe fn weighted_sum_f64acc_queries<E: KvElem>(
 pub(crate) unsafe fn weighted_sum_f64acc<E: KvElem>(p: &[f32], values: &[E], acc: &mut [f64]) {
     // SAFETY: same contract as ours.
     unsafe { super::weighted_sum_f64acc_with(axpy_f64acc::<E>, p, values, acc) }
+}
+
+/// The attention dot of one query and one key, as `Table::dot_f32acc_queries_f16`
+/// defines it: the lanes of `math::F32_LANES`, FMA by FMA, the last chunk's
+/// missing elements zeros (`fma(0, 0, l)` is `l + 0`), then
+/// `math::reduce_f32_lanes`.
+pub(crate) fn dot_in_lanes<E: KvElem>(q: &[f32], key: &[E]) -> f32 {
+    use math::{fma_f32, reduce_f32_lanes, F32_LANES};
+    let mut lanes = [0f32; F32_LANES];
+    for (i, (&x, &y)) in q.iter().zip(key).enumerate() {
+        let l = &mut lanes[i % F32_LANES];
+        *l = fma_f32(x, y.to_f32(), *l);
+    }
+    let rem = q.len() % F32_LANES;
+    if rem != 0 {
+        for l in &mut lanes[rem..] {
+            *l += 0.0;
+        }
+    }
+    reduce_f32_lanes(lanes)
+}
+
+pub(crate) unsafe fn dot_f32acc_queries<E: KvElem>(
+    qs: &[f32],
+    keys: &[E],
+    k: usize,
+    out: &mut [f32],
+) {
+    let n = keys.len() / k;
+    if n == 0 {
+        return;
+    }
+    for (q, o) in qs.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        for (o, key) in o.iter_mut().zip(keys.chunks_exact(k)) {
+            *o = dot_in_lanes(q, key);
+        }
+    }
+}
+
+pub(crate) unsafe fn weighted_sum_f32acc_queries<E: KvElem>(
+    ps: &[f32],
+    values: &[E],
+    k: usize,
+    accs: &mut [f32],
+) {
+    let n = values.len() / k;
+    for (p, acc) in ps.chunks_exact(n.max(1)).zip(accs.chunks_exact_mut(k)) {
+        for (&p, row) in p.iter().zip(values.chunks_exact(k)) {
+            weighted_row(p, row, acc);
+        }
+    }
+}
+
+/// `acc[i] = fma(p, row[i], acc[i])`: one position of a weighted sum, and
+/// the columns past the SIMD paths' last whole vector.
+#[inline]
+pub(crate) fn weighted_row<E: KvElem>(p: f32, row: &[E], acc: &mut [f32]) {
+    for (a, &v) in acc.iter_mut().zip(row) {
+        *a = math::fma_f32(p, v.to_f32(), *a);
+    }
 }
 
 pub(crate) unsafe fn gemv_f16(w: &[u16], k: usize, x: &[f32], rows: Range<usize>, y: &mut [f32]) {

@@ -584,10 +584,13 @@ pub(crate) unsafe fn dot_q8_0_multi_neon(xs: &[f32], w: &[u8], k: usize, out: &m
 /// The attention kernels' loads of a key or value row ([`KvElem`]): 8
 /// elements as two f32 vectors.
 pub(crate) trait KvLoad: KvElem {
+    /// The element whose widening is +0.
+    const ZERO: Self;
     fn load8(row: &[Self]) -> [float32x4_t; 2];
 }
 
 impl KvLoad for f32 {
+    const ZERO: f32 = 0.0;
     #[inline(always)]
     fn load8(row: &[f32]) -> [float32x4_t; 2] {
         // SAFETY: NEON is baseline on AArch64.
@@ -596,6 +599,7 @@ impl KvLoad for f32 {
 }
 
 impl KvLoad for u16 {
+    const ZERO: u16 = 0;
     #[inline(always)]
     fn load8(row: &[u16]) -> [float32x4_t; 2] {
         // SAFETY: NEON is baseline on AArch64.
@@ -699,6 +703,223 @@ pub(crate) unsafe fn weighted_sum_f64acc_queries_neon<E: KvLoad>(
             k,
             accs,
         )
+    }
+}
+
+// Attention over an f16 KV cache: f32 FMA chains in the order that
+// `Table::dot_f32acc_queries_f16` and `Table::weighted_sum_f32acc_queries_f16`
+// define, so every path gives the scalar bits.
+
+/// The 16 elements of `row` (at most 16; zeros past its end) as four vectors.
+#[inline(always)]
+fn load16<E: KvLoad>(row: &[E]) -> [float32x4_t; 4] {
+    let mut buf = [E::ZERO; 16];
+    let row = if row.len() == 16 {
+        row
+    } else {
+        buf[..row.len()].copy_from_slice(row);
+        &buf
+    };
+    let (a, b) = (E::load8(&row[..8]), E::load8(&row[8..]));
+    [a[0], a[1], b[0], b[1]]
+}
+
+/// One pair's 16 lanes (four vectors of 4) joined as
+/// `math::reduce_f32_lanes` joins them.
+#[target_feature(enable = "neon")]
+#[inline]
+fn join_lanes_neon(a: [float32x4_t; 4]) -> f32 {
+    let v = vaddq_f32(vaddq_f32(a[0], a[2]), vaddq_f32(a[1], a[3]));
+    vpadds_f32(vadd_f32(vget_low_f32(v), vget_high_f32(v)))
+}
+
+/// The attention dots of `G` queries × `R` keys (each at most 2, the rows
+/// `k` long), four chains per pair: `out[g][r]`. Each 16 elements of a key
+/// are widened once for all queries.
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_f32acc_tile_neon<E: KvLoad, const G: usize, const R: usize>(
+    qs: [&[f32]; G],
+    keys: [&[E]; R],
+    k: usize,
+) -> [[f32; 2]; 2] {
+    let mut acc = [[[vdupq_n_f32(0.0); 4]; R]; G];
+    for i in (0..k).step_by(16) {
+        let end = (i + 16).min(k);
+        let mut kv = [[vdupq_n_f32(0.0); 4]; R];
+        for (v, key) in kv.iter_mut().zip(&keys) {
+            *v = load16(&key[i..end]);
+        }
+        for (a, q) in acc.iter_mut().zip(&qs) {
+            let x = load16(&q[i..end]);
+            for (a, v) in a.iter_mut().zip(&kv) {
+                for l in 0..4 {
+                    a[l] = vfmaq_f32(a[l], x[l], v[l]);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; 2]; 2];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = join_lanes_neon(*a);
+        }
+    }
+    out
+}
+
+/// The dots of `G` queries against every key: `out` holds G rows of one
+/// score per key.
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_f32acc_group_neon<E: KvLoad, const G: usize>(
+    qs: [&[f32]; G],
+    keys: &[E],
+    k: usize,
+    out: &mut [f32],
+) {
+    let n = keys.len() / k;
+    let key = |j: usize| &keys[j * k..(j + 1) * k];
+    let mut j = 0;
+    while j < n {
+        let (t, r) = if j + 2 <= n {
+            (dot_f32acc_tile_neon(qs, [key(j), key(j + 1)], k), 2)
+        } else {
+            (dot_f32acc_tile_neon(qs, [key(j)], k), 1)
+        };
+        for (o, t) in out.chunks_exact_mut(n).zip(&t) {
+            o[j..j + r].copy_from_slice(&t[..r]);
+        }
+        j += r;
+    }
+}
+
+/// See `Table::dot_f32acc_queries_f16`: tiles of up to 2 queries × 2 keys, 16 chains.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn dot_f32acc_queries_neon<E: KvLoad>(
+    qs: &[f32],
+    keys: &[E],
+    k: usize,
+    out: &mut [f32],
+) {
+    let n = keys.len() / k;
+    if n == 0 {
+        return;
+    }
+    let q = |g: usize| &qs[g * k..(g + 1) * k];
+    let queries = qs.len() / k;
+    let mut g = 0;
+    while g + 2 <= queries {
+        dot_f32acc_group_neon([q(g), q(g + 1)], keys, k, &mut out[g * n..(g + 2) * n]);
+        g += 2;
+    }
+    if g < queries {
+        dot_f32acc_group_neon([q(g)], keys, k, &mut out[g * n..(g + 1) * n]);
+    }
+}
+
+/// `accs[g·k + c ..][..4·C] = fma(ps[g][j], values[j][c ..], ·)` over the
+/// rows `j` in order, for `G` queries × `C` vectors of 4 columns (`C` even,
+/// `c + 4·C ≤ k`) held in registers over every row; each 8 elements of a
+/// value row are widened once for all queries.
+#[target_feature(enable = "neon")]
+#[inline]
+fn weighted_sum_f32acc_tile_neon<E: KvLoad, const G: usize, const C: usize>(
+    ps: [&[f32]; G],
+    values: &[E],
+    k: usize,
+    c: usize,
+    accs: &mut [f32],
+) {
+    let mut s = [[vdupq_n_f32(0.0); C]; G];
+    for (g, s) in s.iter_mut().enumerate() {
+        for (u, s) in s.iter_mut().enumerate() {
+            *s = ld(&accs[g * k + c + 4 * u..]);
+        }
+    }
+    for (j, row) in values.chunks_exact(k).enumerate() {
+        let mut v = [vdupq_n_f32(0.0); C];
+        for (h, v) in v.chunks_exact_mut(2).enumerate() {
+            let w = E::load8(&row[c + 8 * h..c + 8 * h + 8]);
+            v.copy_from_slice(&w);
+        }
+        for (s, p) in s.iter_mut().zip(&ps) {
+            let a = vdupq_n_f32(p[j]);
+            for (s, v) in s.iter_mut().zip(&v) {
+                *s = vfmaq_f32(*s, a, *v);
+            }
+        }
+    }
+    for (g, s) in s.iter().enumerate() {
+        for (u, s) in s.iter().enumerate() {
+            st(&mut accs[g * k + c + 4 * u..], *s);
+        }
+    }
+}
+
+/// `weighted_sum_f32acc_queries_f16` of `G` queries into `accs` (G rows of `k`): 16
+/// columns per pass, then 8, then the rest one by one.
+#[target_feature(enable = "neon")]
+#[inline]
+fn weighted_sum_f32acc_group_neon<E: KvLoad, const G: usize>(
+    ps: [&[f32]; G],
+    values: &[E],
+    k: usize,
+    accs: &mut [f32],
+) {
+    let mut c = 0;
+    while c + 16 <= k {
+        weighted_sum_f32acc_tile_neon::<E, G, 4>(ps, values, k, c, accs);
+        c += 16;
+    }
+    if c + 8 <= k {
+        weighted_sum_f32acc_tile_neon::<E, G, 2>(ps, values, k, c, accs);
+        c += 8;
+    }
+    if c < k {
+        for (p, acc) in ps.iter().zip(accs.chunks_exact_mut(k)) {
+            for (&p, row) in p.iter().zip(values.chunks_exact(k)) {
+                scalar::weighted_row(p, &row[c..], &mut acc[c..]);
+            }
+        }
+    }
+}
+
+/// See `Table::weighted_sum_f32acc_queries_f16`: tiles of up to 4 queries × 16
+/// columns (16 chains, 4 widened value vectors).
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn weighted_sum_f32acc_queries_neon<E: KvLoad>(
+    ps: &[f32],
+    values: &[E],
+    k: usize,
+    accs: &mut [f32],
+) {
+    let (queries, n) = (accs.len() / k, values.len() / k);
+    let p = |g: usize| &ps[g * n..(g + 1) * n];
+    let mut g = 0;
+    while g < queries {
+        let accs = &mut accs[g * k..];
+        let step = match queries - g {
+            1 => {
+                weighted_sum_f32acc_group_neon([p(g)], values, k, &mut accs[..k]);
+                1
+            }
+            2 => {
+                weighted_sum_f32acc_group_neon([p(g), p(g + 1)], values, k, &mut accs[..2 * k]);
+                2
+            }
+            3 => {
+                let ps = [p(g), p(g + 1), p(g + 2)];
+                weighted_sum_f32acc_group_neon(ps, values, k, &mut accs[..3 * k]);
+                3
+            }
+            _ => {
+                let ps = [p(g), p(g + 1), p(g + 2), p(g + 3)];
+                weighted_sum_f32acc_group_neon(ps, values, k, &mut accs[..4 * k]);
+                4
+            }
+        };
+        g += step;
     }
 }
 

@@ -1787,6 +1787,8 @@ q8_0_entries!(
 /// The attention kernels' loads of a key or value row ([`KvElem`]) as f32
 /// vectors, for AVX2 and AVX-512 alike.
 pub(crate) trait KvLoad: KvElem {
+    /// The element whose widening is +0.
+    const ZERO: Self;
     /// The 8 elements at `p`, widened exactly to f32.
     ///
     /// # Safety
@@ -1797,13 +1799,38 @@ pub(crate) trait KvLoad: KvElem {
     /// # Safety
     /// 4 elements are readable at `p`; AVX2 and F16C are present.
     unsafe fn load4(p: *const Self) -> __m128;
+    /// The elements of `mask`'s set bits among the 16 at `p`, widened
+    /// exactly to f32, and zeros in the other lanes.
+    ///
+    /// # Safety
+    /// Those elements are readable; AVX-512 F/BW/VL is present.
+    unsafe fn load16(p: *const Self, mask: __mmask16) -> __m512;
     /// Prefetches the line a lone stream's lead past `p`: f16 rows come
     /// straight from the KV cache in DRAM; f32 rows were widened into L1
     /// (or are an f32 cache, which has never prefetched) and do nothing.
     fn prefetch(p: *const Self);
+
+    /// The first `len ≤ 8` of the elements at `p`, then zeros.
+    ///
+    /// # Safety
+    /// `len` elements are readable at `p`; AVX2 and F16C are present.
+    #[inline(always)]
+    unsafe fn load8_first(p: *const Self, len: usize) -> __m256 {
+        if len == 8 {
+            // SAFETY: 8 elements readable (caller).
+            return unsafe { Self::load8(p) };
+        }
+        let mut buf = [Self::ZERO; 8];
+        // SAFETY: `len ≤ 8` elements readable at `p` (caller) fit `buf`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), len);
+            Self::load8(buf.as_ptr())
+        }
+    }
 }
 
 impl KvLoad for f32 {
+    const ZERO: f32 = 0.0;
     #[inline(always)]
     unsafe fn load8(p: *const f32) -> __m256 {
         // SAFETY: 8 floats readable at `p`, AVX present (caller).
@@ -1815,10 +1842,16 @@ impl KvLoad for f32 {
         unsafe { _mm_loadu_ps(p) }
     }
     #[inline(always)]
+    unsafe fn load16(p: *const f32, mask: __mmask16) -> __m512 {
+        // SAFETY: the masked floats are readable, AVX-512 present (caller).
+        unsafe { _mm512_maskz_loadu_ps(mask, p) }
+    }
+    #[inline(always)]
     fn prefetch(_: *const f32) {}
 }
 
 impl KvLoad for u16 {
+    const ZERO: u16 = 0;
     #[inline(always)]
     unsafe fn load8(p: *const u16) -> __m256 {
         // SAFETY: 8 halves readable at `p`, F16C present (caller).
@@ -1828,6 +1861,11 @@ impl KvLoad for u16 {
     unsafe fn load4(p: *const u16) -> __m128 {
         // SAFETY: 4 halves readable at `p`, F16C present (caller).
         unsafe { _mm_cvtph_ps(_mm_loadl_epi64(p.cast())) }
+    }
+    #[inline(always)]
+    unsafe fn load16(p: *const u16, mask: __mmask16) -> __m512 {
+        // SAFETY: the masked halves are readable, AVX-512 present (caller).
+        unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p.cast())) }
     }
     #[inline(always)]
     fn prefetch(p: *const u16) {
@@ -2299,6 +2337,402 @@ pub(crate) unsafe fn axpy_f64acc_avx512(alpha: f32, x: &[f32], acc: &mut [f64]) 
     for j in i..n {
         acc[j] += alpha as f64 * x[j] as f64;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Attention over an f16 KV cache: f32 FMA chains in the order that
+// `Table::dot_f32acc_queries_f16` and `Table::weighted_sum_f32acc_queries_f16`
+// define, so every path gives the scalar bits.
+// ---------------------------------------------------------------------------
+
+/// One pair's 16 lanes, held as lanes 0–7 and 8–15, joined as
+/// `math::reduce_f32_lanes` joins them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn join_lanes_avx2(lo: __m256, hi: __m256) -> f32 {
+    let v = _mm256_add_ps(lo, hi);
+    let v = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)))
+}
+
+/// The attention dots of `G` queries × `R` keys (each at most 2), each
+/// pair's 16 lanes in two ymm chains: `out[g][r]`. Each 16 elements of a
+/// key are widened once for all queries.
+///
+/// # Safety
+/// Every query and key holds `k` readable elements.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f32acc_tile_avx2<E: KvLoad, const G: usize, const R: usize>(
+    qp: [*const f32; G],
+    kp: [*const E; R],
+    k: usize,
+) -> [[f32; 2]; 2] {
+    let mut acc = [[[_mm256_setzero_ps(); 2]; R]; G];
+    let mut i = 0;
+    while i < k {
+        // The last chunk is zero-padded: 8 and 8 elements, or fewer.
+        let (lo, hi) = ((k - i).min(8), (k - i).clamp(8, 16) - 8);
+        let mut kv = [[_mm256_setzero_ps(); 2]; R];
+        for (v, p) in kv.iter_mut().zip(&kp) {
+            if i % 32 == 0 {
+                E::prefetch(p.wrapping_add(i));
+            }
+            // SAFETY: `lo` and `hi` elements of the key at i and i + 8.
+            unsafe {
+                *v = [
+                    E::load8_first(p.add(i), lo),
+                    E::load8_first(p.add(i + 8), hi),
+                ]
+            };
+        }
+        for (a, q) in acc.iter_mut().zip(&qp) {
+            // SAFETY: as for the keys.
+            let x = unsafe {
+                [
+                    f32::load8_first(q.add(i), lo),
+                    f32::load8_first(q.add(i + 8), hi),
+                ]
+            };
+            for (a, v) in a.iter_mut().zip(&kv) {
+                a[0] = _mm256_fmadd_ps(x[0], v[0], a[0]);
+                a[1] = _mm256_fmadd_ps(x[1], v[1], a[1]);
+            }
+        }
+        i += 16;
+    }
+    let mut out = [[0f32; 2]; 2];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = join_lanes_avx2(a[0], a[1]);
+        }
+    }
+    out
+}
+
+/// See `Table::dot_f32acc_queries_f16`: tiles of up to 2 queries × 2 keys (8 ymm
+/// chains, 4 widened key vectors and 2 query vectors in 16 registers).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f32acc_queries_avx2<E: KvLoad>(
+    qs: &[f32],
+    keys: &[E],
+    k: usize,
+    out: &mut [f32],
+) {
+    let (queries, n) = (qs.len() / k, keys.len() / k);
+    if n == 0 {
+        return;
+    }
+    tiles!(queries, [1; 2], |g, G| {
+        tiles!(n, [1; 2], |j, R| {
+            let qp: [_; G] = core::array::from_fn(|i| qs[(g + i) * k..].as_ptr());
+            let kp: [_; R] = core::array::from_fn(|r| keys[(j + r) * k..].as_ptr());
+            // SAFETY: queries g.. g + G and keys j .. j + R exist, k elements each.
+            let t = unsafe { dot_f32acc_tile_avx2::<E, G, R>(qp, kp, k) };
+            for (i, t) in t.iter().enumerate().take(G) {
+                out[(g + i) * n + j..][..R].copy_from_slice(&t[..R]);
+            }
+        });
+    });
+}
+
+/// `accs[g][c ..][..8·C] = fma(ps[g][j], values[j][c ..], ·)` over the rows
+/// `j` in order, for `G` queries × `C` vectors of 8 columns held in
+/// registers over every row; each 8 floats of a value row are widened once
+/// for all queries.
+///
+/// # Safety
+/// `c + 8·C <= k`; `values` holds `n` rows of `k` and every `ps[g]` `n`
+/// weights; every `accs[g]` is valid for `k` floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn weighted_sum_f32acc_tile_avx2<E: KvLoad, const G: usize, const C: usize>(
+    ps: [*const f32; G],
+    values: *const E,
+    n: usize,
+    k: usize,
+    c: usize,
+    accs: [*mut f32; G],
+) {
+    let mut s = [[_mm256_setzero_ps(); C]; G];
+    for (s, a) in s.iter_mut().zip(&accs) {
+        for (u, s) in s.iter_mut().enumerate() {
+            // SAFETY: c + 8u + 8 <= k (caller).
+            *s = unsafe { _mm256_loadu_ps(a.add(c + 8 * u)) };
+        }
+    }
+    for j in 0..n {
+        let row = values.wrapping_add(j * k + c);
+        let mut v = [_mm256_setzero_ps(); C];
+        for (u, v) in v.iter_mut().enumerate() {
+            if (c + 8 * u).is_multiple_of(32) {
+                E::prefetch(row.wrapping_add(8 * u));
+            }
+            // SAFETY: elements j·k + c + 8u .. + 8 lie in row j < n.
+            *v = unsafe { E::load8(row.add(8 * u)) };
+        }
+        for (s, p) in s.iter_mut().zip(&ps) {
+            // SAFETY: weight j < n of this query.
+            let a = _mm256_set1_ps(unsafe { *p.add(j) });
+            for (s, v) in s.iter_mut().zip(&v) {
+                *s = _mm256_fmadd_ps(a, *v, *s);
+            }
+        }
+    }
+    for (s, a) in s.iter().zip(&accs) {
+        for (u, s) in s.iter().enumerate() {
+            // SAFETY: as for the loads.
+            unsafe { _mm256_storeu_ps(a.add(c + 8 * u), *s) };
+        }
+    }
+}
+
+/// See `Table::weighted_sum_f32acc_queries_f16`: tiles of up to 4 queries × 2 vectors
+/// of 8 columns (8 chains), then the columns past the last whole vector
+/// one by one.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn weighted_sum_f32acc_queries_avx2<E: KvLoad>(
+    ps: &[f32],
+    values: &[E],
+    k: usize,
+    accs: &mut [f32],
+) {
+    let (queries, n) = (accs.len() / k, values.len() / k);
+    tiles!(queries, [1, 2, 3; 4], |g, G| {
+        let pp: [_; G] = core::array::from_fn(|i| ps[(g + i) * n..].as_ptr());
+        let ap: [_; G] = core::array::from_fn(|i| accs[(g + i) * k..].as_mut_ptr());
+        let mut c = 0;
+        while c + 16 <= k {
+            // SAFETY: c + 16 <= k; shapes as `Table::weighted_sum_f32acc_queries_f16` says.
+            unsafe { weighted_sum_f32acc_tile_avx2::<E, G, 2>(pp, values.as_ptr(), n, k, c, ap) };
+            c += 16;
+        }
+        if c + 8 <= k {
+            // SAFETY: as above.
+            unsafe { weighted_sum_f32acc_tile_avx2::<E, G, 1>(pp, values.as_ptr(), n, k, c, ap) };
+            c += 8;
+        }
+        if c < k {
+            for i in 0..G {
+                let acc = &mut accs[(g + i) * k..(g + i + 1) * k];
+                for (&p, row) in ps[(g + i) * n..][..n].iter().zip(values.chunks_exact(k)) {
+                    scalar::weighted_row(p, &row[c..], &mut acc[c..]);
+                }
+            }
+        }
+    });
+}
+
+/// Joins 16 pairs' chains, each as `math::reduce_f32_lanes` does: lane
+/// `4c + i` of the result is chain `4i + c`'s sum. Each level halves every
+/// chain and packs two chains' halves into one register, so 16 chains take
+/// 15 additions and 30 shuffles, not 64 additions.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+fn join_lanes_avx512(a: [__m512; 16]) -> __m512 {
+    // Lane j + lane j + 8: two chains' 8 lanes per register.
+    let mut h8 = [_mm512_setzero_ps(); 8];
+    for (m, h) in h8.iter_mut().enumerate() {
+        let (x, y) = (a[2 * m], a[2 * m + 1]);
+        *h = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y),
+        );
+    }
+    // + lane j + 4: four chains' 4 lanes, chain 4i + c in 128-bit block c.
+    let mut h4 = [_mm512_setzero_ps(); 4];
+    for (i, h) in h4.iter_mut().enumerate() {
+        let (x, y) = (h8[2 * i], h8[2 * i + 1]);
+        *h = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y),
+        );
+    }
+    // + lane j + 2, then + lane j + 1.
+    let mut h2 = [_mm512_setzero_ps(); 2];
+    for (i, h) in h2.iter_mut().enumerate() {
+        let (x, y) = (_mm512_castps_pd(h4[2 * i]), _mm512_castps_pd(h4[2 * i + 1]));
+        *h = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)),
+        );
+    }
+    _mm512_add_ps(
+        _mm512_shuffle_ps::<0b10_00_10_00>(h2[0], h2[1]),
+        _mm512_shuffle_ps::<0b11_01_11_01>(h2[0], h2[1]),
+    )
+}
+
+/// The attention dots of `G` queries × `R` keys (each at most 4), one zmm
+/// chain per pair: `out[g][r]`. Each 16 elements of a key are widened once
+/// for all queries; the last chunk is loaded under a mask (zero-padded).
+///
+/// # Safety
+/// Every query and key holds `k` readable elements.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn dot_f32acc_tile_avx512<E: KvLoad, const G: usize, const R: usize>(
+    qp: [*const f32; G],
+    kp: [*const E; R],
+    k: usize,
+) -> [[f32; 4]; 4] {
+    let mut acc = [[_mm512_setzero_ps(); R]; G];
+    let mut i = 0;
+    while i < k {
+        let mask = if k - i >= 16 {
+            0xffff
+        } else {
+            (1u16 << (k - i)) - 1
+        };
+        let mut kv = [_mm512_setzero_ps(); R];
+        for (v, p) in kv.iter_mut().zip(&kp) {
+            if i % 32 == 0 {
+                E::prefetch(p.wrapping_add(i));
+            }
+            // SAFETY: the masked elements i .. k of the key.
+            *v = unsafe { E::load16(p.add(i), mask) };
+        }
+        for (a, q) in acc.iter_mut().zip(&qp) {
+            // SAFETY: as for the keys.
+            let x = unsafe { _mm512_maskz_loadu_ps(mask, q.add(i)) };
+            for (a, v) in a.iter_mut().zip(&kv) {
+                *a = _mm512_fmadd_ps(x, *v, *a);
+            }
+        }
+        i += 16;
+    }
+    // Chain 4r + g, so that the joined lane 4g + r is pair (g, r).
+    let mut chains = [_mm512_setzero_ps(); 16];
+    for (g, a) in acc.iter().enumerate() {
+        for (r, a) in a.iter().enumerate() {
+            chains[4 * r + g] = *a;
+        }
+    }
+    let mut sums = [0f32; 16];
+    // SAFETY: `sums` holds 16 floats.
+    unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), join_lanes_avx512(chains)) };
+    let mut out = [[0f32; 4]; 4];
+    for (g, o) in out.iter_mut().enumerate() {
+        o.copy_from_slice(&sums[4 * g..4 * g + 4]);
+    }
+    out
+}
+
+/// See `Table::dot_f32acc_queries_f16`: tiles of up to 4 queries × 4 keys, 16 chains,
+/// 4 widened keys and a query in 21 of the 32 registers; a KV head's group
+/// in BitNet-b1.58-2B-4T is 4 query heads.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f32acc_queries_avx512<E: KvLoad>(
+    qs: &[f32],
+    keys: &[E],
+    k: usize,
+    out: &mut [f32],
+) {
+    let (queries, n) = (qs.len() / k, keys.len() / k);
+    if n == 0 {
+        return;
+    }
+    tiles!(queries, [1, 2, 3; 4], |g, G| {
+        tiles!(n, [1, 2, 3; 4], |j, R| {
+            let qp: [_; G] = core::array::from_fn(|i| qs[(g + i) * k..].as_ptr());
+            let kp: [_; R] = core::array::from_fn(|r| keys[(j + r) * k..].as_ptr());
+            // SAFETY: queries g.. g + G and keys j .. j + R exist, k elements each.
+            let t = unsafe { dot_f32acc_tile_avx512::<E, G, R>(qp, kp, k) };
+            for (i, t) in t.iter().enumerate().take(G) {
+                out[(g + i) * n + j..][..R].copy_from_slice(&t[..R]);
+            }
+        });
+    });
+}
+
+/// `accs[g][c ..][..16·C] = fma(ps[g][j], values[j][c ..], ·)` over the
+/// rows `j` in order, for `G` queries × `C` vectors of 16 columns held in
+/// registers over every row, the last vector under `last` (zeros are
+/// loaded and nothing is stored in its other lanes); each 16 floats of a
+/// value row are widened once for all queries.
+///
+/// # Safety
+/// The columns `c .. c + 16·(C − 1)` and `last`'s of the next 16 lie in
+/// `0..k`; `values` holds `n` rows of `k` and every `ps[g]` `n` weights;
+/// every `accs[g]` is valid for `k` floats.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+unsafe fn weighted_sum_f32acc_tile_avx512<E: KvLoad, const G: usize, const C: usize>(
+    ps: [*const f32; G],
+    values: *const E,
+    (n, k, c): (usize, usize, usize),
+    last: __mmask16,
+    accs: [*mut f32; G],
+) {
+    let mask = |u: usize| if u + 1 == C { last } else { 0xffff };
+    let mut s = [[_mm512_setzero_ps(); C]; G];
+    for (s, a) in s.iter_mut().zip(&accs) {
+        for (u, s) in s.iter_mut().enumerate() {
+            // SAFETY: the masked columns of this vector lie in 0..k (caller).
+            *s = unsafe { _mm512_maskz_loadu_ps(mask(u), a.add(c + 16 * u)) };
+        }
+    }
+    for j in 0..n {
+        let row = values.wrapping_add(j * k + c);
+        let mut v = [_mm512_setzero_ps(); C];
+        for (u, v) in v.iter_mut().enumerate() {
+            if (c + 16 * u).is_multiple_of(32) {
+                E::prefetch(row.wrapping_add(16 * u));
+            }
+            // SAFETY: the masked columns of row j < n.
+            *v = unsafe { E::load16(row.add(16 * u), mask(u)) };
+        }
+        for (s, p) in s.iter_mut().zip(&ps) {
+            // SAFETY: weight j < n of this query.
+            let a = _mm512_set1_ps(unsafe { *p.add(j) });
+            for (s, v) in s.iter_mut().zip(&v) {
+                *s = _mm512_fmadd_ps(a, *v, *s);
+            }
+        }
+    }
+    for (s, a) in s.iter().zip(&accs) {
+        for (u, s) in s.iter().enumerate() {
+            // SAFETY: as for the loads.
+            unsafe { _mm512_mask_storeu_ps(a.add(c + 16 * u), mask(u), *s) };
+        }
+    }
+}
+
+/// See `Table::weighted_sum_f32acc_queries_f16`: tiles of up to 4 queries × 4 vectors
+/// of 16 columns (16 chains, 4 widened value vectors), the columns past the
+/// last whole vector under a mask.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
+pub(crate) unsafe fn weighted_sum_f32acc_queries_avx512<E: KvLoad>(
+    ps: &[f32],
+    values: &[E],
+    k: usize,
+    accs: &mut [f32],
+) {
+    let (queries, n) = (accs.len() / k, values.len() / k);
+    let vp = values.as_ptr();
+    tiles!(queries, [1, 2, 3; 4], |g, G| {
+        let pp: [_; G] = core::array::from_fn(|i| ps[(g + i) * n..].as_ptr());
+        let ap: [_; G] = core::array::from_fn(|i| accs[(g + i) * k..].as_mut_ptr());
+        let mut c = 0;
+        while c < k {
+            let vectors = (k - c).div_ceil(16).min(4);
+            let end = (c + 16 * vectors).min(k);
+            let last = (1u32 << (16 - (c + 16 * vectors - end))) - 1;
+            let shape = (n, k, c);
+            // SAFETY: columns c .. end lie in 0..k; shapes as
+            // `Table::weighted_sum_f32acc_queries_f16` says.
+            unsafe {
+                match vectors {
+                    1 => weighted_sum_f32acc_tile_avx512::<E, G, 1>(pp, vp, shape, last as u16, ap),
+                    2 => weighted_sum_f32acc_tile_avx512::<E, G, 2>(pp, vp, shape, last as u16, ap),
+                    3 => weighted_sum_f32acc_tile_avx512::<E, G, 3>(pp, vp, shape, last as u16, ap),
+                    _ => weighted_sum_f32acc_tile_avx512::<E, G, 4>(pp, vp, shape, last as u16, ap),
+                }
+            }
+            c = end;
+        }
+    });
 }
 
 #[cfg(test)]
