@@ -53,8 +53,8 @@ pub fn replay_corpus(target: &str, body: fn(&[u8])) {
 
 /// Shapes, trits and activations from the fuzzer through every kernel path
 /// this CPU has and both matmul families, then raw bytes through the Q6_K
-/// head (GEMV and several vectors) and attention's softmax; any difference
-/// from the scalar reference is a panic. The F16 and Q8_0 heads, whose
+/// head (GEMV and several vectors) and attention's softmax and f16-cache
+/// kernels; any difference from the scalar reference is a panic. The F16 and Q8_0 heads, whose
 /// float sums differ between paths, must give on each path the same bits
 /// for several vectors as for one.
 pub fn kernel_differential(data: &[u8]) {
@@ -152,6 +152,38 @@ pub fn kernel_differential(data: &[u8]) {
             ok,
             "{isa} softmax_f64acc: {} scores, scale {scale:e}",
             scores.len()
+        );
+    }
+    // Attention over an f16 KV cache on raw bits (NaN, infinities,
+    // subnormals) and a head width through every vector tail: `n` queries
+    // against `m` keys, then their weights over `m` value rows, the same
+    // bits on every path.
+    let hd = byte(1) as usize % 160 + 1;
+    let halves: Vec<u16> = (0..m * hd)
+        .map(|i| u16::from_le_bytes([byte(2 * i + 9), byte(2 * i + 10)]))
+        .collect();
+    let qs: Vec<f32> = (0..n * hd).map(|i| f32_at(i * 5 + 2)).collect();
+    let ps: Vec<f32> = (0..n * m).map(|i| f32_at(i * 7 + 6)).collect();
+    let attend = |d: Dispatch| {
+        let mut scores = vec![f32::NAN; n * m];
+        d.dot_f32acc_queries_f16(&qs, &halves, hd, &mut scores)
+            .unwrap();
+        let mut sums: Vec<f32> = (0..n * hd).map(|i| f32_at(i + 11)).collect();
+        d.weighted_sum_f32acc_queries_f16(&ps, &halves, hd, &mut sums)
+            .unwrap();
+        (scores, sums)
+    };
+    let want = attend(scalar);
+    for isa in Isa::supported() {
+        let got = attend(Dispatch::for_isa(isa).unwrap());
+        let ok = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(&a, &b)| same(a, b));
+        assert!(
+            ok(&got.0, &want.0),
+            "{isa} dot_f32acc_queries_f16: n={n} m={m} k={hd}"
+        );
+        assert!(
+            ok(&got.1, &want.1),
+            "{isa} weighted_sum_f32acc_queries_f16: n={n} m={m} k={hd}"
         );
     }
     // The F16 and Q8_0 heads on raw bytes: each path's batched kernel
