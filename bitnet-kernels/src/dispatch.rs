@@ -158,6 +158,9 @@ pub(crate) struct Table {
     /// rounded to f32) over their f64 sum (`math::reduce_f64_lanes`' lanes,
     /// then the tail in order) rounded to f32; bitwise equal on every path.
     pub softmax_f64acc: unsafe fn(x: &mut [f32], scale: f32),
+    /// `softmax_f64acc` with `math::exp` for the exponentials (separate
+    /// IEEE operations, no FMA); bitwise equal on every path.
+    pub softmax_f32exp: unsafe fn(x: &mut [f32], scale: f32),
     /// Rotates pairs `(x[i], x[i + d/2])` of every `d`-wide head.
     pub rope_neox: unsafe fn(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]),
     /// Rotates pairs `(x[2i], x[2i + 1])` of every `d`-wide head.

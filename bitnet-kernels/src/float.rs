@@ -74,6 +74,22 @@ impl Dispatch {
         Ok(())
     }
 
+    /// [`Dispatch::softmax_f64acc`] with f32 exponentials (range reduction
+    /// by ln 2 and Cephes' degree-5 polynomial, each step a separate IEEE
+    /// operation, within a few ulps; inputs below −87.3 give about
+    /// 1.2·10⁻³⁸ instead of less), for attention over an f16 KV cache,
+    /// whose scores carry far larger errors. Bitwise equal on every path.
+    pub fn softmax_f32exp(&self, x: &mut [f32], scale: f32) -> Result<(), Error> {
+        if x.is_empty() {
+            return Err(Error::ZeroDim {
+                what: "softmax width",
+            });
+        }
+        // SAFETY: ISA supported (Dispatch invariant); non-empty.
+        unsafe { (self.table.softmax_f32exp)(x, scale) };
+        Ok(())
+    }
+
     /// NEOX RoPE over every `head_dim`-wide head of `x`: rotates
     /// `(x[i], x[i + d/2])` by the angle whose cosine and sine are
     /// `cos[i]`, `sin[i]` (`d/2` values each, for this position).

@@ -291,6 +291,48 @@ pub(crate) mod tests {
         x
     }
 
+    /// Inputs for the vector `exp`s' tests: `[-100, 100]` densely, the
+    /// clamps' edges, specials, and the points where `x·log2e` is near a
+    /// half-integer (the reduction's rounding).
+    pub(crate) fn exp_probes() -> Vec<f32> {
+        let mut x: Vec<f32> = (0..2_000_000).map(|i| -100.0 + i as f32 * 1.0e-4).collect();
+        x.extend([
+            exp_consts::LO,
+            exp_consts::HI,
+            f32::from_bits(exp_consts::LO.to_bits() + 1),
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN,
+            f32::MAX,
+            f32::NAN,
+        ]);
+        for k in -130..=130 {
+            let h = (k as f32 + 0.5) * core::f32::consts::LN_2;
+            x.extend([
+                h,
+                f32::from_bits(h.to_bits() + 1),
+                f32::from_bits(h.to_bits() - 1),
+            ]);
+        }
+        while !x.len().is_multiple_of(16) {
+            x.push(-1.0);
+        }
+        x
+    }
+
+    /// `got[i]` is `exp(xs[i])` bit for bit (any NaN for a NaN).
+    pub(crate) fn check_exp(xs: &[f32], got: &[f32]) {
+        for (&x, &g) in xs.iter().zip(got) {
+            let want = exp(x);
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "exp({x:e}): {g:e}, want {want:e}"
+            );
+        }
+    }
+
     /// `got[i]` is `exp_f64(xs[i])` bit for bit (any NaN for a NaN).
     pub(crate) fn check_exp_f64(xs: &[f64], got: &[f64]) {
         for (&x, &g) in xs.iter().zip(got) {

@@ -1004,6 +1004,7 @@ fn bad_shapes_are_errors() {
 
 mod f64_accumulated {
     use super::common::{paths, scalar, TestRng, Unaligned};
+    use bitnet_kernels::Dispatch;
     use proptest::prelude::*;
 
     fn values(rng: &mut TestRng, n: usize, spread: i32) -> Vec<f32> {
@@ -1185,16 +1186,29 @@ mod f64_accumulated {
         /// that does not underflow (≤ 104), and rounds once more, as does the
         /// division: `(|dᵢ| + D + 4)·u·p` plus an absolute `2⁻¹⁴⁸` for
         /// results near or below f32's subnormals.
+        ///
+        /// `softmax_f32exp` is held to the same checks with its f32
+        /// exponentials' error, `2u` (at most 1.4u over 4 million points of
+        /// `[-87.3, 0]`), in place of the f64 ones' `u`, so `(|dᵢ| + D + 6)·u·p`,
+        /// and `e^d` of about `1.2·10⁻³⁸` below `d = −87.3`.
         #[test]
         fn softmax_f64acc_is_bitwise_scalar_and_close_to_f64(
             n in prop_oneof![1usize..=40, 1usize..=3000],
             seed in any::<u64>(),
             style in 0u8..5,
             scale in prop_oneof![Just(1.0f32), 0.01f32..2.0],
+            f32_exp in any::<bool>(),
         ) {
+            let softmax = |d: &Dispatch, x: &mut [f32]| {
+                if f32_exp {
+                    d.softmax_f32exp(x, scale).unwrap()
+                } else {
+                    d.softmax_f64acc(x, scale).unwrap()
+                }
+            };
             let x = super::softmax_row(&mut TestRng::new(seed), n, style);
             let mut want = x.clone();
-            scalar().softmax_f64acc(&mut want, scale).unwrap();
+            softmax(&scalar(), &mut want);
 
             let y: Vec<f32> = x.iter().map(|&v| v * scale).collect();
             let max = y.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
@@ -1205,7 +1219,11 @@ mod f64_accumulated {
             let u = f32::EPSILON as f64 / 2.0;
             for i in 0..n {
                 let p = e[i] / total;
-                let tol = (dist(y[i]) + big_d + 4.0) * u * p + 2.0 * 1.401_298_464e-45;
+                let tol = if f32_exp {
+                    (dist(y[i]) + big_d + 6.0) * u * p + 2.4e-38 / total
+                } else {
+                    (dist(y[i]) + big_d + 4.0) * u * p + 2.0 * 1.401_298_464e-45
+                };
                 prop_assert!(
                     (want[i] as f64 - p).abs() <= tol,
                     "scalar [{}]: got {:e}, f64 says {:e}, tol {:e}", i, want[i], p, tol
@@ -1214,7 +1232,7 @@ mod f64_accumulated {
 
             for d in paths() {
                 let mut got = Unaligned::new(&x);
-                d.softmax_f64acc(got.get_mut(), scale).unwrap();
+                softmax(&d, got.get_mut());
                 for (i, (g, w)) in got.get().iter().zip(&want).enumerate() {
                     prop_assert_eq!(g.to_bits(), w.to_bits(), "{} [{}]: {} vs {}", d.isa(), i, g, w);
                 }
@@ -1255,6 +1273,43 @@ mod f64_accumulated {
                 }
                 let mut x = vec![0.5f32; n];
                 d.softmax_f64acc(&mut x, f32::NAN).unwrap();
+                assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n}: {x:?}");
+            }
+        }
+    }
+
+    /// The same rows through `softmax_f32exp`, whose `e^d` below
+    /// `d = −87.3` is about `1.2·10⁻³⁸` rather than 0.
+    #[test]
+    fn softmax_f32exp_edge_rows() {
+        for n in [1usize, 7, 8, 9, 16, 17, 33, 100] {
+            for d in paths() {
+                let isa = d.isa();
+                let mut x = vec![0.75f32; n];
+                d.softmax_f32exp(&mut x, 3.0).unwrap();
+                assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
+
+                let mut x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+                d.softmax_f32exp(&mut x, 0.0).unwrap();
+                assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
+
+                let mut x = vec![-1000.0f32; n];
+                x[n / 2] = 1000.0;
+                d.softmax_f32exp(&mut x, 1.0).unwrap();
+                assert_eq!(x[n / 2], 1.0, "{isa} n={n}");
+                assert!(
+                    x.iter().all(|&v| v < 1.0e-37 || v == 1.0),
+                    "{isa} n={n}: {x:?}"
+                );
+
+                for bad in [f32::NAN, f32::INFINITY] {
+                    let mut x = vec![0.5f32; n];
+                    x[n - 1] = bad;
+                    d.softmax_f32exp(&mut x, 1.0).unwrap();
+                    assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n} {bad}: {x:?}");
+                }
+                let mut x = vec![0.5f32; n];
+                d.softmax_f32exp(&mut x, f32::NAN).unwrap();
                 assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n}: {x:?}");
             }
         }

@@ -139,20 +139,26 @@ pub fn kernel_differential(data: &[u8]) {
     let f32_at = |i: usize| f32::from_le_bytes([0, 1, 2, 3].map(|b| byte(4 * i + b)));
     let scores: Vec<f32> = (0..m * n + k / 128).map(|i| f32_at(i + 5)).collect();
     let scale = f32_at(0);
-    let mut want = scores.clone();
-    scalar.softmax_f64acc(&mut want, scale).unwrap();
-    for isa in Isa::supported() {
-        let mut got = scores.clone();
-        Dispatch::for_isa(isa)
-            .unwrap()
-            .softmax_f64acc(&mut got, scale)
-            .unwrap();
-        let ok = got.iter().zip(&want).all(|(&a, &b)| same(a, b));
-        assert!(
-            ok,
-            "{isa} softmax_f64acc: {} scores, scale {scale:e}",
-            scores.len()
-        );
+    for f32_exp in [false, true] {
+        let softmax = |d: Dispatch, x: &mut [f32]| {
+            if f32_exp {
+                d.softmax_f32exp(x, scale).unwrap()
+            } else {
+                d.softmax_f64acc(x, scale).unwrap()
+            }
+        };
+        let mut want = scores.clone();
+        softmax(scalar, &mut want);
+        for isa in Isa::supported() {
+            let mut got = scores.clone();
+            softmax(Dispatch::for_isa(isa).unwrap(), &mut got);
+            let ok = got.iter().zip(&want).all(|(&a, &b)| same(a, b));
+            assert!(
+                ok,
+                "{isa} softmax (f32 exponentials: {f32_exp}): {} scores, scale {scale:e}",
+                scores.len()
+            );
+        }
     }
     // Attention over an f16 KV cache on raw bits (NaN, infinities,
     // subnormals) and a head width through every vector tail: `n` queries

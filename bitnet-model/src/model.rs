@@ -854,7 +854,8 @@ fn query_runs(queries: &[Query], head_dim: usize, out: &mut Vec<Range<usize>>) {
 /// weighted sum in an order every path keeps, so every path gives the same
 /// output. Over an f32 cache (the reference-grade choice) the products are
 /// summed in f64; over an f16 cache, whose keys and values were rounded to
-/// 11 bits when stored, in f32 FMA chains, at about half the work.
+/// 11 bits when stored, in f32 FMA chains with f32 exponentials, at about
+/// half the work.
 /// Keys, then values, are read [`KV_BLOCK`] positions at a time by every
 /// query while in L1; a query's sums
 /// still take its positions in order, so the result is the same as over all
@@ -917,8 +918,13 @@ unsafe fn attend(
         }
     }
     for (i, q) in queries.iter().enumerate() {
-        d.softmax_f64acc(&mut s.scores[i * len..][..q.len], scale)
-            .expect("a query sees at least its own position");
+        let scores = &mut s.scores[i * len..][..q.len];
+        if f16 {
+            d.softmax_f32exp(scores, scale)
+        } else {
+            d.softmax_f64acc(scores, scale)
+        }
+        .expect("a query sees at least its own position");
     }
     for block in blocks() {
         let values = kv.rows(Half::Values, block.clone());

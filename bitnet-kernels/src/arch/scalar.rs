@@ -22,7 +22,8 @@ pub(crate) static TABLE: Table = Table {
     f32_to_f16,
     rms_norm,
     softmax,
-    softmax_f64acc,
+    softmax_f64acc: softmax_f64acc::<false>,
+    softmax_f32exp: softmax_f64acc::<true>,
     rope_neox,
     rope_interleaved,
     dot_f32,
@@ -168,7 +169,10 @@ pub(crate) unsafe fn softmax(x: &mut [f32]) {
     }
 }
 
-pub(crate) unsafe fn softmax_f64acc(x: &mut [f32], scale: f32) {
+/// `softmax_f64acc` (`F32_EXP = false`, exponentials by `math::exp_f64`
+/// rounded to f32) or `softmax_f32exp` (`true`, by `math::exp`): the same
+/// scaling, maximum, f64 sum and division either way.
+pub(crate) unsafe fn softmax_f64acc<const F32_EXP: bool>(x: &mut [f32], scale: f32) {
     use math::{reduce_f64_lanes, F64_LANES};
     let mut max = f32::NEG_INFINITY;
     for v in x.iter_mut() {
@@ -179,13 +183,23 @@ pub(crate) unsafe fn softmax_f64acc(x: &mut [f32], scale: f32) {
     let mut lanes = [0f64; F64_LANES];
     for chunk in x[..main].chunks_exact_mut(F64_LANES) {
         for (l, v) in lanes.iter_mut().zip(chunk) {
-            *v = math::exp_f64((*v - max) as f64) as f32;
+            *v = softmax_exp::<F32_EXP>(*v - max);
             *l += *v as f64;
         }
     }
-    let sum = softmax_f64acc_tail(&mut x[main..], max, reduce_f64_lanes(lanes));
+    let sum = softmax_f64acc_tail::<F32_EXP>(&mut x[main..], max, reduce_f64_lanes(lanes));
     for v in x.iter_mut() {
         *v /= sum;
+    }
+}
+
+/// `e^d` as the two attention softmaxes take it.
+#[inline(always)]
+fn softmax_exp<const F32_EXP: bool>(d: f32) -> f32 {
+    if F32_EXP {
+        math::exp(d)
+    } else {
+        math::exp_f64(d as f64) as f32
     }
 }
 
@@ -193,9 +207,13 @@ pub(crate) unsafe fn softmax_f64acc(x: &mut [f32], scale: f32) {
 /// path: each `e^(v − max)` in order, added to the lanes' `sum`; returns
 /// the whole row's sum rounded to f32.
 #[inline(always)]
-pub(crate) fn softmax_f64acc_tail(tail: &mut [f32], max: f32, mut sum: f64) -> f32 {
+pub(crate) fn softmax_f64acc_tail<const F32_EXP: bool>(
+    tail: &mut [f32],
+    max: f32,
+    mut sum: f64,
+) -> f32 {
     for v in tail {
-        *v = math::exp_f64((*v - max) as f64) as f32;
+        *v = softmax_exp::<F32_EXP>(*v - max);
         sum += *v as f64;
     }
     sum as f32

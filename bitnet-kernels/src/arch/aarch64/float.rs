@@ -150,20 +150,24 @@ pub(crate) unsafe fn rms_norm_neon(x: &[f32], w: &[f32], eps: f32, out: &mut [f3
     }
 }
 
-/// `math::exp` on four lanes: the same clamp, reduction and polynomial,
-/// evaluated with FMA.
+/// `math::exp` on four lanes, bit for bit: the same clamp (a NaN stays
+/// NaN), reduction and polynomial, each step a separate IEEE operation.
 #[target_feature(enable = "neon")]
 #[inline]
 fn exp4(x: float32x4_t) -> float32x4_t {
     use exp_consts::*;
     let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(LO)), vdupq_n_f32(HI));
     let n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(LOG2E)));
-    let r = vfmsq_f32(vfmsq_f32(x, n, vdupq_n_f32(LN2_HI)), n, vdupq_n_f32(LN2_LO));
+    let r = vsubq_f32(x, vmulq_f32(n, vdupq_n_f32(LN2_HI)));
+    let r = vsubq_f32(r, vmulq_f32(n, vdupq_n_f32(LN2_LO)));
     let mut p = vdupq_n_f32(P[0]);
     for &c in &P[1..] {
-        p = vfmaq_f32(vdupq_n_f32(c), p, r);
+        p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(c));
     }
-    let y = vaddq_f32(vfmaq_f32(r, vmulq_f32(p, r), r), vdupq_n_f32(1.0));
+    let y = vaddq_f32(
+        vaddq_f32(vmulq_f32(vmulq_f32(p, r), r), r),
+        vdupq_n_f32(1.0),
+    );
     let pow2 = vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)));
     vmulq_f32(y, vreinterpretq_f32_s32(pow2))
 }
@@ -231,7 +235,7 @@ fn exp_f64x2(x: float64x2_t) -> float64x2_t {
 
 /// `acc[k]` holds lanes `2k, 2k + 1` of `math::reduce_f64_lanes`.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn softmax_f64acc_neon(x: &mut [f32], scale: f32) {
+pub(crate) unsafe fn softmax_f64acc_neon<const F32_EXP: bool>(x: &mut [f32], scale: f32) {
     // `maxnm` skips NaN like the scalar `f32::max` fold.
     let (vscale, mut m) = (vdupq_n_f32(scale), vdupq_n_f32(f32::NEG_INFINITY));
     let mut chunks = x.chunks_exact_mut(4);
@@ -252,10 +256,14 @@ pub(crate) unsafe fn softmax_f64acc_neon(x: &mut [f32], scale: f32) {
     for c in &mut chunks {
         for (h, acc) in acc.chunks_exact_mut(2).enumerate() {
             let d = vsubq_f32(ld(&c[4 * h..]), vmax);
-            let lo = vcvt_f32_f64(exp_f64x2(vcvt_f64_f32(vget_low_f32(d))));
-            let e = vcvt_high_f32_f64(lo, exp_f64x2(vcvt_high_f64_f32(d)));
+            let e = if F32_EXP {
+                exp4(d)
+            } else {
+                let lo = vcvt_f32_f64(exp_f64x2(vcvt_f64_f32(vget_low_f32(d))));
+                vcvt_high_f32_f64(lo, exp_f64x2(vcvt_high_f64_f32(d)))
+            };
             st(&mut c[4 * h..], e);
-            acc[0] = vaddq_f64(acc[0], vcvt_f64_f32(lo));
+            acc[0] = vaddq_f64(acc[0], vcvt_f64_f32(vget_low_f32(e)));
             acc[1] = vaddq_f64(acc[1], vcvt_high_f64_f32(e));
         }
     }
@@ -264,7 +272,7 @@ pub(crate) unsafe fn softmax_f64acc_neon(x: &mut [f32], scale: f32) {
         vaddq_f64(acc[0], acc[2]),
         vaddq_f64(acc[1], acc[3]),
     ));
-    let sum = scalar::softmax_f64acc_tail(chunks.into_remainder(), max, lanes);
+    let sum = scalar::softmax_f64acc_tail::<F32_EXP>(chunks.into_remainder(), max, lanes);
 
     let vsum = vdupq_n_f32(sum);
     let mut chunks = x.chunks_exact_mut(4);
@@ -949,6 +957,17 @@ mod tests {
         fn halves(&mut self, n: usize) -> Vec<u16> {
             (0..n).map(|_| math::f32_to_f16(self.f32() * 4.0)).collect()
         }
+    }
+
+    #[test]
+    fn exp4_is_the_scalar_bits() {
+        let xs = math::tests::exp_probes();
+        let mut got = std::vec![0f32; xs.len()];
+        for (c, g) in xs.chunks_exact(4).zip(got.chunks_exact_mut(4)) {
+            // SAFETY: NEON is baseline; `c` and `g` hold 4 values each.
+            unsafe { vst1q_f32(g.as_mut_ptr(), exp4(vld1q_f32(c.as_ptr()))) };
+        }
+        math::tests::check_exp(&xs, &got);
     }
 
     #[test]

@@ -334,25 +334,26 @@ fn hmax_avx2(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)))
 }
 
-/// `math::exp` lane-wise: same clamp, reduction and polynomial; FMA only
-/// changes the last bit now and then (`n·LN2_HI` is exact either way).
+/// `math::exp` lane-wise, bit for bit: the same clamp (a NaN stays NaN),
+/// reduction and polynomial, each step a separate IEEE operation.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn exp_avx2(x: __m256) -> __m256 {
     use exp_consts::*;
-    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(LO)), _mm256_set1_ps(HI));
+    // `maxps`/`minps` return their second operand when either is NaN.
+    let x = _mm256_min_ps(_mm256_set1_ps(HI), _mm256_max_ps(_mm256_set1_ps(LO), x));
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         x,
         _mm256_set1_ps(LOG2E),
     ));
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    let r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(LN2_HI)));
+    let r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(LN2_LO)));
     let mut p = _mm256_set1_ps(P[0]);
     for &c in &P[1..] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(c));
     }
     let y = _mm256_add_ps(
-        _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r),
+        _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r),
         _mm256_set1_ps(1.0),
     );
     // n ∈ [-126, 127] after the clamp, so the biased exponent is normal.
@@ -543,7 +544,7 @@ fn exp_f64_avx2(x: __m256d) -> __m256d {
 
 /// Lane `j` of `acc[0]`/`acc[1]` is `math::reduce_f64_lanes`' lane `j`/`j + 4`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn softmax_f64acc_avx2(x: &mut [f32], scale: f32) {
+pub(crate) unsafe fn softmax_f64acc_avx2<const F32_EXP: bool>(x: &mut [f32], scale: f32) {
     let (n, p) = (x.len(), x.as_mut_ptr());
     let main = n - n % 8;
     let vscale = _mm256_set1_ps(scale);
@@ -580,7 +581,11 @@ pub(crate) unsafe fn softmax_f64acc_avx2(x: &mut [f32], scale: f32) {
                 .zip([_mm256_castps256_ps128(d), _mm256_extractf128_ps::<1>(d)])
                 .enumerate()
             {
-                let e = _mm256_cvtpd_ps(exp_f64_avx2(_mm256_cvtps_pd(d)));
+                let e = if F32_EXP {
+                    _mm256_castps256_ps128(exp_avx2(_mm256_castps128_ps256(d)))
+                } else {
+                    _mm256_cvtpd_ps(exp_f64_avx2(_mm256_cvtps_pd(d)))
+                };
                 _mm_storeu_ps(q.add(4 * h), e);
                 *a = _mm256_add_pd(*a, _mm256_cvtps_pd(e));
             }
@@ -588,7 +593,7 @@ pub(crate) unsafe fn softmax_f64acc_avx2(x: &mut [f32], scale: f32) {
         i += 8;
     }
     let sum = sum_f64x4(_mm256_add_pd(acc[0], acc[1]));
-    let sum = scalar::softmax_f64acc_tail(&mut x[main..], max, sum);
+    let sum = scalar::softmax_f64acc_tail::<F32_EXP>(&mut x[main..], max, sum);
 
     let (p, vs) = (x.as_mut_ptr(), _mm256_set1_ps(sum));
     let mut i = 0;
@@ -1053,22 +1058,23 @@ fn tail_mask(n: usize) -> __mmask16 {
     (1u32 << n) as u16 - 1
 }
 
+/// `math::exp` on 16 lanes, bit for bit, as [`exp_avx2`] on 8.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
 fn exp_avx512(x: __m512) -> __m512 {
     use exp_consts::*;
-    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(LO)), _mm512_set1_ps(HI));
+    let x = _mm512_min_ps(_mm512_set1_ps(HI), _mm512_max_ps(_mm512_set1_ps(LO), x));
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
         _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
     );
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(LN2_HI)));
+    let r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(LN2_LO)));
     let mut p = _mm512_set1_ps(P[0]);
     for &c in &P[1..] {
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(c));
     }
     let y = _mm512_add_ps(
-        _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r),
+        _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r),
         _mm512_set1_ps(1.0),
     );
     let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
@@ -1275,7 +1281,7 @@ fn exp_f64_avx512(x: __m512d) -> __m512d {
 
 /// One zmm holds the 8 lanes of `math::reduce_f64_lanes`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")]
-pub(crate) unsafe fn softmax_f64acc_avx512(x: &mut [f32], scale: f32) {
+pub(crate) unsafe fn softmax_f64acc_avx512<const F32_EXP: bool>(x: &mut [f32], scale: f32) {
     let (n, p) = (x.len(), x.as_mut_ptr());
     let vscale = _mm512_set1_ps(scale);
     let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -1302,7 +1308,24 @@ pub(crate) unsafe fn softmax_f64acc_avx512(x: &mut [f32], scale: f32) {
     let mut i = 0;
     // Four independent exponentials per step: one alone is a chain of 30
     // dependent operations, which leaves most of the FPU idle.
-    while i + 32 <= main {
+    while F32_EXP && i + 16 <= main {
+        // SAFETY: i + 16 <= main <= n = x.len().
+        unsafe {
+            let q = p.add(i);
+            let e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(q), _mm512_set1_ps(max)));
+            _mm512_storeu_ps(q, e);
+            // Elements i .. i + 8, then i + 8 .. i + 16, as 8 at a time.
+            acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            acc = _mm512_add_pd(
+                acc,
+                _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                    _mm512_castps_pd(e),
+                ))),
+            );
+        }
+        i += 16;
+    }
+    while !F32_EXP && i + 32 <= main {
         // SAFETY: i + 32 <= main <= n = x.len().
         unsafe {
             let q = p.add(i);
@@ -1321,8 +1344,12 @@ pub(crate) unsafe fn softmax_f64acc_avx512(x: &mut [f32], scale: f32) {
         // SAFETY: i + 8 <= main <= n = x.len().
         unsafe {
             let q = p.add(i);
-            let d = _mm512_cvtps_pd(_mm256_sub_ps(_mm256_loadu_ps(q), vm));
-            let e = _mm512_cvtpd_ps(exp_f64_avx512(d));
+            let d = _mm256_sub_ps(_mm256_loadu_ps(q), vm);
+            let e = if F32_EXP {
+                exp_avx2(d)
+            } else {
+                _mm512_cvtpd_ps(exp_f64_avx512(_mm512_cvtps_pd(d)))
+            };
             _mm256_storeu_ps(q, e);
             acc = _mm512_add_pd(acc, _mm512_cvtps_pd(e));
         }
@@ -1332,7 +1359,7 @@ pub(crate) unsafe fn softmax_f64acc_avx512(x: &mut [f32], scale: f32) {
         _mm512_castpd512_pd256(acc),
         _mm512_extractf64x4_pd::<1>(acc),
     );
-    let sum = scalar::softmax_f64acc_tail(&mut x[main..], max, sum_f64x4(lanes));
+    let sum = scalar::softmax_f64acc_tail::<F32_EXP>(&mut x[main..], max, sum_f64x4(lanes));
 
     let (p, vs) = (x.as_mut_ptr(), _mm512_set1_ps(sum));
     let mut i = 0;
@@ -2754,6 +2781,29 @@ mod tests {
                 _mm256_storeu_pd(got.as_mut_ptr(), exp_f64_avx2(_mm256_loadu_pd(c.as_ptr())))
             };
             math::tests::check_exp_f64(c, &got);
+        }
+    }
+
+    #[test]
+    fn exp_avx2_and_avx512_are_the_scalar_bits() {
+        let xs = math::tests::exp_probes();
+        if has_avx2() {
+            let mut got = std::vec![0f32; xs.len()];
+            for (c, g) in xs.chunks_exact(8).zip(got.chunks_exact_mut(8)) {
+                // SAFETY: AVX2 is present; `c` and `g` hold 8 values each.
+                unsafe { _mm256_storeu_ps(g.as_mut_ptr(), exp_avx2(_mm256_loadu_ps(c.as_ptr()))) };
+            }
+            math::tests::check_exp(&xs, &got);
+        }
+        if has_avx512() {
+            let mut got = std::vec![0f32; xs.len()];
+            for (c, g) in xs.chunks_exact(16).zip(got.chunks_exact_mut(16)) {
+                // SAFETY: AVX-512 is present; `c` and `g` hold 16 values each.
+                unsafe {
+                    _mm512_storeu_ps(g.as_mut_ptr(), exp_avx512(_mm512_loadu_ps(c.as_ptr())))
+                };
+            }
+            math::tests::check_exp(&xs, &got);
         }
     }
 
