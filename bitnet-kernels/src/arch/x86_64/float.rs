@@ -2786,8 +2786,11 @@ mod tests {
 
     #[test]
     fn exp_avx2_and_avx512_are_the_scalar_bits() {
+        if !has_avx2() {
+            return;
+        }
         let xs = math::tests::exp_probes();
-        if has_avx2() {
+        {
             let mut got = std::vec![0f32; xs.len()];
             for (c, g) in xs.chunks_exact(8).zip(got.chunks_exact_mut(8)) {
                 // SAFETY: AVX2 is present; `c` and `g` hold 8 values each.
