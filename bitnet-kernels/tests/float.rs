@@ -1242,75 +1242,50 @@ mod f64_accumulated {
 
     /// Rows the proptest does not draw: equal scores, one dominant score,
     /// a zero scale, and NaN or infinite scores, which make the row NaN on
-    /// every path.
+    /// every path; through both attention softmaxes (`softmax_f32exp`'s
+    /// `e^d` below `d = −87.3` is about `1.2·10⁻³⁸` rather than 0).
     #[test]
-    fn softmax_f64acc_edge_rows() {
-        for n in [1usize, 7, 8, 9, 16, 17, 33, 100] {
-            for d in paths() {
-                let isa = d.isa();
-                let mut x = vec![0.75f32; n];
-                d.softmax_f64acc(&mut x, 3.0).unwrap();
-                assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
-
-                let mut x: Vec<f32> = (0..n).map(|i| i as f32).collect();
-                d.softmax_f64acc(&mut x, 0.0).unwrap();
-                assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
-
-                let mut x = vec![-1000.0f32; n];
-                x[n / 2] = 1000.0;
-                d.softmax_f64acc(&mut x, 1.0).unwrap();
-                assert_eq!(x[n / 2], 1.0, "{isa} n={n}");
-                assert!(
-                    x.iter().all(|&v| v == 0.0 || v == 1.0),
-                    "{isa} n={n}: {x:?}"
-                );
-
-                for bad in [f32::NAN, f32::INFINITY] {
-                    let mut x = vec![0.5f32; n];
-                    x[n - 1] = bad;
-                    d.softmax_f64acc(&mut x, 1.0).unwrap();
-                    assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n} {bad}: {x:?}");
+    fn attention_softmax_edge_rows() {
+        for f32_exp in [false, true] {
+            let softmax = |d: &Dispatch, x: &mut [f32], scale: f32| {
+                if f32_exp {
+                    d.softmax_f32exp(x, scale).unwrap()
+                } else {
+                    d.softmax_f64acc(x, scale).unwrap()
                 }
-                let mut x = vec![0.5f32; n];
-                d.softmax_f64acc(&mut x, f32::NAN).unwrap();
-                assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n}: {x:?}");
-            }
-        }
-    }
+            };
+            // 0 exactly from the f64 exponentials.
+            let vanishes = |v: f32| if f32_exp { v < 1.0e-37 } else { v == 0.0 };
+            for n in [1usize, 7, 8, 9, 16, 17, 33, 100] {
+                for d in paths() {
+                    let isa = d.isa();
+                    let mut x = vec![0.75f32; n];
+                    softmax(&d, &mut x, 3.0);
+                    assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
 
-    /// The same rows through `softmax_f32exp`, whose `e^d` below
-    /// `d = −87.3` is about `1.2·10⁻³⁸` rather than 0.
-    #[test]
-    fn softmax_f32exp_edge_rows() {
-        for n in [1usize, 7, 8, 9, 16, 17, 33, 100] {
-            for d in paths() {
-                let isa = d.isa();
-                let mut x = vec![0.75f32; n];
-                d.softmax_f32exp(&mut x, 3.0).unwrap();
-                assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
+                    let mut x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+                    softmax(&d, &mut x, 0.0);
+                    assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
 
-                let mut x: Vec<f32> = (0..n).map(|i| i as f32).collect();
-                d.softmax_f32exp(&mut x, 0.0).unwrap();
-                assert!(x.iter().all(|&v| v == 1.0 / n as f32), "{isa} n={n}: {x:?}");
+                    let mut x = vec![-1000.0f32; n];
+                    x[n / 2] = 1000.0;
+                    softmax(&d, &mut x, 1.0);
+                    assert_eq!(x[n / 2], 1.0, "{isa} n={n}");
+                    assert!(
+                        x.iter().all(|&v| vanishes(v) || v == 1.0),
+                        "{isa} n={n} f32_exp={f32_exp}: {x:?}"
+                    );
 
-                let mut x = vec![-1000.0f32; n];
-                x[n / 2] = 1000.0;
-                d.softmax_f32exp(&mut x, 1.0).unwrap();
-                assert_eq!(x[n / 2], 1.0, "{isa} n={n}");
-                assert!(
-                    x.iter().all(|&v| v < 1.0e-37 || v == 1.0),
-                    "{isa} n={n}: {x:?}"
-                );
-
-                for bad in [f32::NAN, f32::INFINITY] {
+                    for bad in [f32::NAN, f32::INFINITY] {
+                        let mut x = vec![0.5f32; n];
+                        x[n - 1] = bad;
+                        softmax(&d, &mut x, 1.0);
+                        assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n} {bad}: {x:?}");
+                    }
                     let mut x = vec![0.5f32; n];
-                    x[n - 1] = bad;
-                    d.softmax_f32exp(&mut x, 1.0).unwrap();
-                    assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n} {bad}: {x:?}");
+                    softmax(&d, &mut x, f32::NAN);
+                    assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n}: {x:?}");
                 }
-                let mut x = vec![0.5f32; n];
-                d.softmax_f32exp(&mut x, f32::NAN).unwrap();
-                assert!(x.iter().all(|v| v.is_nan()), "{isa} n={n}: {x:?}");
             }
         }
     }
