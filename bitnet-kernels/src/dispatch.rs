@@ -205,6 +205,13 @@ pub(crate) struct Table {
     /// every path.
     pub weighted_sum_f32acc_queries_f16:
         unsafe fn(ps: &[f32], values: &[u16], k: usize, accs: &mut [f32]),
+    /// `dot_f32acc_queries_f16` over keys widened to f32 first, bit for
+    /// bit the same.
+    pub dot_f32acc_queries: unsafe fn(qs: &[f32], keys: &[f32], k: usize, out: &mut [f32]),
+    /// `weighted_sum_f32acc_queries_f16` over values widened to f32 first,
+    /// bit for bit the same.
+    pub weighted_sum_f32acc_queries:
+        unsafe fn(ps: &[f32], values: &[f32], k: usize, accs: &mut [f32]),
     /// `y[r - rows.start] = Σ_k w[r, k] x[k]`, `w` row-major f16 `M × K`.
     pub gemv_f16: GemvFn<u16>,
     /// Same over Q8_0 blocks (34 bytes: f16 scale, 32 × i8) per 32 weights.

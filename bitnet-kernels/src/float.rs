@@ -334,6 +334,50 @@ impl Dispatch {
         Ok(())
     }
 
+    /// [`Dispatch::dot_f32acc_queries_f16`] over keys already widened to
+    /// f32 (by [`Dispatch::f16_to_f32`]), bit for bit the same: for a block
+    /// of an f16 cache that several calls read, widened once.
+    pub fn dot_f32acc_queries(
+        &self,
+        qs: &[f32],
+        keys: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        check_multi(
+            k,
+            ("dot_f32acc_queries keys", keys.len(), k),
+            ("dot_f32acc_queries queries", qs.len(), k),
+            ("dot_f32acc_queries scores (queries × keys)", out.len()),
+        )?;
+        // SAFETY: ISA supported (Dispatch invariant); shapes checked.
+        unsafe { (self.table.dot_f32acc_queries)(qs, keys, k, out) };
+        Ok(())
+    }
+
+    /// [`Dispatch::weighted_sum_f32acc_queries_f16`] over values already
+    /// widened to f32, bit for bit the same.
+    pub fn weighted_sum_f32acc_queries(
+        &self,
+        ps: &[f32],
+        values: &[f32],
+        k: usize,
+        accs: &mut [f32],
+    ) -> Result<(), Error> {
+        check_multi(
+            k,
+            ("weighted_sum_f32acc_queries values", values.len(), k),
+            ("weighted_sum_f32acc_queries accumulators", accs.len(), k),
+            (
+                "weighted_sum_f32acc_queries weights (queries × rows)",
+                ps.len(),
+            ),
+        )?;
+        // SAFETY: as above; shapes checked.
+        unsafe { (self.table.weighted_sum_f32acc_queries)(ps, values, k, accs) };
+        Ok(())
+    }
+
     /// F16 GEMV (the tied LM head): `w` is `M × K` half bits, row-major;
     /// `y[r - rows.start] = Σ_k w[r,k]·x[k]` for `r ∈ rows`.
     pub fn gemv_f16(

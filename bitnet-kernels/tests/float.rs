@@ -1292,7 +1292,8 @@ mod f64_accumulated {
 }
 
 mod f32_accumulated {
-    //! Attention over an f16 KV cache (`*_f32acc_queries_f16`).
+    //! Attention over an f16 KV cache (`*_f32acc_queries_f16`, and the
+    //! `*_f32acc_queries` forms over its rows widened first).
     use super::common::{paths, scalar, TestRng, Unaligned};
     use bitnet_kernels::Dispatch;
     use proptest::prelude::*;
@@ -1384,6 +1385,13 @@ mod f32_accumulated {
                 let (scores, sums) = run(&d);
                 prop_assert_eq!(bits(&scores), bits(&want_scores), "{}: scores", d.isa());
                 prop_assert_eq!(bits(&sums), bits(&want_sums), "{}: sums", d.isa());
+                // The f32 forms over the rows widened first: the same bits.
+                let mut widened_scores = vec![f32::NAN; queries * rows];
+                d.dot_f32acc_queries(&qs, &widened, k, &mut widened_scores).unwrap();
+                prop_assert_eq!(bits(&widened_scores), bits(&scores), "{}: widened scores", d.isa());
+                let mut widened_sums = start.clone();
+                d.weighted_sum_f32acc_queries(&ps, &widened, k, &mut widened_sums).unwrap();
+                prop_assert_eq!(bits(&widened_sums), bits(&sums), "{}: widened sums", d.isa());
                 // One query and one key at a time: the same bits.
                 for (g, q) in qs.chunks_exact(k).enumerate() {
                     for (j, key) in keys.get().chunks_exact(k).enumerate() {
@@ -1434,6 +1442,20 @@ mod f32_accumulated {
                 .is_err());
             assert!(d
                 .weighted_sum_f32acc_queries_f16(&[1.0; 3], &[0; 4], 2, &mut [0.0; 4])
+                .is_err());
+            // The f32 forms check the same shapes.
+            assert!(d.dot_f32acc_queries(&[], &[], 0, &mut []).is_err());
+            assert!(d
+                .dot_f32acc_queries(&[1.0; 4], &[1.0; 5], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d
+                .dot_f32acc_queries(&[1.0; 4], &[1.0; 6], 2, &mut [0.0; 5])
+                .is_err());
+            assert!(d
+                .weighted_sum_f32acc_queries(&[1.0; 4], &[1.0; 5], 2, &mut [0.0; 4])
+                .is_err());
+            assert!(d
+                .weighted_sum_f32acc_queries(&[1.0; 3], &[1.0; 4], 2, &mut [0.0; 4])
                 .is_err());
             // No rows: nothing to read, nothing written, and no error.
             assert!(d.dot_f32acc_queries_f16(&[1.0; 4], &[], 2, &mut []).is_ok());

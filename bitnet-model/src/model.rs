@@ -762,8 +762,8 @@ fn activate(a: Activation, x: f32) -> f32 {
 /// L1 while every query of the group reads it.
 const KV_BLOCK: usize = 32;
 
-/// Tokens of one step attended together (prefill): each KV block is read
-/// from memory once for all of them.
+/// Tokens of one step attended together (prefill): each KV block is widened
+/// once for all of them.
 const QUERY_TOKENS: usize = 16;
 
 /// One query head of one token: its row starts at `at` in the step's
@@ -812,15 +812,39 @@ struct KvHead<'a> {
 
 impl<'a> KvHead<'a> {
     /// Its keys or values at `positions` (see [`KvCache::head_rows`]), in
-    /// place: the kernels widen f16 rows in registers as they read them.
-    fn rows(&self, half: Half, positions: Range<usize>) -> HeadRows<'a> {
-        self.cache.head_rows(half, self.layer, self.head, positions)
+    /// place, or widened once into `scratch` when `runs` several-query calls
+    /// will read them. Both give the same bits. A decoded token is one run,
+    /// and the kernels widen its f16 rows in registers as they stream from
+    /// DRAM; a prefill step has up to [`QUERY_TOKENS`] runs per block, which
+    /// would each widen every row again.
+    fn rows<'s>(
+        &self,
+        d: Dispatch,
+        half: Half,
+        positions: Range<usize>,
+        runs: usize,
+        scratch: &'s mut Vec<f32>,
+    ) -> HeadRows<'s>
+    where
+        'a: 's,
+    {
+        let rows = self.cache.head_rows(half, self.layer, self.head, positions);
+        match rows {
+            HeadRows::F16(h) if runs > 1 => {
+                scratch.resize(h.len(), 0.0);
+                d.f16_to_f32(h, scratch).expect("equal lengths");
+                HeadRows::F32(scratch)
+            }
+            rows => rows,
+        }
     }
 }
 
 /// Working memory of [`attend`], kept across calls.
 #[derive(Default)]
 struct AttendScratch {
+    /// A block's rows widened to f32 (see [`KvHead::rows`]).
+    block: Vec<f32>,
     scores: Vec<f32>,
     /// Each query's output so far: f64 over an f32 cache, f32 over an f16
     /// one (see [`attend`]).
@@ -857,7 +881,7 @@ fn query_runs(queries: &[Query], head_dim: usize, out: &mut Vec<Range<usize>>) {
 /// 11 bits when stored, in f32 FMA chains with f32 exponentials, at about
 /// half the work.
 /// Keys, then values, are read [`KV_BLOCK`] positions at a time by every
-/// query while in L1; a query's sums
+/// query while in L1 (widened as [`KvHead::rows`] says); a query's sums
 /// still take its positions in order, so the result is the same as over all
 /// positions at once.
 ///
@@ -898,7 +922,7 @@ unsafe fn attend(
             .map(|b| b..(b + KV_BLOCK).min(len))
     };
     for block in blocks() {
-        let keys = kv.rows(Half::Keys, block.clone());
+        let keys = kv.rows(d, Half::Keys, block.clone(), s.runs.len(), &mut s.block);
         for run in &s.runs {
             let n = seen(run, &block);
             if n == 0 {
@@ -909,6 +933,7 @@ unsafe fn attend(
             let tile = &mut s.tile[..run.len() * n];
             match keys {
                 HeadRows::F16(k) => d.dot_f32acc_queries_f16(qs, &k[..n * hd], hd, tile),
+                HeadRows::F32(k) if f16 => d.dot_f32acc_queries(qs, &k[..n * hd], hd, tile),
                 HeadRows::F32(k) => d.dot_f64acc_queries(qs, &k[..n * hd], hd, tile),
             }
             .expect("head-sized rows");
@@ -927,7 +952,7 @@ unsafe fn attend(
         .expect("a query sees at least its own position");
     }
     for block in blocks() {
-        let values = kv.rows(Half::Values, block.clone());
+        let values = kv.rows(d, Half::Values, block.clone(), s.runs.len(), &mut s.block);
         for run in &s.runs {
             let n = seen(run, &block);
             if n == 0 {
@@ -941,6 +966,9 @@ unsafe fn attend(
             match values {
                 HeadRows::F16(v) => {
                     d.weighted_sum_f32acc_queries_f16(ps, &v[..n * hd], hd, &mut s.acc_f16[accs])
+                }
+                HeadRows::F32(v) if f16 => {
+                    d.weighted_sum_f32acc_queries(ps, &v[..n * hd], hd, &mut s.acc_f16[accs])
                 }
                 HeadRows::F32(v) => {
                     d.weighted_sum_f64acc_queries(ps, &v[..n * hd], hd, &mut s.acc[accs])

@@ -39,6 +39,8 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc_queries: weighted_sum_f64acc_queries::<f32>,
     dot_f32acc_queries_f16: dot_f32acc_queries::<u16>,
     weighted_sum_f32acc_queries_f16: weighted_sum_f32acc_queries::<u16>,
+    dot_f32acc_queries: dot_f32acc_queries::<f32>,
+    weighted_sum_f32acc_queries: weighted_sum_f32acc_queries::<f32>,
     gemv_f16,
     gemv_q8_0,
     dot_q8_0_multi,

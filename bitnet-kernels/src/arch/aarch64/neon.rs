@@ -41,6 +41,8 @@ pub(crate) static TABLE: Table = Table {
     weighted_sum_f64acc_queries: super::float::weighted_sum_f64acc_queries_neon::<f32>,
     dot_f32acc_queries_f16: super::float::dot_f32acc_queries_neon::<u16>,
     weighted_sum_f32acc_queries_f16: super::float::weighted_sum_f32acc_queries_neon::<u16>,
+    dot_f32acc_queries: super::float::dot_f32acc_queries_neon::<f32>,
+    weighted_sum_f32acc_queries: super::float::weighted_sum_f32acc_queries_neon::<f32>,
     gemv_f16: super::float::gemv_f16_neon,
     gemv_q8_0: super::float::gemv_q8_0_neon,
     dot_q8_0_multi: super::float::dot_q8_0_multi_neon,
