@@ -1837,12 +1837,17 @@ pub(crate) trait KvLoad: KvElem {
     /// (or are an f32 cache, which has never prefetched) and do nothing.
     fn prefetch(p: *const Self);
 
-    /// The first `len ≤ 8` of the elements at `p`, then zeros.
+    /// The first `len ≤ 8` of the elements at `p`, then zeros (nothing is
+    /// read for `len = 0`).
     ///
     /// # Safety
     /// `len` elements are readable at `p`; AVX2 and F16C are present.
     #[inline(always)]
     unsafe fn load8_first(p: *const Self, len: usize) -> __m256 {
+        if len == 0 {
+            // SAFETY: AVX is present (caller).
+            return unsafe { _mm256_setzero_ps() };
+        }
         if len == 8 {
             // SAFETY: 8 elements readable (caller).
             return unsafe { Self::load8(p) };
@@ -2406,11 +2411,13 @@ unsafe fn dot_f32acc_tile_avx2<E: KvLoad, const G: usize, const R: usize>(
             if i % 32 == 0 {
                 E::prefetch(p.wrapping_add(i));
             }
-            // SAFETY: `lo` and `hi` elements of the key at i and i + 8.
+            // SAFETY: `lo` and `hi` elements of the key at i and i + 8
+            // (`wrapping_add`: with `hi = 0`, i + 8 may lie past the row,
+            // and nothing is read there).
             unsafe {
                 *v = [
                     E::load8_first(p.add(i), lo),
-                    E::load8_first(p.add(i + 8), hi),
+                    E::load8_first(p.wrapping_add(i + 8), hi),
                 ]
             };
         }
@@ -2419,7 +2426,7 @@ unsafe fn dot_f32acc_tile_avx2<E: KvLoad, const G: usize, const R: usize>(
             let x = unsafe {
                 [
                     f32::load8_first(q.add(i), lo),
-                    f32::load8_first(q.add(i + 8), hi),
+                    f32::load8_first(q.wrapping_add(i + 8), hi),
                 ]
             };
             for (a, v) in a.iter_mut().zip(&kv) {
