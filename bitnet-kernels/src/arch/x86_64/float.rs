@@ -2388,6 +2388,49 @@ fn join_lanes_avx2(lo: __m256, hi: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)))
 }
 
+/// One 16-element chunk of [`dot_f32acc_tile_avx2`]'s chains: `lo` and
+/// `hi` elements at `i` and `i + 8` of every row, zeros past them (constant
+/// 8 and 8 in the main loop, where the tail handling folds away).
+///
+/// # Safety
+/// Those elements are readable in every query and key.
+#[inline(always)]
+unsafe fn dot_f32acc_step_avx2<E: KvLoad, const G: usize, const R: usize>(
+    acc: &mut [[[__m256; 2]; R]; G],
+    qp: [*const f32; G],
+    kp: [*const E; R],
+    i: usize,
+    lo: usize,
+    hi: usize,
+) {
+    // SAFETY: AVX2, FMA and F16C are present: every caller is a kernel
+    // compiled for them.
+    unsafe {
+        let mut kv = [[_mm256_setzero_ps(); 2]; R];
+        for (v, p) in kv.iter_mut().zip(&kp) {
+            if i.is_multiple_of(32) {
+                E::prefetch(p.wrapping_add(i));
+            }
+            // `wrapping_add`: with `hi = 0`, i + 8 may lie past the row,
+            // and nothing is read there.
+            *v = [
+                E::load8_first(p.add(i), lo),
+                E::load8_first(p.wrapping_add(i + 8), hi),
+            ];
+        }
+        for (a, q) in acc.iter_mut().zip(&qp) {
+            let x = [
+                f32::load8_first(q.add(i), lo),
+                f32::load8_first(q.wrapping_add(i + 8), hi),
+            ];
+            for (a, v) in a.iter_mut().zip(&kv) {
+                a[0] = _mm256_fmadd_ps(x[0], v[0], a[0]);
+                a[1] = _mm256_fmadd_ps(x[1], v[1], a[1]);
+            }
+        }
+    }
+}
+
 /// The attention dots of `G` queries × `R` keys (each at most 2), each
 /// pair's 16 lanes in two ymm chains: `out[g][r]`. Each 16 elements of a
 /// key are widened once for all queries.
@@ -2403,38 +2446,16 @@ unsafe fn dot_f32acc_tile_avx2<E: KvLoad, const G: usize, const R: usize>(
 ) -> [[f32; 2]; 2] {
     let mut acc = [[[_mm256_setzero_ps(); 2]; R]; G];
     let mut i = 0;
-    while i < k {
-        // The last chunk is zero-padded: 8 and 8 elements, or fewer.
-        let (lo, hi) = ((k - i).min(8), (k - i).clamp(8, 16) - 8);
-        let mut kv = [[_mm256_setzero_ps(); 2]; R];
-        for (v, p) in kv.iter_mut().zip(&kp) {
-            if i % 32 == 0 {
-                E::prefetch(p.wrapping_add(i));
-            }
-            // SAFETY: `lo` and `hi` elements of the key at i and i + 8
-            // (`wrapping_add`: with `hi = 0`, i + 8 may lie past the row,
-            // and nothing is read there).
-            unsafe {
-                *v = [
-                    E::load8_first(p.add(i), lo),
-                    E::load8_first(p.wrapping_add(i + 8), hi),
-                ]
-            };
-        }
-        for (a, q) in acc.iter_mut().zip(&qp) {
-            // SAFETY: as for the keys.
-            let x = unsafe {
-                [
-                    f32::load8_first(q.add(i), lo),
-                    f32::load8_first(q.wrapping_add(i + 8), hi),
-                ]
-            };
-            for (a, v) in a.iter_mut().zip(&kv) {
-                a[0] = _mm256_fmadd_ps(x[0], v[0], a[0]);
-                a[1] = _mm256_fmadd_ps(x[1], v[1], a[1]);
-            }
-        }
+    while i + 16 <= k {
+        // SAFETY: 16 elements of every row at i (caller).
+        unsafe { dot_f32acc_step_avx2(&mut acc, qp, kp, i, 8, 8) };
         i += 16;
+    }
+    if i < k {
+        // The last chunk, zero-padded: 8 and 8 elements, or fewer.
+        let (lo, hi) = ((k - i).min(8), (k - i).saturating_sub(8));
+        // SAFETY: `lo` and `hi` elements of every row at i and i + 8.
+        unsafe { dot_f32acc_step_avx2(&mut acc, qp, kp, i, lo, hi) };
     }
     let mut out = [[0f32; 2]; 2];
     for (o, a) in out.iter_mut().zip(&acc) {
