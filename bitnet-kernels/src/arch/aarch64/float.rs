@@ -741,6 +741,30 @@ fn join_lanes_neon(a: [float32x4_t; 4]) -> f32 {
     vpadds_f32(vadd_f32(vget_low_f32(v), vget_high_f32(v)))
 }
 
+/// One chunk (`span`, at most 16 elements, zeros after) of
+/// [`dot_f32acc_tile_neon`]'s chains.
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot_f32acc_step_neon<E: KvLoad, const G: usize, const R: usize>(
+    acc: &mut [[[float32x4_t; 4]; R]; G],
+    qs: [&[f32]; G],
+    keys: [&[E]; R],
+    span: Range<usize>,
+) {
+    let mut kv = [[vdupq_n_f32(0.0); 4]; R];
+    for (v, key) in kv.iter_mut().zip(&keys) {
+        *v = load16(&key[span.clone()]);
+    }
+    for (a, q) in acc.iter_mut().zip(&qs) {
+        let x = load16(&q[span.clone()]);
+        for (a, v) in a.iter_mut().zip(&kv) {
+            for l in 0..4 {
+                a[l] = vfmaq_f32(a[l], x[l], v[l]);
+            }
+        }
+    }
+}
+
 /// The attention dots of `G` queries × `R` keys (each at most 2, the rows
 /// `k` long), four chains per pair: `out[g][r]`. Each 16 elements of a key
 /// are widened once for all queries.
@@ -752,20 +776,15 @@ fn dot_f32acc_tile_neon<E: KvLoad, const G: usize, const R: usize>(
     k: usize,
 ) -> [[f32; 2]; 2] {
     let mut acc = [[[vdupq_n_f32(0.0); 4]; R]; G];
-    for i in (0..k).step_by(16) {
-        let end = (i + 16).min(k);
-        let mut kv = [[vdupq_n_f32(0.0); 4]; R];
-        for (v, key) in kv.iter_mut().zip(&keys) {
-            *v = load16(&key[i..end]);
-        }
-        for (a, q) in acc.iter_mut().zip(&qs) {
-            let x = load16(&q[i..end]);
-            for (a, v) in a.iter_mut().zip(&kv) {
-                for l in 0..4 {
-                    a[l] = vfmaq_f32(a[l], x[l], v[l]);
-                }
-            }
-        }
+    // Whole chunks (their slices are 16 long, so `load16` copies nothing),
+    // then the zero-padded tail once.
+    let mut i = 0;
+    while i + 16 <= k {
+        dot_f32acc_step_neon(&mut acc, qs, keys, i..i + 16);
+        i += 16;
+    }
+    if i < k {
+        dot_f32acc_step_neon(&mut acc, qs, keys, i..k);
     }
     let mut out = [[0f32; 2]; 2];
     for (o, a) in out.iter_mut().zip(&acc) {
