@@ -6,6 +6,7 @@
 //! generation [`Session`], a static thread pool, synthetic models, `.npy`
 //! logits files, and the machine probes benchmarks measure against.
 
+mod attention;
 pub mod batch;
 pub mod chat;
 pub mod config;

@@ -2,10 +2,11 @@
 //! read like the paper: every projection is `BitLinear` = per-token int8
 //! quantization + exact ternary matmul + rescale.
 
+use crate::attention;
 use crate::config::{Activation, Arch, Config, RopeStyle};
 use crate::error::ModelError;
 use crate::gguf::{Gguf, TensorType};
-use crate::kv_cache::{Half, HeadRows, KvCache};
+use crate::kv_cache::KvCache;
 use crate::ops;
 use crate::pool::{SharedOut, ThreadPool};
 use crate::profile::{Op, OpProfile};
@@ -18,7 +19,6 @@ const ROW_TILE: usize = 32;
 use crate::screen::ScreenedHead;
 use crate::weights::{load_vector, Dense, Ternary};
 use bitnet_kernels::{Dispatch, QuantizedActs};
-use std::ops::Range;
 use std::path::Path;
 
 struct Layer {
@@ -523,13 +523,7 @@ impl Model {
         if n == 0 {
             return Ok(());
         }
-        let (h, q_dim, kv_dim, ffn, hd) = (
-            c.hidden,
-            c.heads * c.head_dim,
-            c.kv_dim(),
-            c.ffn,
-            c.head_dim,
-        );
+        let (h, q_dim, kv_dim, ffn) = (c.hidden, c.heads * c.head_dim, c.kv_dim(), c.ffn);
         let workers = if seqs.iter().all(|q| q.tokens.len() <= 1) {
             self.phase_threads.decode
         } else {
@@ -577,38 +571,16 @@ impl Model {
                 );
                 seqs[si].cache.store(d, li, pos, k, v)?;
             }
-            let group = c.heads / c.kv_heads;
-            let scale = 1.0 / (hd as f32).sqrt();
             let caches: Vec<&KvCache> = seqs.iter().map(|q| &*q.cache).collect();
-            let (q_all, out, rows) = (&s.q, SharedOut(s.attn.as_mut_ptr()), &rows);
-            self.pool.run_on(workers, &|i, workers| {
-                let heads = partition_chunk(c.heads, workers, 1, i);
-                if heads.is_empty() {
-                    return;
-                }
-                let (mut scratch, mut tokens, mut queries) = Default::default();
-                for (si, cache) in caches.iter().enumerate() {
-                    tokens_of(rows, si, &mut tokens);
-                    // Each KV head is read block by block, once for every
-                    // query head of its group and up to QUERY_TOKENS tokens.
-                    for kv_head in heads.start / group..=(heads.end - 1) / group {
-                        let shared =
-                            heads.start.max(kv_head * group)..heads.end.min((kv_head + 1) * group);
-                        for chunk in tokens.chunks(QUERY_TOKENS) {
-                            queries_of(chunk, shared.clone(), q_dim, hd, &mut queries);
-                            let kv = KvHead {
-                                cache,
-                                layer: li,
-                                head: kv_head,
-                            };
-                            // SAFETY: every query's output (token row, head)
-                            // is this worker's alone (heads are split) and
-                            // inside `s.attn` (N × q_dim).
-                            unsafe { attend(d, &kv, scale, q_all, &queries, &mut scratch, out) };
-                        }
-                    }
-                }
-            });
+            let step = attention::Step {
+                d,
+                config: c,
+                layer: li,
+                caches: &caches,
+                rows: &rows,
+                q: &s.q,
+            };
+            step.run(&self.pool, workers, &mut s.scores, &mut s.attn);
             laps.lap(Op::Attention);
             let acts = match &layer.attn_sub_norm {
                 Some(weight) => {
@@ -757,239 +729,6 @@ fn activate(a: Activation, x: f32) -> f32 {
     }
 }
 
-/// Positions of a KV head read together: keys or values of 32 positions
-/// are 8 KiB of f16 (16 KiB of f32) at head width 128, so a block stays in
-/// L1 while every query of the group reads it.
-const KV_BLOCK: usize = 32;
-
-/// Tokens of one step attended together (prefill): each KV block is widened
-/// once for all of them.
-const QUERY_TOKENS: usize = 16;
-
-/// One query head of one token: its row starts at `at` in the step's
-/// `N × q_dim` queries (and its output at `at` in the attention output), and
-/// it attends to positions `0..len`.
-#[derive(Clone, Copy)]
-struct Query {
-    at: usize,
-    len: usize,
-}
-
-/// The `(token row, position)` of each row of sequence `seq` in the step.
-fn tokens_of(rows: &[(usize, usize)], seq: usize, out: &mut Vec<(usize, usize)>) {
-    out.clear();
-    out.extend(
-        rows.iter()
-            .enumerate()
-            .filter(|(_, r)| r.0 == seq)
-            .map(|(t, &(_, pos))| (t, pos)),
-    );
-}
-
-/// Every query head in `heads` of every token in `tokens`.
-fn queries_of(
-    tokens: &[(usize, usize)],
-    heads: Range<usize>,
-    q_dim: usize,
-    head_dim: usize,
-    out: &mut Vec<Query>,
-) {
-    out.clear();
-    for &(t, pos) in tokens {
-        out.extend(heads.clone().map(|h| Query {
-            at: t * q_dim + h * head_dim,
-            len: pos + 1,
-        }));
-    }
-}
-
-/// One KV head of one layer of a sequence's cache.
-struct KvHead<'a> {
-    cache: &'a KvCache,
-    layer: usize,
-    head: usize,
-}
-
-impl<'a> KvHead<'a> {
-    /// Its keys or values at `positions` (see [`KvCache::head_rows`]), in
-    /// place, or widened once into `scratch` when `runs` several-query calls
-    /// will read them. Both give the same bits. A decoded token is one run,
-    /// and the kernels widen its f16 rows in registers as they stream from
-    /// DRAM; a prefill step has up to [`QUERY_TOKENS`] runs per block, which
-    /// would each widen every row again.
-    fn rows<'s>(
-        &self,
-        d: Dispatch,
-        half: Half,
-        positions: Range<usize>,
-        runs: usize,
-        scratch: &'s mut Vec<f32>,
-    ) -> HeadRows<'s>
-    where
-        'a: 's,
-    {
-        let rows = self.cache.head_rows(half, self.layer, self.head, positions);
-        match rows {
-            HeadRows::F16(h) if runs > 1 => {
-                scratch.resize(h.len(), 0.0);
-                d.f16_to_f32(h, scratch).expect("equal lengths");
-                HeadRows::F32(scratch)
-            }
-            rows => rows,
-        }
-    }
-}
-
-/// Working memory of [`attend`], kept across calls.
-#[derive(Default)]
-struct AttendScratch {
-    /// A block's rows widened to f32 (see [`KvHead::rows`]).
-    block: Vec<f32>,
-    scores: Vec<f32>,
-    /// Each query's output so far: f64 over an f32 cache, f32 over an f16
-    /// one (see [`attend`]).
-    acc: Vec<f64>,
-    acc_f16: Vec<f32>,
-    /// One run's scores or weights for one block, query after query.
-    tile: Vec<f32>,
-    runs: Vec<Range<usize>>,
-}
-
-/// Splits `queries` into runs that attend to the same positions and sit
-/// side by side in the step's queries (the query heads of one token that
-/// share the KV head): each run's scores and value sums are one call of the
-/// several-query kernels, which widen each key and value row once for the
-/// whole run.
-fn query_runs(queries: &[Query], head_dim: usize, out: &mut Vec<Range<usize>>) {
-    out.clear();
-    let mut start = 0;
-    for i in 1..=queries.len() {
-        let joins = i < queries.len()
-            && queries[i].len == queries[start].len
-            && queries[i].at == queries[i - 1].at + head_dim;
-        if !joins {
-            out.push(start..i);
-            start = i;
-        }
-    }
-}
-
-/// `softmax(scale · q·Kᵀ)·V` for each query of one KV head, each dot and
-/// weighted sum in an order every path keeps, so every path gives the same
-/// output. Over an f32 cache (the reference-grade choice) the products are
-/// summed in f64; over an f16 cache, whose keys and values were rounded to
-/// 11 bits when stored, in f32 FMA chains with f32 exponentials, at about
-/// half the work.
-/// Keys, then values, are read [`KV_BLOCK`] positions at a time by every
-/// query while in L1 (widened as [`KvHead::rows`] says); a query's sums
-/// still take its positions in order, so the result is the same as over all
-/// positions at once.
-///
-/// # Safety
-/// `out[q.at .. q.at + head_dim]` is writable for every query and no one
-/// else touches it during the call.
-unsafe fn attend(
-    d: Dispatch,
-    kv: &KvHead<'_>,
-    scale: f32,
-    q_all: &[f32],
-    queries: &[Query],
-    s: &mut AttendScratch,
-    out: SharedOut<f32>,
-) {
-    let hd = kv.cache.head_dim();
-    let len = queries.iter().map(|q| q.len).max().unwrap_or(0);
-    s.scores.clear();
-    s.scores.resize(queries.len() * len, 0.0);
-    let f16 = kv.cache.kv_type() == crate::KvType::F16;
-    let acc_len = queries.len() * hd;
-    s.acc.clear();
-    s.acc.resize(if f16 { 0 } else { acc_len }, 0.0);
-    s.acc_f16.clear();
-    s.acc_f16.resize(if f16 { acc_len } else { 0 }, 0.0);
-    s.tile.resize(queries.len() * KV_BLOCK, 0.0);
-    query_runs(queries, hd, &mut s.runs);
-    // The positions of `block` that the queries of `run` attend to.
-    let seen = |run: &Range<usize>, block: &Range<usize>| {
-        queries[run.start]
-            .len
-            .min(block.end)
-            .saturating_sub(block.start)
-    };
-    let blocks = || {
-        (0..len)
-            .step_by(KV_BLOCK)
-            .map(|b| b..(b + KV_BLOCK).min(len))
-    };
-    for block in blocks() {
-        let keys = kv.rows(d, Half::Keys, block.clone(), s.runs.len(), &mut s.block);
-        for run in &s.runs {
-            let n = seen(run, &block);
-            if n == 0 {
-                continue;
-            }
-            let at = queries[run.start].at;
-            let qs = &q_all[at..at + run.len() * hd];
-            let tile = &mut s.tile[..run.len() * n];
-            match keys {
-                HeadRows::F16(k) => d.dot_f32acc_queries_f16(qs, &k[..n * hd], hd, tile),
-                HeadRows::F32(k) if f16 => d.dot_f32acc_queries(qs, &k[..n * hd], hd, tile),
-                HeadRows::F32(k) => d.dot_f64acc_queries(qs, &k[..n * hd], hd, tile),
-            }
-            .expect("head-sized rows");
-            for (i, row) in run.clone().zip(tile.chunks_exact(n)) {
-                s.scores[i * len + block.start..][..n].copy_from_slice(row);
-            }
-        }
-    }
-    for (i, q) in queries.iter().enumerate() {
-        let scores = &mut s.scores[i * len..][..q.len];
-        if f16 {
-            d.softmax_f32exp(scores, scale)
-        } else {
-            d.softmax_f64acc(scores, scale)
-        }
-        .expect("a query sees at least its own position");
-    }
-    for block in blocks() {
-        let values = kv.rows(d, Half::Values, block.clone(), s.runs.len(), &mut s.block);
-        for run in &s.runs {
-            let n = seen(run, &block);
-            if n == 0 {
-                continue;
-            }
-            let ps = &mut s.tile[..run.len() * n];
-            for (i, p) in run.clone().zip(ps.chunks_exact_mut(n)) {
-                p.copy_from_slice(&s.scores[i * len + block.start..][..n]);
-            }
-            let accs = run.start * hd..run.end * hd;
-            match values {
-                HeadRows::F16(v) => {
-                    d.weighted_sum_f32acc_queries_f16(ps, &v[..n * hd], hd, &mut s.acc_f16[accs])
-                }
-                HeadRows::F32(v) if f16 => {
-                    d.weighted_sum_f32acc_queries(ps, &v[..n * hd], hd, &mut s.acc_f16[accs])
-                }
-                HeadRows::F32(v) => {
-                    d.weighted_sum_f64acc_queries(ps, &v[..n * hd], hd, &mut s.acc[accs])
-                }
-            }
-            .expect("head-sized rows");
-        }
-    }
-    for (i, q) in queries.iter().enumerate() {
-        // SAFETY: this query's output is ours (caller).
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(q.at), hd) };
-        if f16 {
-            dst.copy_from_slice(&s.acc_f16[i * hd..(i + 1) * hd]);
-        } else {
-            for (o, &a) in dst.iter_mut().zip(&s.acc[i * hd..(i + 1) * hd]) {
-                *o = a as f32;
-            }
-        }
-    }
-}
-
 fn add_in_place(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
@@ -1011,6 +750,8 @@ struct Scratch {
     up: Vec<f32>,
     /// The down projection's input.
     ffn_in: Vec<f32>,
+    /// Attention scores of a decode step (see [`attention::Step`]).
+    scores: Vec<f32>,
     quant: QuantBuffers,
 }
 

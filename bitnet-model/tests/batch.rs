@@ -9,7 +9,8 @@ use bitnet_model::{
 use std::collections::HashMap;
 
 fn tiny_model(tag: &str) -> (Model, std::path::PathBuf) {
-    let path = std::env::temp_dir().join(format!("bitnet-batch-{tag}-{}.gguf", std::process::id()));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bitnet-batch-{tag}-{}.gguf", std::process::id()));
     write_model(&path, Preset::TINY, TernaryFormat::I2s, 3).unwrap();
     (Model::load(&path).unwrap(), path)
 }
@@ -301,21 +302,26 @@ fn bytes_per_token_counts_ternary_codes_and_the_lm_head() {
 }
 
 /// Every token's logits from one 75-token pass are bit for bit those of
-/// feeding the tokens one at a time, on every kernel path this CPU has and
-/// with either KV cache type. 75 leaves a remainder in every grouping the
-/// pass makes: the LM head's token groups, attention's 16-token query
-/// chunks and its 32-position KV blocks.
+/// feeding the tokens one at a time, on every kernel path this CPU has, with
+/// either KV cache type and on 2 or 3 threads. 75 leaves a remainder in
+/// every grouping the pass makes: the LM head's token groups, attention's
+/// 16-token query chunks and its 32-position KV blocks. Decoding splits
+/// attention by positions and by value columns instead of by query head;
+/// on 3 threads a KV head's columns are split between workers.
 #[test]
 fn logits_of_a_multi_token_pass_are_bitwise_those_of_single_steps() {
     use bitnet_model::{Dispatch, Isa, KvCache, Logits};
     let (model, path) = tiny_model("multi-token");
     let ids: Vec<u32> = (0..75).map(|i| (i * 37 % 250) as u32).collect();
     let vocab = model.config.vocab;
-    for (isa, kv) in Isa::supported().flat_map(|isa| [(isa, KvType::F16), (isa, KvType::F32)]) {
+    let runs = Isa::supported()
+        .flat_map(|isa| [KvType::F16, KvType::F32].map(|kv| (isa, kv)))
+        .flat_map(|(isa, kv)| [2, 3].map(|threads| (isa, kv, threads)));
+    for (isa, kv, threads) in runs {
         let model = model
             .instance()
             .with_dispatch(Dispatch::for_isa(isa).unwrap())
-            .with_threads(2, false);
+            .with_threads(threads, false);
         let mut cache = KvCache::new(&model.config, ids.len(), kv).unwrap();
         let mut together = Vec::new();
         model
@@ -332,7 +338,10 @@ fn logits_of_a_multi_token_pass_are_bitwise_those_of_single_steps() {
                 .iter()
                 .zip(&one)
                 .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{isa}, {kv:?} cache: token {t}'s logits differ");
+            assert!(
+                same,
+                "{isa}, {kv:?} cache, {threads} threads: token {t}'s logits differ"
+            );
         }
     }
     std::fs::remove_file(path).unwrap();

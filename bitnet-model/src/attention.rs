@@ -1,0 +1,628 @@
+//! Causal grouped-query attention over the KV cache: `softmax(q·Kᵀ/√d)·V`
+//! for every query head of a step, split over the pool's workers.
+//!
+//! A prefill step splits the query heads: each worker reads its KV heads'
+//! blocks once for all of its queries ([`attend`]). A decoding step (one
+//! token per sequence) has too few queries for that: split by query head,
+//! a KV head shared by two workers is read twice (from DRAM once the
+//! layer's rows outgrow the last-level cache), and workers past the query
+//! head count idle. So decoding splits the work itself
+//! ([`Step::decode`]): first the scores by positions, then the weighted
+//! sums by columns of the value rows. Either way every output is the same
+//! bits, whatever the thread count.
+
+use crate::config::Config;
+use crate::kv_cache::{Half, HeadRows, KvCache};
+use crate::pool::{SharedOut, ThreadPool};
+use crate::KvType;
+use bitnet_kernels::{partition_chunk, Dispatch};
+use std::ops::Range;
+
+/// One layer's attention in a forward step, after its keys and values are
+/// stored in the caches.
+pub(crate) struct Step<'a> {
+    pub d: Dispatch,
+    pub config: &'a Config,
+    pub layer: usize,
+    /// Each sequence's cache.
+    pub caches: &'a [&'a KvCache],
+    /// `(sequence, position)` of each token row, a sequence's rows together.
+    pub rows: &'a [(usize, usize)],
+    /// The step's queries, `rows × q_dim`, RoPE applied.
+    pub q: &'a [f32],
+}
+
+impl Step<'_> {
+    /// Writes the attention output, `rows × q_dim`, to `out`. `scores` is
+    /// working memory kept across steps.
+    pub(crate) fn run(
+        &self,
+        pool: &ThreadPool,
+        workers: usize,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let c = self.config;
+        assert_eq!(out.len(), self.rows.len() * c.heads * c.head_dim);
+        let decoding = self.rows.windows(2).all(|w| w[0].0 != w[1].0);
+        if decoding {
+            self.decode(pool, workers, scores, out);
+        } else {
+            self.prefill(pool, workers, out);
+        }
+    }
+
+    fn prefill(&self, pool: &ThreadPool, workers: usize, out: &mut [f32]) {
+        let (c, d, rows) = (self.config, self.d, self.rows);
+        let (hd, q_dim) = (c.head_dim, c.heads * c.head_dim);
+        let group = c.heads / c.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let out = SharedOut(out.as_mut_ptr());
+        pool.run_on(workers, &|i, workers| {
+            let heads = partition_chunk(c.heads, workers, 1, i);
+            if heads.is_empty() {
+                return;
+            }
+            let (mut scratch, mut tokens, mut queries) = Default::default();
+            for (si, cache) in self.caches.iter().enumerate() {
+                tokens_of(rows, si, &mut tokens);
+                // Each KV head is read block by block, once for every
+                // query head of its group and up to QUERY_TOKENS tokens.
+                for kv_head in heads.start / group..=(heads.end - 1) / group {
+                    let shared =
+                        heads.start.max(kv_head * group)..heads.end.min((kv_head + 1) * group);
+                    for chunk in tokens.chunks(QUERY_TOKENS) {
+                        queries_of(chunk, shared.clone(), q_dim, hd, &mut queries);
+                        let kv = KvHead {
+                            cache,
+                            layer: self.layer,
+                            head: kv_head,
+                        };
+                        // SAFETY: every query's output (token row, head)
+                        // is this worker's alone (heads are split) and
+                        // inside `out` (rows × q_dim, checked in `run`).
+                        unsafe { attend(d, &kv, scale, self.q, &queries, &mut scratch, out) };
+                    }
+                }
+            }
+        });
+    }
+
+    /// Attention for one token per sequence, in two passes over the pool.
+    ///
+    /// 1. Scores: every (row, KV head, [`KV_BLOCK`] positions) is one item,
+    ///    each worker takes a contiguous share of them by position count,
+    ///    and writes the group's scores into `scores`. A score is one pair's
+    ///    dot, the same bits in any block.
+    /// 2. Weighted sums: every (row, KV head, 16 columns) is one item,
+    ///    costing a pass over the row's positions. Each worker takes a
+    ///    share, turns the scores of its heads into weights, and sums its
+    ///    columns of the value rows. A column's sum is its own FMA chain
+    ///    over the positions in order, so a piece of a row gives the bits
+    ///    of the whole row.
+    ///
+    /// Each key and value row is read by one worker.
+    fn decode(&self, pool: &ThreadPool, workers: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
+        let (c, d) = (self.config, self.d);
+        let (hd, q_dim) = (c.head_dim, c.heads * c.head_dim);
+        let group = c.heads / c.kv_heads;
+        // Row t's scores start at `starts[t]`: `len` per query head, head
+        // after head.
+        let mut starts = Vec::with_capacity(self.rows.len());
+        let mut total = 0;
+        for &(_, pos) in self.rows {
+            starts.push(total);
+            total += c.heads * (pos + 1);
+        }
+        scores.clear();
+        scores.resize(total, 0.0);
+        let (starts, scores_out) = (&starts, SharedOut(scores.as_mut_ptr()));
+        let score_items = || {
+            self.rows
+                .iter()
+                .enumerate()
+                .flat_map(move |(t, &(_, pos))| {
+                    (0..c.kv_heads).flat_map(move |head| {
+                        blocks(pos + 1).map(move |b| {
+                            let cost = b.len();
+                            ((t, head, b), cost)
+                        })
+                    })
+                })
+        };
+        pool.run_on(workers, &|i, workers| {
+            let mut tile = Vec::new();
+            for (t, head, positions) in share(score_items, i, workers) {
+                let (si, pos) = self.rows[t];
+                let cache = self.caches[si];
+                let kv = KvHead {
+                    cache,
+                    layer: self.layer,
+                    head,
+                };
+                let n = positions.len();
+                let keys = kv.in_place(Half::Keys, positions.clone());
+                let at = t * q_dim + head * group * hd;
+                tile.resize(group * n, 0.0);
+                let f16 = cache.kv_type() == KvType::F16;
+                scores_of(d, keys, f16, &self.q[at..at + group * hd], hd, n, &mut tile);
+                for (g, row) in tile.chunks_exact(n).enumerate() {
+                    let at = starts[t] + (head * group + g) * (pos + 1) + positions.start;
+                    // SAFETY: these scores (row t, query head, positions)
+                    // are this worker's alone (`share` gives each item to
+                    // one worker) and inside `scores` (`total` above).
+                    let dst =
+                        unsafe { std::slice::from_raw_parts_mut(scores_out.ptr().add(at), n) };
+                    dst.copy_from_slice(row);
+                }
+            }
+        });
+        let scores = &*scores;
+        let out = SharedOut(out.as_mut_ptr());
+        let sum_items = || {
+            self.rows
+                .iter()
+                .enumerate()
+                .flat_map(move |(t, &(_, pos))| {
+                    (0..c.kv_heads).flat_map(move |head| {
+                        (0..hd).step_by(16).map(move |col| {
+                            let cols = col..(col + 16).min(hd);
+                            let cost = cols.len() * (pos + 1);
+                            ((t, head, cols), cost)
+                        })
+                    })
+                })
+        };
+        pool.run_on(workers, &|i, workers| {
+            let mut s = DecodeScratch::default();
+            let mut mine = share(sum_items, i, workers).peekable();
+            while let Some((t, head, mut cols)) = mine.next() {
+                // One piece per KV head: its columns are contiguous.
+                while let Some((_, _, next)) = mine.next_if(|n| n.0 == t && n.1 == head) {
+                    cols.end = next.end;
+                }
+                // SAFETY: these output columns (row t, the group's query
+                // heads, `cols`) are this worker's alone, and inside `out`.
+                unsafe { self.decode_sums(t, head, cols, &scores[starts[t]..], &mut s, out) };
+            }
+        });
+    }
+
+    /// Columns `cols` of the outputs of KV head `head`'s query heads for
+    /// token row `t`, from the row's `scores` (`heads × len`).
+    ///
+    /// # Safety
+    /// Those output columns are the caller's alone and inside `out`.
+    unsafe fn decode_sums(
+        &self,
+        t: usize,
+        head: usize,
+        cols: Range<usize>,
+        scores: &[f32],
+        s: &mut DecodeScratch,
+        out: SharedOut<f32>,
+    ) {
+        let (c, d) = (self.config, self.d);
+        let (hd, q_dim) = (c.head_dim, c.heads * c.head_dim);
+        let group = c.heads / c.kv_heads;
+        let (si, pos) = self.rows[t];
+        let len = pos + 1;
+        let cache = self.caches[si];
+        let f16 = cache.kv_type() == KvType::F16;
+        let scale = 1.0 / (hd as f32).sqrt();
+        s.weights.clear();
+        s.weights
+            .extend_from_slice(&scores[head * group * len..][..group * len]);
+        for row in s.weights.chunks_exact_mut(len) {
+            softmax(d, f16, row, scale);
+        }
+        let width = cols.len();
+        s.accs.zeroed(f16, group * width);
+        let kv = KvHead {
+            cache,
+            layer: self.layer,
+            head,
+        };
+        for positions in blocks(len) {
+            let n = positions.len();
+            let values = kv.in_place(Half::Values, positions.clone());
+            let values = columns(values, hd, cols.clone(), &mut s.cols_f16, &mut s.cols_f32);
+            s.tile.resize(group * n, 0.0);
+            for (p, w) in s.tile.chunks_exact_mut(n).zip(s.weights.chunks_exact(len)) {
+                p.copy_from_slice(&w[positions.clone()]);
+            }
+            s.accs.add(d, values, &s.tile, width, n, 0..group * width);
+        }
+        for g in 0..group {
+            let at = t * q_dim + (head * group + g) * hd + cols.start;
+            // SAFETY: the caller's columns of this query head's output.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), width) };
+            s.accs.write(g * width..(g + 1) * width, dst);
+        }
+    }
+}
+
+/// Worker `i`'s items when `items()`, each with a cost, are split in order
+/// among `workers` into contiguous runs of nearly equal cost: an item goes
+/// to the worker its cost's midpoint falls in. Every item goes to exactly
+/// one worker.
+fn share<T, I>(items: impl Fn() -> I, i: usize, workers: usize) -> impl Iterator<Item = T>
+where
+    I: Iterator<Item = (T, usize)>,
+{
+    let total = items().map(|(_, cost)| cost as u64).sum::<u64>().max(1);
+    let (i, workers) = (i as u64, workers as u64);
+    let mut start = 0u64;
+    items().filter_map(move |(item, cost)| {
+        let mid2 = 2 * start + cost as u64;
+        start += cost as u64;
+        ((mid2 * workers / (2 * total)).min(workers - 1) == i).then_some(item)
+    })
+}
+
+/// The blocks of [`KV_BLOCK`] positions that cover `0..len`.
+fn blocks(len: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..len)
+        .step_by(KV_BLOCK)
+        .map(move |b| b..(b + KV_BLOCK).min(len))
+}
+
+/// Working memory of [`Step::decode_sums`].
+#[derive(Default)]
+struct DecodeScratch {
+    /// The softmax weights of a KV head's query heads, `group × len`.
+    weights: Vec<f32>,
+    /// One block's weights, query after query.
+    tile: Vec<f32>,
+    /// One block's value rows cut to the piece's columns.
+    cols_f16: Vec<u16>,
+    cols_f32: Vec<f32>,
+    accs: Accs,
+}
+
+/// Columns `cols` of `rows` (each `width` wide): the rows themselves when
+/// `cols` is all of them, else the columns gathered into a buffer, rows
+/// `cols.len()` wide.
+fn columns<'s>(
+    rows: HeadRows<'s>,
+    width: usize,
+    cols: Range<usize>,
+    buf_f16: &'s mut Vec<u16>,
+    buf_f32: &'s mut Vec<f32>,
+) -> HeadRows<'s> {
+    fn gather<'s, T: Copy>(
+        rows: &[T],
+        width: usize,
+        cols: Range<usize>,
+        buf: &'s mut Vec<T>,
+    ) -> &'s [T] {
+        buf.clear();
+        for row in rows.chunks_exact(width) {
+            buf.extend_from_slice(&row[cols.clone()]);
+        }
+        buf
+    }
+    if cols.len() == width {
+        return rows;
+    }
+    match rows {
+        HeadRows::F16(r) => HeadRows::F16(gather(r, width, cols, buf_f16)),
+        HeadRows::F32(r) => HeadRows::F32(gather(r, width, cols, buf_f32)),
+    }
+}
+
+/// `tile = qs · keysᵀ` for `qs.len() / k` queries and the first `n` key
+/// rows (`k` wide), query after query: f32 FMA chains over an f16 cache
+/// (`f16`), f64 sums over an f32 one (see [`attend`]).
+fn scores_of(
+    d: Dispatch,
+    keys: HeadRows<'_>,
+    f16: bool,
+    qs: &[f32],
+    k: usize,
+    n: usize,
+    tile: &mut [f32],
+) {
+    match keys {
+        HeadRows::F16(r) => d.dot_f32acc_queries_f16(qs, &r[..n * k], k, tile),
+        HeadRows::F32(r) if f16 => d.dot_f32acc_queries(qs, &r[..n * k], k, tile),
+        HeadRows::F32(r) => d.dot_f64acc_queries(qs, &r[..n * k], k, tile),
+    }
+    .expect("head-sized rows");
+}
+
+/// `softmax(scale · scores)` in place, with the kernel for the cache type.
+fn softmax(d: Dispatch, f16: bool, scores: &mut [f32], scale: f32) {
+    if f16 {
+        d.softmax_f32exp(scores, scale)
+    } else {
+        d.softmax_f64acc(scores, scale)
+    }
+    .expect("a query sees at least its own position");
+}
+
+/// Weighted sums of value rows in progress: f32 over an f16 cache, f64
+/// over an f32 one (see [`attend`]).
+#[derive(Default)]
+struct Accs {
+    f16: bool,
+    f32: Vec<f32>,
+    f64: Vec<f64>,
+}
+
+impl Accs {
+    /// `len` zeros for a cache of f16 (`f16`) or f32 elements.
+    fn zeroed(&mut self, f16: bool, len: usize) {
+        self.f16 = f16;
+        self.f32.clear();
+        self.f64.clear();
+        if f16 {
+            self.f32.resize(len, 0.0);
+        } else {
+            self.f64.resize(len, 0.0);
+        }
+    }
+
+    /// Adds `ps · values` to accumulators `range`: `ps` holds `n` weights
+    /// per query, `values` at least `n` rows `k` wide, `range` `k` per query.
+    fn add(
+        &mut self,
+        d: Dispatch,
+        values: HeadRows<'_>,
+        ps: &[f32],
+        k: usize,
+        n: usize,
+        range: Range<usize>,
+    ) {
+        match values {
+            HeadRows::F16(v) => {
+                d.weighted_sum_f32acc_queries_f16(ps, &v[..n * k], k, &mut self.f32[range])
+            }
+            HeadRows::F32(v) if self.f16 => {
+                d.weighted_sum_f32acc_queries(ps, &v[..n * k], k, &mut self.f32[range])
+            }
+            HeadRows::F32(v) => {
+                d.weighted_sum_f64acc_queries(ps, &v[..n * k], k, &mut self.f64[range])
+            }
+        }
+        .expect("head-sized rows");
+    }
+
+    /// Accumulators `range` as f32, to `dst`.
+    fn write(&self, range: Range<usize>, dst: &mut [f32]) {
+        if self.f16 {
+            dst.copy_from_slice(&self.f32[range]);
+        } else {
+            for (o, &a) in dst.iter_mut().zip(&self.f64[range]) {
+                *o = a as f32;
+            }
+        }
+    }
+}
+
+/// Positions of a KV head read together: keys or values of 32 positions
+/// are 8 KiB of f16 (16 KiB of f32) at head width 128, so a block stays in
+/// L1 while every query of the group reads it.
+const KV_BLOCK: usize = 32;
+
+/// Tokens of one step attended together (prefill): each KV block is widened
+/// once for all of them.
+const QUERY_TOKENS: usize = 16;
+
+/// One query head of one token: its row starts at `at` in the step's
+/// `N × q_dim` queries (and its output at `at` in the attention output), and
+/// it attends to positions `0..len`.
+#[derive(Clone, Copy)]
+struct Query {
+    at: usize,
+    len: usize,
+}
+
+/// The `(token row, position)` of each row of sequence `seq` in the step.
+fn tokens_of(rows: &[(usize, usize)], seq: usize, out: &mut Vec<(usize, usize)>) {
+    out.clear();
+    out.extend(
+        rows.iter()
+            .enumerate()
+            .filter(|(_, r)| r.0 == seq)
+            .map(|(t, &(_, pos))| (t, pos)),
+    );
+}
+
+/// Every query head in `heads` of every token in `tokens`.
+fn queries_of(
+    tokens: &[(usize, usize)],
+    heads: Range<usize>,
+    q_dim: usize,
+    head_dim: usize,
+    out: &mut Vec<Query>,
+) {
+    out.clear();
+    for &(t, pos) in tokens {
+        out.extend(heads.clone().map(|h| Query {
+            at: t * q_dim + h * head_dim,
+            len: pos + 1,
+        }));
+    }
+}
+
+/// One KV head of one layer of a sequence's cache.
+struct KvHead<'a> {
+    cache: &'a KvCache,
+    layer: usize,
+    head: usize,
+}
+
+impl<'a> KvHead<'a> {
+    /// Its keys or values at `positions`, as the cache holds them.
+    fn in_place(&self, half: Half, positions: Range<usize>) -> HeadRows<'a> {
+        self.cache.head_rows(half, self.layer, self.head, positions)
+    }
+
+    /// Its keys or values at `positions` in place (see
+    /// [`KvCache::head_rows`]), or widened once into `scratch` when `runs` several-query calls
+    /// will read them. Both give the same bits. A decoded token is one run,
+    /// and the kernels widen its f16 rows in registers as they stream from
+    /// DRAM; a prefill step has up to [`QUERY_TOKENS`] runs per block, which
+    /// would each widen every row again.
+    fn rows<'s>(
+        &self,
+        d: Dispatch,
+        half: Half,
+        positions: Range<usize>,
+        runs: usize,
+        scratch: &'s mut Vec<f32>,
+    ) -> HeadRows<'s>
+    where
+        'a: 's,
+    {
+        match self.in_place(half, positions) {
+            HeadRows::F16(h) if runs > 1 => {
+                scratch.resize(h.len(), 0.0);
+                d.f16_to_f32(h, scratch).expect("equal lengths");
+                HeadRows::F32(scratch)
+            }
+            rows => rows,
+        }
+    }
+}
+
+/// Working memory of [`attend`], kept across its calls in one step.
+#[derive(Default)]
+struct AttendScratch {
+    /// A block's rows widened to f32 (see [`KvHead::rows`]).
+    block: Vec<f32>,
+    scores: Vec<f32>,
+    /// Each query's output so far.
+    accs: Accs,
+    /// One run's scores or weights for one block, query after query.
+    tile: Vec<f32>,
+    runs: Vec<Range<usize>>,
+}
+
+/// Splits `queries` into runs that attend to the same positions and sit
+/// side by side in the step's queries (the query heads of one token that
+/// share the KV head): each run's scores and value sums are one call of the
+/// several-query kernels, which widen each key and value row once for the
+/// whole run.
+fn query_runs(queries: &[Query], head_dim: usize, out: &mut Vec<Range<usize>>) {
+    out.clear();
+    let mut start = 0;
+    for i in 1..=queries.len() {
+        let joins = i < queries.len()
+            && queries[i].len == queries[start].len
+            && queries[i].at == queries[i - 1].at + head_dim;
+        if !joins {
+            out.push(start..i);
+            start = i;
+        }
+    }
+}
+
+/// `softmax(scale · q·Kᵀ)·V` for each query of one KV head, each dot and
+/// weighted sum in an order every path keeps, so every path gives the same
+/// output. Over an f32 cache (the reference-grade choice) the products are
+/// summed in f64; over an f16 cache, whose keys and values were rounded to
+/// 11 bits when stored, in f32 FMA chains with f32 exponentials, at about
+/// half the work.
+/// Keys, then values, are read [`KV_BLOCK`] positions at a time by every
+/// query while in L1 (widened as [`KvHead::rows`] says); a query's sums
+/// still take its positions in order, so the result is the same as over all
+/// positions at once.
+///
+/// # Safety
+/// `out[q.at .. q.at + head_dim]` is writable for every query and no one
+/// else touches it during the call.
+unsafe fn attend(
+    d: Dispatch,
+    kv: &KvHead<'_>,
+    scale: f32,
+    q_all: &[f32],
+    queries: &[Query],
+    s: &mut AttendScratch,
+    out: SharedOut<f32>,
+) {
+    let hd = kv.cache.head_dim();
+    let len = queries.iter().map(|q| q.len).max().unwrap_or(0);
+    s.scores.clear();
+    s.scores.resize(queries.len() * len, 0.0);
+    let f16 = kv.cache.kv_type() == KvType::F16;
+    s.accs.zeroed(f16, queries.len() * hd);
+    s.tile.resize(queries.len() * KV_BLOCK, 0.0);
+    query_runs(queries, hd, &mut s.runs);
+    // The positions of `block` that the queries of `run` attend to.
+    let seen = |run: &Range<usize>, block: &Range<usize>| {
+        queries[run.start]
+            .len
+            .min(block.end)
+            .saturating_sub(block.start)
+    };
+    for block in blocks(len) {
+        let keys = kv.rows(d, Half::Keys, block.clone(), s.runs.len(), &mut s.block);
+        for run in &s.runs {
+            let n = seen(run, &block);
+            if n == 0 {
+                continue;
+            }
+            let at = queries[run.start].at;
+            let qs = &q_all[at..at + run.len() * hd];
+            let tile = &mut s.tile[..run.len() * n];
+            scores_of(d, keys, f16, qs, hd, n, tile);
+            for (i, row) in run.clone().zip(tile.chunks_exact(n)) {
+                s.scores[i * len + block.start..][..n].copy_from_slice(row);
+            }
+        }
+    }
+    for (i, q) in queries.iter().enumerate() {
+        softmax(d, f16, &mut s.scores[i * len..][..q.len], scale);
+    }
+    for block in blocks(len) {
+        let values = kv.rows(d, Half::Values, block.clone(), s.runs.len(), &mut s.block);
+        for run in &s.runs {
+            let n = seen(run, &block);
+            if n == 0 {
+                continue;
+            }
+            let ps = &mut s.tile[..run.len() * n];
+            for (i, p) in run.clone().zip(ps.chunks_exact_mut(n)) {
+                p.copy_from_slice(&s.scores[i * len + block.start..][..n]);
+            }
+            s.accs
+                .add(d, values, ps, hd, n, run.start * hd..run.end * hd);
+        }
+    }
+    for (i, q) in queries.iter().enumerate() {
+        // SAFETY: this query's output is ours (caller).
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(q.at), hd) };
+        s.accs.write(i * hd..(i + 1) * hd, dst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_gives_each_item_to_one_worker_in_contiguous_even_runs() {
+        let costs = [5, 1, 1, 32, 32, 7, 0, 16, 16, 16, 3, 32];
+        let items = || costs.iter().copied().enumerate();
+        let total: usize = costs.iter().sum();
+        for workers in 1..=14 {
+            let mut next = 0;
+            for i in 0..workers {
+                let mine: Vec<usize> = share(items, i, workers).collect();
+                // Contiguous, in order, following the previous worker's run.
+                assert!(mine.iter().enumerate().all(|(j, &item)| item == next + j));
+                next += mine.len();
+                let cost: usize = mine.iter().map(|&j| costs[j]).sum();
+                let fair = total as f64 / workers as f64;
+                assert!(
+                    (cost as f64 - fair).abs() <= 32.0,
+                    "{workers}: worker {i} has {cost}"
+                );
+            }
+            assert_eq!(next, costs.len());
+        }
+        assert_eq!(share(std::iter::empty::<((), usize)>, 0, 3).count(), 0);
+    }
+}
