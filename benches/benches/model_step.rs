@@ -15,7 +15,7 @@ fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("BITNET_BENCH_MODEL") {
         return p.into();
     }
-    let path = std::env::temp_dir().join("bitnet-bench-2b4t-i2s.gguf");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bitnet-bench-2b4t-i2s.gguf");
     if !path.exists() {
         write_model(&path, Preset::B2_4T, TernaryFormat::I2s, 1).expect("writing the bench model");
     }

@@ -31,7 +31,8 @@ fn tiny_model() -> PathBuf {
     static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     MODEL
         .get_or_init(|| {
-            let dir = std::env::temp_dir().join(format!("bitnet-cli-{}", std::process::id()));
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("bitnet-cli-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join("tiny.gguf");
             let out = bitnet(
@@ -201,7 +202,8 @@ fn bad_input_is_a_clear_error() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
     // A file that is not GGUF.
-    let junk = std::env::temp_dir().join(format!("bitnet-junk-{}.gguf", std::process::id()));
+    let junk = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bitnet-junk-{}.gguf", std::process::id()));
     std::fs::write(&junk, b"not a model at all").unwrap();
     let out = bitnet(&["run", "-m", junk.to_str().unwrap(), "-p", "x"], &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -419,7 +421,8 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bitnet-cli-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bitnet-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -789,7 +792,8 @@ fn greedy(model: &std::path::Path, prompt: &str) -> (Vec<u64>, String) {
 #[test]
 fn convert_then_run_gives_the_reference_greedy_continuation() {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    let dir = std::env::temp_dir().join(format!("bitnet-cli-convert-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bitnet-cli-convert-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (fixture, format) in [("tiny-b158", "tq1"), ("tiny-llama", "i2s")] {
         let out = dir.join(format!("{fixture}.gguf"));
@@ -844,7 +848,8 @@ fn convert_then_run_gives_the_reference_greedy_continuation() {
 #[test]
 fn convert_refuses_bad_checkpoints_without_leaving_a_file() {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    let dir = std::env::temp_dir().join(format!("bitnet-cli-badconv-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bitnet-cli-badconv-{}", std::process::id()));
     let hf = dir.join("hf");
     std::fs::create_dir_all(&hf).unwrap();
     for f in ["tokenizer.json", "model.safetensors"] {

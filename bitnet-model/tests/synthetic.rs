@@ -5,7 +5,8 @@ use bitnet_model::{KvCache, KvType, Logits, Model, Tokenizer};
 
 #[test]
 fn tiny_synthetic_model_runs_identically_in_every_format() {
-    let dir = std::env::temp_dir().join(format!("bitnet-synth-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bitnet-synth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut outputs = Vec::new();
     for format in [TernaryFormat::I2s, TernaryFormat::Tq2, TernaryFormat::Tq1] {

@@ -37,7 +37,8 @@ pub fn model() -> String {
 
 /// A fresh directory for one test of one file.
 pub fn scratch(file: &str, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bitnet-{file}-{}-{name}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bitnet-{file}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
