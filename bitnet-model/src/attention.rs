@@ -90,10 +90,10 @@ impl Step<'_> {
 
     /// Attention for one token per sequence, in two passes over the pool.
     ///
-    /// 1. Scores: every (row, KV head, [`KV_BLOCK`] positions) is one item,
-    ///    each worker takes a contiguous share of them by position count,
-    ///    and writes the group's scores into `scores`. A score is one pair's
-    ///    dot, the same bits in any block.
+    /// 1. Scores: the positions of every (row, KV head), one after another,
+    ///    are split into contiguous, even shares; each worker writes the
+    ///    group's scores at its positions into `scores`. A score is one
+    ///    pair's dot, the same bits in any block.
     /// 2. Weighted sums: every (row, KV head, 16 columns) is one item,
     ///    costing a pass over the row's positions. Each worker takes a
     ///    share, turns the scores of its heads into weights, and sums its
@@ -117,43 +117,56 @@ impl Step<'_> {
         scores.clear();
         scores.resize(total, 0.0);
         let (starts, scores_out) = (&starts, SharedOut(scores.as_mut_ptr()));
-        let score_items = || {
+        // The positions of every (row, KV head), one after another: each
+        // worker scores a contiguous share of them.
+        let heads = || {
             self.rows
                 .iter()
                 .enumerate()
-                .flat_map(move |(t, &(_, pos))| {
-                    (0..c.kv_heads).flat_map(move |head| {
-                        blocks(pos + 1).map(move |b| {
-                            let cost = b.len();
-                            ((t, head, b), cost)
-                        })
-                    })
-                })
+                .flat_map(move |(t, &(_, pos))| (0..c.kv_heads).map(move |head| (t, head, pos + 1)))
         };
+        let positions = heads().map(|(_, _, len)| len).sum::<usize>();
         pool.run_on(workers, &|i, workers| {
+            let mine = partition_chunk(positions, workers, KV_BLOCK, i);
             let mut tile = Vec::new();
-            for (t, head, positions) in share(score_items, i, workers) {
+            let mut first = 0;
+            for (t, head, len) in heads() {
+                let piece = first..first + len;
+                first += len;
+                if piece.end <= mine.start {
+                    continue;
+                }
+                // This worker's positions of the head (`mine` starts before
+                // the piece ends and, see below, ends after it starts).
+                let span = mine.start.max(piece.start) - piece.start
+                    ..mine.end.min(piece.end) - piece.start;
                 let (si, pos) = self.rows[t];
                 let cache = self.caches[si];
+                let f16 = cache.kv_type() == KvType::F16;
                 let kv = KvHead {
                     cache,
                     layer: self.layer,
                     head,
                 };
-                let n = positions.len();
-                let keys = kv.in_place(Half::Keys, positions.clone());
                 let at = t * q_dim + head * group * hd;
-                tile.resize(group * n, 0.0);
-                let f16 = cache.kv_type() == KvType::F16;
-                scores_of(d, keys, f16, &self.q[at..at + group * hd], hd, n, &mut tile);
-                for (g, row) in tile.chunks_exact(n).enumerate() {
-                    let at = starts[t] + (head * group + g) * (pos + 1) + positions.start;
-                    // SAFETY: these scores (row t, query head, positions)
-                    // are this worker's alone (`share` gives each item to
-                    // one worker) and inside `scores` (`total` above).
-                    let dst =
-                        unsafe { std::slice::from_raw_parts_mut(scores_out.ptr().add(at), n) };
-                    dst.copy_from_slice(row);
+                let qs = &self.q[at..at + group * hd];
+                for block in blocks(span) {
+                    let n = block.len();
+                    let keys = kv.in_place(Half::Keys, block.clone());
+                    tile.resize(group * n, 0.0);
+                    scores_of(d, keys, f16, qs, hd, n, &mut tile);
+                    for (g, row) in tile.chunks_exact(n).enumerate() {
+                        let at = starts[t] + (head * group + g) * (pos + 1) + block.start;
+                        // SAFETY: these scores (row t, query head, block)
+                        // are this worker's alone (the chunks of `mine` do
+                        // not overlap) and inside `scores` (`total` above).
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(scores_out.ptr().add(at), n) };
+                        dst.copy_from_slice(row);
+                    }
+                }
+                if piece.end >= mine.end {
+                    break;
                 }
             }
         });
@@ -223,7 +236,7 @@ impl Step<'_> {
             layer: self.layer,
             head,
         };
-        for positions in blocks(len) {
+        for positions in blocks(0..len) {
             let n = positions.len();
             let values = kv.in_place(Half::Values, positions.clone());
             let values = columns(values, hd, cols.clone(), &mut s.cols_f16, &mut s.cols_f32);
@@ -260,11 +273,12 @@ where
     })
 }
 
-/// The blocks of [`KV_BLOCK`] positions that cover `0..len`.
-fn blocks(len: usize) -> impl Iterator<Item = Range<usize>> {
-    (0..len)
-        .step_by(KV_BLOCK)
-        .map(move |b| b..(b + KV_BLOCK).min(len))
+/// Consecutive blocks of [`KV_BLOCK`] positions (the last may be short)
+/// that cover `span`; none when it is empty.
+fn blocks(span: Range<usize>) -> impl Iterator<Item = Range<usize>> {
+    let end = span.end;
+    span.step_by(KV_BLOCK)
+        .map(move |b| b..(b + KV_BLOCK).min(end))
 }
 
 /// Working memory of [`Step::decode_sums`].
@@ -557,7 +571,7 @@ unsafe fn attend(
             .min(block.end)
             .saturating_sub(block.start)
     };
-    for block in blocks(len) {
+    for block in blocks(0..len) {
         let keys = kv.rows(d, Half::Keys, block.clone(), s.runs.len(), &mut s.block);
         for run in &s.runs {
             let n = seen(run, &block);
@@ -576,7 +590,7 @@ unsafe fn attend(
     for (i, q) in queries.iter().enumerate() {
         softmax(d, f16, &mut s.scores[i * len..][..q.len], scale);
     }
-    for block in blocks(len) {
+    for block in blocks(0..len) {
         let values = kv.rows(d, Half::Values, block.clone(), s.runs.len(), &mut s.block);
         for run in &s.runs {
             let n = seen(run, &block);
