@@ -96,8 +96,9 @@ impl Step<'_> {
     ///    pair's dot, the same bits in any block.
     /// 2. Weighted sums: every (row, KV head, 16 columns) is one item,
     ///    costing a pass over the row's positions. Each worker takes a
-    ///    share, turns the scores of its heads into weights, and sums its
-    ///    columns of the value rows. A column's sum is its own FMA chain
+    ///    share, turns the scores of its heads into weights (each worker
+    ///    that holds columns of a head does its softmax, the same bits),
+    ///    and sums its columns of the value rows. A column's sum is its own FMA chain
     ///    over the positions in order, so a piece of a row gives the bits
     ///    of the whole row.
     ///
