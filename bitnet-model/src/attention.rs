@@ -3,13 +3,12 @@
 //!
 //! A prefill step splits the query heads: each worker reads its KV heads'
 //! blocks once for all of its queries ([`attend`]). A decoding step (one
-//! token per sequence) has too few queries for that: split by query head,
-//! a KV head shared by two workers is read twice (from DRAM once the
-//! layer's rows outgrow the last-level cache), and workers past the query
-//! head count idle. So decoding splits the work itself
-//! ([`Step::decode`]): first the scores by positions, then the weighted
-//! sums by columns of the value rows. Either way every output is the same
-//! bits, whatever the thread count.
+//! token per sequence) has too few queries for that: a KV head with fewer
+//! query heads than workers (one, in a model without grouped queries) kept
+//! a single worker busy. So decoding scores by positions instead, every
+//! worker an even share of all keys, and then splits the softmax and the
+//! weighted sums by query head ([`Step::decode`]). Either way every output
+//! is the same bits, whatever the thread count.
 
 use crate::config::Config;
 use crate::kv_cache::{Half, HeadRows, KvCache};
@@ -92,17 +91,15 @@ impl Step<'_> {
     ///
     /// 1. Scores: the positions of every (row, KV head), one after another,
     ///    are split into contiguous, even shares; each worker writes the
-    ///    group's scores at its positions into `scores`. A score is one
-    ///    pair's dot, the same bits in any block.
-    /// 2. Weighted sums: every (row, KV head, 16 columns) is one item,
-    ///    costing a pass over the row's positions. Each worker takes a
-    ///    share, turns the scores of its heads into weights (each worker
-    ///    that holds columns of a head does its softmax, the same bits),
-    ///    and sums its columns of the value rows. A column's sum is its own FMA chain
-    ///    over the positions in order, so a piece of a row gives the bits
-    ///    of the whole row.
-    ///
-    /// Each key and value row is read by one worker.
+    ///    group's scores at its positions into `scores`, so every key row is
+    ///    read by one worker. A score is one pair's dot, the same bits in
+    ///    any block.
+    /// 2. Weighted sums: every (row, query head) costs a pass over the
+    ///    row's positions, and each worker takes an even, contiguous share.
+    ///    It turns its query heads' scores into weights and sums the value
+    ///    rows, once per run of its query heads that share a KV head. A KV
+    ///    head whose query heads fall to two workers has its values read by
+    ///    both, as in prefill.
     fn decode(&self, pool: &ThreadPool, workers: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
         let (c, d) = (self.config, self.d);
         let (hd, q_dim) = (c.head_dim, c.heads * c.head_dim);
@@ -173,45 +170,46 @@ impl Step<'_> {
         });
         let scores = &*scores;
         let out = SharedOut(out.as_mut_ptr());
-        let sum_items = || {
+        // Every (row, query head) costs a pass over the row's positions.
+        let query_items = || {
             self.rows
                 .iter()
                 .enumerate()
-                .flat_map(move |(t, &(_, pos))| {
-                    (0..c.kv_heads).flat_map(move |head| {
-                        (0..hd).step_by(16).map(move |col| {
-                            let cols = col..(col + 16).min(hd);
-                            let cost = cols.len() * (pos + 1);
-                            ((t, head, cols), cost)
-                        })
-                    })
-                })
+                .flat_map(move |(t, &(_, pos))| (0..c.heads).map(move |h| ((t, h), pos + 1)))
         };
         pool.run_on(workers, &|i, workers| {
             let mut s = DecodeScratch::default();
-            let mut mine = share(sum_items, i, workers).peekable();
-            while let Some((t, head, mut cols)) = mine.next() {
-                // One piece per KV head: its columns are contiguous.
-                while let Some((_, _, next)) = mine.next_if(|n| n.0 == t && n.1 == head) {
-                    cols.end = next.end;
+            let mut mine = share(query_items, i, workers).peekable();
+            while let Some((t, h)) = mine.next() {
+                // One call per run of this worker's query heads that share
+                // a KV head: its value rows are read once for all of them.
+                let head = h / group;
+                let mut queries = h - head * group..h - head * group + 1;
+                while queries.end < group
+                    && mine
+                        .next_if(|&(t2, h2)| t2 == t && h2 == head * group + queries.end)
+                        .is_some()
+                {
+                    queries.end += 1;
                 }
-                // SAFETY: these output columns (row t, the group's query
-                // heads, `cols`) are this worker's alone, and inside `out`.
-                unsafe { self.decode_sums(t, head, cols, &scores[starts[t]..], &mut s, out) };
+                // SAFETY: these query heads' outputs (row t) are this
+                // worker's alone (`share` gives each to one worker), and
+                // inside `out`.
+                unsafe { self.decode_sums(t, head, queries, &scores[starts[t]..], &mut s, out) };
             }
         });
     }
 
-    /// Columns `cols` of the outputs of KV head `head`'s query heads for
+    /// The outputs of query heads `queries` (of KV head `head`'s group) for
     /// token row `t`, from the row's `scores` (`heads × len`).
     ///
     /// # Safety
-    /// Those output columns are the caller's alone and inside `out`.
+    /// Those outputs are the caller's alone and inside `out`.
     unsafe fn decode_sums(
         &self,
         t: usize,
         head: usize,
-        cols: Range<usize>,
+        queries: Range<usize>,
         scores: &[f32],
         s: &mut DecodeScratch,
         out: SharedOut<f32>,
@@ -224,14 +222,15 @@ impl Step<'_> {
         let cache = self.caches[si];
         let f16 = cache.kv_type() == KvType::F16;
         let scale = 1.0 / (hd as f32).sqrt();
+        let first = head * group + queries.start;
+        let count = queries.len();
         s.weights.clear();
         s.weights
-            .extend_from_slice(&scores[head * group * len..][..group * len]);
+            .extend_from_slice(&scores[first * len..][..count * len]);
         for row in s.weights.chunks_exact_mut(len) {
             softmax(d, f16, row, scale);
         }
-        let width = cols.len();
-        s.accs.zeroed(f16, group * width);
+        s.accs.zeroed(f16, count * hd);
         let kv = KvHead {
             cache,
             layer: self.layer,
@@ -240,19 +239,17 @@ impl Step<'_> {
         for positions in blocks(0..len) {
             let n = positions.len();
             let values = kv.in_place(Half::Values, positions.clone());
-            let values = columns(values, hd, cols.clone(), &mut s.cols_f16, &mut s.cols_f32);
-            s.tile.resize(group * n, 0.0);
+            s.tile.resize(count * n, 0.0);
             for (p, w) in s.tile.chunks_exact_mut(n).zip(s.weights.chunks_exact(len)) {
                 p.copy_from_slice(&w[positions.clone()]);
             }
-            s.accs.add(d, values, &s.tile, width, n, 0..group * width);
+            s.accs.add(d, values, &s.tile, hd, n, 0..count * hd);
         }
-        for g in 0..group {
-            let at = t * q_dim + (head * group + g) * hd + cols.start;
-            // SAFETY: the caller's columns of this query head's output.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), width) };
-            s.accs.write(g * width..(g + 1) * width, dst);
-        }
+        // SAFETY: the caller's outputs: `count` query heads from `first`.
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(out.ptr().add(t * q_dim + first * hd), count * hd)
+        };
+        s.accs.write(0..count * hd, dst);
     }
 }
 
@@ -285,45 +282,11 @@ fn blocks(span: Range<usize>) -> impl Iterator<Item = Range<usize>> {
 /// Working memory of [`Step::decode_sums`].
 #[derive(Default)]
 struct DecodeScratch {
-    /// The softmax weights of a KV head's query heads, `group × len`.
+    /// The softmax weights of a run of query heads, `queries × len`.
     weights: Vec<f32>,
     /// One block's weights, query after query.
     tile: Vec<f32>,
-    /// One block's value rows cut to the piece's columns.
-    cols_f16: Vec<u16>,
-    cols_f32: Vec<f32>,
     accs: Accs,
-}
-
-/// Columns `cols` of `rows` (each `width` wide): the rows themselves when
-/// `cols` is all of them, else the columns gathered into a buffer, rows
-/// `cols.len()` wide.
-fn columns<'s>(
-    rows: HeadRows<'s>,
-    width: usize,
-    cols: Range<usize>,
-    buf_f16: &'s mut Vec<u16>,
-    buf_f32: &'s mut Vec<f32>,
-) -> HeadRows<'s> {
-    fn gather<'s, T: Copy>(
-        rows: &[T],
-        width: usize,
-        cols: Range<usize>,
-        buf: &'s mut Vec<T>,
-    ) -> &'s [T] {
-        buf.clear();
-        for row in rows.chunks_exact(width) {
-            buf.extend_from_slice(&row[cols.clone()]);
-        }
-        buf
-    }
-    if cols.len() == width {
-        return rows;
-    }
-    match rows {
-        HeadRows::F16(r) => HeadRows::F16(gather(r, width, cols, buf_f16)),
-        HeadRows::F32(r) => HeadRows::F32(gather(r, width, cols, buf_f32)),
-    }
 }
 
 /// `tile = qs · keysᵀ` for `qs.len() / k` queries and the first `n` key

@@ -310,9 +310,9 @@ fn bytes_per_token_counts_ternary_codes_and_the_lm_head() {
 /// either KV cache type and on 2 or 3 threads. 75 leaves a remainder in
 /// every grouping the pass makes: the LM head's token groups, attention's
 /// 16-token query chunks and its 32-position KV blocks. Decoding splits
-/// attention by positions and by value columns instead of by query head;
-/// on 3 threads a KV head's columns are split between workers. The second
-/// model's heads are 24 wide, so those pieces end in a partial vector.
+/// the scores by positions, so a KV head's keys are split between workers,
+/// and its query heads too on 3 threads. The second model's heads are 24
+/// wide: every row ends in a partial vector.
 #[test]
 fn logits_of_a_multi_token_pass_are_bitwise_those_of_single_steps() {
     let narrow_heads = Preset {
