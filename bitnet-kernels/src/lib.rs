@@ -13,7 +13,7 @@
 //! * A re-quantized LM head ([`kquant`]): ggml's Q6_K weights against int8
 //!   activations (Q8_K), also exact in `i32` with one shared f32 step per
 //!   block, so bit for bit equal on every path too.
-//! * Every kernel takes an output-row range; [`partition`] splits rows into
+//! * Every kernel takes an output-row range; [`partition()`] splits rows into
 //!   static, tile-aligned chunks for a thread pool.
 //!
 //! # Paths
