@@ -1,14 +1,17 @@
 //! Causal grouped-query attention over the KV cache: `softmax(q·Kᵀ/√d)·V`
 //! for every query head of a step, split over the pool's workers.
 //!
-//! A prefill step splits the query heads: each worker reads its KV heads'
-//! blocks once for all of its queries ([`attend`]). A decoding step (one
-//! token per sequence) has too few queries for that: a KV head with fewer
-//! query heads than workers (one, in a model without grouped queries) kept
-//! a single worker busy. So decoding scores by positions instead, every
-//! worker an even share of all keys, and then splits the softmax and the
-//! weighted sums by query head ([`Step::decode`]). Either way every output
-//! is the same bits, whatever the thread count.
+//! A prefill step splits its queries, (query head, chunk of tokens) at a
+//! time, by cost: each worker reads a KV head's blocks once for all of its
+//! queries of that head ([`attend`]), and a model with fewer query heads
+//! than workers still keeps every worker busy ([`Step::prefill`]). A
+//! decoding step (one token per sequence) has too few queries for that: a
+//! KV head with fewer query heads than workers (one, in a model without
+//! grouped queries) kept a single worker busy. So decoding scores by
+//! positions instead, every worker an even share of all keys, and then
+//! splits the softmax and the weighted sums by query head
+//! ([`Step::decode`]). Either way every output is the same bits, whatever
+//! the thread count.
 
 use crate::config::Config;
 use crate::kv_cache::{Half, HeadRows, KvCache};
@@ -51,38 +54,65 @@ impl Step<'_> {
         }
     }
 
+    /// Attention for steps with several tokens of a sequence. Every (KV
+    /// head, up to [`QUERY_TOKENS`] tokens of a sequence, query head of the
+    /// group) is one item, costing the positions its tokens see; each
+    /// worker takes an even, contiguous share. A worker's items of one KV
+    /// head and one chunk of tokens are one call of [`attend`], which reads
+    /// the head's blocks once for all of them.
     fn prefill(&self, pool: &ThreadPool, workers: usize, out: &mut [f32]) {
         let (c, d, rows) = (self.config, self.d, self.rows);
         let (hd, q_dim) = (c.head_dim, c.heads * c.head_dim);
         let group = c.heads / c.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
+        // Each sequence's token rows (a sequence's rows are together).
+        let mut seqs: Vec<Range<usize>> = Vec::new();
+        for (t, &(si, _)) in rows.iter().enumerate() {
+            match seqs.last_mut() {
+                Some(r) if rows[r.start].0 == si => r.end = t + 1,
+                _ => seqs.push(t..t + 1),
+            }
+        }
+        let items = || {
+            seqs.iter().flat_map(move |tokens| {
+                (0..c.kv_heads).flat_map(move |head| {
+                    let chunks = tokens.clone().step_by(QUERY_TOKENS);
+                    chunks.flat_map(move |t| {
+                        let chunk = t..(t + QUERY_TOKENS).min(tokens.end);
+                        let cost = rows[chunk.clone()].iter().map(|&(_, pos)| pos + 1).sum();
+                        (0..group).map(move |g| ((head, chunk.clone(), g), cost))
+                    })
+                })
+            })
+        };
         let out = SharedOut(out.as_mut_ptr());
         pool.run_on(workers, &|i, workers| {
-            let heads = partition_chunk(c.heads, workers, 1, i);
-            if heads.is_empty() {
-                return;
-            }
-            let (mut scratch, mut tokens, mut queries) = Default::default();
-            for (si, cache) in self.caches.iter().enumerate() {
-                tokens_of(rows, si, &mut tokens);
-                // Each KV head is read block by block, once for every
-                // query head of its group and up to QUERY_TOKENS tokens.
-                for kv_head in heads.start / group..=(heads.end - 1) / group {
-                    let shared =
-                        heads.start.max(kv_head * group)..heads.end.min((kv_head + 1) * group);
-                    for chunk in tokens.chunks(QUERY_TOKENS) {
-                        queries_of(chunk, shared.clone(), q_dim, hd, &mut queries);
-                        let kv = KvHead {
-                            cache,
-                            layer: self.layer,
-                            head: kv_head,
-                        };
-                        // SAFETY: every query's output (token row, head)
-                        // is this worker's alone (heads are split) and
-                        // inside `out` (rows × q_dim, checked in `run`).
-                        unsafe { attend(d, &kv, scale, self.q, &queries, &mut scratch, out) };
-                    }
+            let (mut scratch, mut queries) = (AttendScratch::default(), Vec::new());
+            let mut mine = share(items, i, workers).peekable();
+            while let Some((head, chunk, g)) = mine.next() {
+                let mut shared = g..g + 1;
+                while mine
+                    .next_if(|(h, ch, g)| *h == head && *ch == chunk && *g == shared.end)
+                    .is_some()
+                {
+                    shared.end += 1;
                 }
+                queries.clear();
+                for t in chunk.clone() {
+                    queries.extend(shared.clone().map(|g| Query {
+                        at: t * q_dim + (head * group + g) * hd,
+                        len: rows[t].1 + 1,
+                    }));
+                }
+                let kv = KvHead {
+                    cache: self.caches[rows[chunk.start].0],
+                    layer: self.layer,
+                    head,
+                };
+                // SAFETY: every query's output (token row, query head) is
+                // this worker's alone (`share` gives each item to one
+                // worker) and inside `out` (rows × q_dim, checked in `run`).
+                unsafe { attend(d, &kv, scale, self.q, &queries, &mut scratch, out) };
             }
         });
     }
@@ -394,34 +424,6 @@ const QUERY_TOKENS: usize = 16;
 struct Query {
     at: usize,
     len: usize,
-}
-
-/// The `(token row, position)` of each row of sequence `seq` in the step.
-fn tokens_of(rows: &[(usize, usize)], seq: usize, out: &mut Vec<(usize, usize)>) {
-    out.clear();
-    out.extend(
-        rows.iter()
-            .enumerate()
-            .filter(|(_, r)| r.0 == seq)
-            .map(|(t, &(_, pos))| (t, pos)),
-    );
-}
-
-/// Every query head in `heads` of every token in `tokens`.
-fn queries_of(
-    tokens: &[(usize, usize)],
-    heads: Range<usize>,
-    q_dim: usize,
-    head_dim: usize,
-    out: &mut Vec<Query>,
-) {
-    out.clear();
-    for &(t, pos) in tokens {
-        out.extend(heads.clone().map(|h| Query {
-            at: t * q_dim + h * head_dim,
-            len: pos + 1,
-        }));
-    }
 }
 
 /// One KV head of one layer of a sequence's cache.
