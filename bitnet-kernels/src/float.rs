@@ -479,6 +479,7 @@ fn check_rope(x: &[f32], head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<()
 /// the several-query attention forms): `k > 0`, the vectors and the rows
 /// are whole (`(name, length, one's length)`), and the output (`(name,
 /// length)`) holds one value per row and vector.
+#[inline]
 pub(crate) fn check_multi(
     k: usize,
     (x_what, x_len, x_row): (&'static str, usize, usize),
@@ -490,16 +491,31 @@ pub(crate) fn check_multi(
             what: "K (columns)",
         });
     }
-    for (what, len, unit) in [(x_what, x_len, x_row), (w_what, w_len, w_row)] {
-        if !len.is_multiple_of(unit) {
-            return Err(Error::BufferLength {
-                what,
-                expected: len / unit * unit,
-                actual: len,
-            });
-        }
+    let mut rows = [0; 2];
+    for (r, (what, len, unit)) in rows
+        .iter_mut()
+        .zip([(x_what, x_len, x_row), (w_what, w_len, w_row)])
+    {
+        *r = whole_rows(len, unit).ok_or_else(|| Error::BufferLength {
+            what,
+            expected: len / unit * unit,
+            actual: len,
+        })?;
     }
-    check_len(out_what, w_len / w_row * (x_len / x_row), out_len)
+    check_len(out_what, rows[0] * rows[1], out_len)
+}
+
+/// `len / unit` when `unit > 0` divides `len`. Attention checks its shapes
+/// on every block of every head (a call per query head and block in a
+/// model without grouped queries), mostly with a power-of-two head width:
+/// a shift and a mask then replace the divisions.
+#[inline]
+fn whole_rows(len: usize, unit: usize) -> Option<usize> {
+    if unit.is_power_of_two() {
+        (len & (unit - 1) == 0).then_some(len >> unit.trailing_zeros())
+    } else {
+        len.is_multiple_of(unit).then(|| len / unit)
+    }
 }
 
 /// `row_len`: elements of `w` per row (`K` halves for f16, bytes for the

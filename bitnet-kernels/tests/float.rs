@@ -926,6 +926,20 @@ fn bad_shapes_are_errors() {
             is_len(d.dot_f16_multi(&buf(16), &bits(16), 8, &mut buf(2))),
             "{isa}"
         );
+        // A width that is not a power of two (the check divides then).
+        assert!(d.dot_f16_multi(&buf(12), &bits(18), 6, &mut buf(6)).is_ok());
+        assert!(
+            is_len(d.dot_f16_multi(&buf(13), &bits(18), 6, &mut buf(6))),
+            "{isa}"
+        );
+        assert!(
+            is_len(d.dot_f16_multi(&buf(12), &bits(17), 6, &mut buf(6))),
+            "{isa}"
+        );
+        assert!(
+            is_len(d.dot_f16_multi(&buf(12), &bits(18), 6, &mut buf(5))),
+            "{isa}"
+        );
         assert!(matches!(
             d.dot_f16_multi(&[], &[], 0, &mut buf(2)),
             Err(Error::ZeroDim { .. })
