@@ -207,79 +207,43 @@ impl Step<'_> {
                 .enumerate()
                 .flat_map(move |(t, &(_, pos))| (0..c.heads).map(move |h| ((t, h), pos + 1)))
         };
+        let scale = 1.0 / (hd as f32).sqrt();
         pool.run_on(workers, &|i, workers| {
-            let mut s = DecodeScratch::default();
+            let (mut s, mut queries) = (AttendScratch::default(), Vec::new());
             let mut mine = share(query_items, i, workers).peekable();
             while let Some((t, h)) = mine.next() {
                 // One call per run of this worker's query heads that share
                 // a KV head: its value rows are read once for all of them.
                 let head = h / group;
-                let mut queries = h - head * group..h - head * group + 1;
-                while queries.end < group
-                    && mine
-                        .next_if(|&(t2, h2)| t2 == t && h2 == head * group + queries.end)
-                        .is_some()
+                let mut heads = h..h + 1;
+                while heads.end < (head + 1) * group
+                    && mine.next_if(|&next| next == (t, heads.end)).is_some()
                 {
-                    queries.end += 1;
+                    heads.end += 1;
                 }
+                let (si, pos) = self.rows[t];
+                let len = pos + 1;
+                queries.clear();
+                queries.extend(heads.clone().map(|h| Query {
+                    at: t * q_dim + h * hd,
+                    len,
+                }));
+                s.scores.clear();
+                s.scores.extend_from_slice(
+                    &scores[starts[t] + heads.start * len..][..heads.len() * len],
+                );
+                query_runs(&queries, hd, &mut s.runs);
+                let kv = KvHead {
+                    cache: self.caches[si],
+                    layer: self.layer,
+                    head,
+                };
                 // SAFETY: these query heads' outputs (row t) are this
                 // worker's alone (`share` gives each to one worker), and
                 // inside `out`.
-                unsafe { self.decode_sums(t, head, queries, &scores[starts[t]..], &mut s, out) };
+                unsafe { weigh(d, &kv, scale, &queries, &mut s, out) };
             }
         });
-    }
-
-    /// The outputs of query heads `queries` (of KV head `head`'s group) for
-    /// token row `t`, from the row's `scores` (`heads × len`).
-    ///
-    /// # Safety
-    /// Those outputs are the caller's alone and inside `out`.
-    unsafe fn decode_sums(
-        &self,
-        t: usize,
-        head: usize,
-        queries: Range<usize>,
-        scores: &[f32],
-        s: &mut DecodeScratch,
-        out: SharedOut<f32>,
-    ) {
-        let (c, d) = (self.config, self.d);
-        let (hd, q_dim) = (c.head_dim, c.heads * c.head_dim);
-        let group = c.heads / c.kv_heads;
-        let (si, pos) = self.rows[t];
-        let len = pos + 1;
-        let cache = self.caches[si];
-        let f16 = cache.kv_type() == KvType::F16;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let first = head * group + queries.start;
-        let count = queries.len();
-        s.weights.clear();
-        s.weights
-            .extend_from_slice(&scores[first * len..][..count * len]);
-        for row in s.weights.chunks_exact_mut(len) {
-            softmax(d, f16, row, scale);
-        }
-        s.accs.zeroed(f16, count * hd);
-        let kv = KvHead {
-            cache,
-            layer: self.layer,
-            head,
-        };
-        for positions in blocks(0..len) {
-            let n = positions.len();
-            let values = kv.in_place(Half::Values, positions.clone());
-            s.tile.resize(count * n, 0.0);
-            for (p, w) in s.tile.chunks_exact_mut(n).zip(s.weights.chunks_exact(len)) {
-                p.copy_from_slice(&w[positions.clone()]);
-            }
-            s.accs.add(d, values, &s.tile, hd, n, 0..count * hd);
-        }
-        // SAFETY: the caller's outputs: `count` query heads from `first`.
-        let dst = unsafe {
-            std::slice::from_raw_parts_mut(out.ptr().add(t * q_dim + first * hd), count * hd)
-        };
-        s.accs.write(0..count * hd, dst);
     }
 }
 
@@ -307,16 +271,6 @@ fn blocks(span: Range<usize>) -> impl Iterator<Item = Range<usize>> {
     let end = span.end;
     span.step_by(KV_BLOCK)
         .map(move |b| b..(b + KV_BLOCK).min(end))
-}
-
-/// Working memory of [`Step::decode_sums`].
-#[derive(Default)]
-struct DecodeScratch {
-    /// The softmax weights of a run of query heads, `queries × len`.
-    weights: Vec<f32>,
-    /// One block's weights, query after query.
-    tile: Vec<f32>,
-    accs: Accs,
 }
 
 /// `tile = qs · keysᵀ` for `qs.len() / k` queries and the first `n` key
@@ -499,6 +453,14 @@ fn query_runs(queries: &[Query], head_dim: usize, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// The positions of `block` that the queries of `run` attend to.
+fn seen(queries: &[Query], run: &Range<usize>, block: &Range<usize>) -> usize {
+    queries[run.start]
+        .len
+        .min(block.end)
+        .saturating_sub(block.start)
+}
+
 /// `softmax(scale · q·Kᵀ)·V` for each query of one KV head, each dot and
 /// weighted sum in an order every path keeps, so every path gives the same
 /// output. Over an f32 cache (the reference-grade choice) the products are
@@ -527,20 +489,12 @@ unsafe fn attend(
     s.scores.clear();
     s.scores.resize(queries.len() * len, 0.0);
     let f16 = kv.cache.kv_type() == KvType::F16;
-    s.accs.zeroed(f16, queries.len() * hd);
     s.tile.resize(queries.len() * KV_BLOCK, 0.0);
     query_runs(queries, hd, &mut s.runs);
-    // The positions of `block` that the queries of `run` attend to.
-    let seen = |run: &Range<usize>, block: &Range<usize>| {
-        queries[run.start]
-            .len
-            .min(block.end)
-            .saturating_sub(block.start)
-    };
     for block in blocks(0..len) {
         let keys = kv.rows(d, Half::Keys, block.clone(), s.runs.len(), &mut s.block);
         for run in &s.runs {
-            let n = seen(run, &block);
+            let n = seen(queries, run, &block);
             if n == 0 {
                 continue;
             }
@@ -553,13 +507,37 @@ unsafe fn attend(
             }
         }
     }
+    // SAFETY: forwarded from our caller.
+    unsafe { weigh(d, kv, scale, queries, s, out) }
+}
+
+/// The second half of [`attend`]: each query's scores in `s.scores`
+/// (`queries × len`, `len` the longest query's) turned into weights, the
+/// weighted sums of the values, written to each query's output. `s.runs`
+/// holds the runs of `queries` (see [`query_runs`]).
+///
+/// # Safety
+/// As for [`attend`].
+unsafe fn weigh(
+    d: Dispatch,
+    kv: &KvHead<'_>,
+    scale: f32,
+    queries: &[Query],
+    s: &mut AttendScratch,
+    out: SharedOut<f32>,
+) {
+    let hd = kv.cache.head_dim();
+    let len = queries.iter().map(|q| q.len).max().unwrap_or(0);
+    let f16 = kv.cache.kv_type() == KvType::F16;
+    s.accs.zeroed(f16, queries.len() * hd);
+    s.tile.resize(queries.len() * KV_BLOCK, 0.0);
     for (i, q) in queries.iter().enumerate() {
         softmax(d, f16, &mut s.scores[i * len..][..q.len], scale);
     }
     for block in blocks(0..len) {
         let values = kv.rows(d, Half::Values, block.clone(), s.runs.len(), &mut s.block);
         for run in &s.runs {
-            let n = seen(run, &block);
+            let n = seen(queries, run, &block);
             if n == 0 {
                 continue;
             }
