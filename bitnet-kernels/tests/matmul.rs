@@ -127,12 +127,16 @@ proptest! {
     ignore = "large shapes: too slow under Miri, where the small-shape tests run"
 )]
 fn gemm_model_shapes() {
-    // The 2B-4T projection shapes at a small M, and the widest K.
+    // The 2B-4T projection shapes at a small M, the widest K, and enough
+    // rows of K = 2560 for several 256 KiB panels (each pass over a panel
+    // prefetches the next), in prefetching tiles (12 tokens) and the widest.
     for (m, k, n) in [
         (67, 2560, 1),
         (33, 6912, 3),
         (130, 2560, 16),
         (8, 1 << 14, 2),
+        (1001, 2560, 12),
+        (1001, 2560, 19),
     ] {
         check_all_paths(
             &case(m, k, n, m as u64 * 7 + k as u64, Fill::Mixed, Fill::Mixed),

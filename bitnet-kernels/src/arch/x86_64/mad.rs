@@ -2,7 +2,7 @@
 //! output rows and tokens are cut into register tiles. Each ISA supplies
 //! only its tile shapes and the two tile kernels ([`MadTiles`]).
 
-use super::prefetch_ahead;
+use super::{prefetch_ahead, prefetch_to_l2};
 use crate::format::{I2sMatrix, WeightScale};
 use crate::matmul::dequantize_dot;
 use crate::quant::QuantizedActs;
@@ -18,10 +18,19 @@ pub(super) struct Gemm<'a> {
     pub ws: f32,
     pub y: *mut f32,
     pub y_stride: usize,
-    /// Each panel is read from DRAM once (`N ≤ GEMM_T`, a decode batch):
-    /// tiles are at most `STREAM_T` tokens wide and prefetch their rows.
+    /// A decode batch or short prompt (`N ≤ STREAM_MAX_N`): tiles are at
+    /// most `STREAM_T` tokens wide and prefetch their rows.
     pub stream: bool,
 }
+
+/// The most tokens that run in prefetching tiles (`Gemm::stream`) rather
+/// than the widest ones. On the Zen 5 VM (2026-12-01; 2B shape, one
+/// thread, AVX-512, ms of ternary matmul per token in a decode batch) 8
+/// tokens took 5.4–5.7 this way against 6.3–6.4 in unprefetched tiles, 12
+/// took 5.3–5.7 against 5.9–6.3, and 16 5.3 against 5.5–5.7; from 24 on
+/// both ran at 5.2–5.4. The passes after the first read the panel from L2,
+/// but the prefetches into L1 still pay there.
+const STREAM_MAX_N: usize = 16;
 
 impl Gemm<'_> {
     /// Writes `y[t·y_stride + r]` from `dot = Σ code·q` (the shared epilogue).
@@ -54,8 +63,8 @@ pub(super) trait MadTiles {
     const GEMM_R: usize;
     const GEMM_T: usize;
     /// Tokens of the widest tile that prefetches its weight rows, for
-    /// batches whose weights come from DRAM once per step (`Gemm::stream`);
-    /// a wider tile has no registers left for the prefetch addresses.
+    /// decode batches and short prompts (`Gemm::stream`); a wider tile has
+    /// no registers left for the prefetch addresses.
     const STREAM_T: usize;
     /// Weight rows of a full decode tile (they share each activation load).
     const GEMV_R: usize;
@@ -165,7 +174,7 @@ pub(super) unsafe fn gemm_i2s<K: MadTiles>(
         ws,
         y,
         y_stride,
-        stream: x.n() <= K::GEMM_T,
+        stream: x.n() <= STREAM_MAX_N,
     };
     let n = x.n();
     if n == 1 {
@@ -190,13 +199,20 @@ pub(super) unsafe fn gemm_i2s<K: MadTiles>(
         // Within a panel, tile `i` takes rows `p + i + j·l` (far apart, for the
         // prefetchers on the first pass); the last `< R` rows go one by one.
         let l = (pend - p) / K::GEMM_R;
+        let next = NextPanel::new(&g, pend, (pend + panel).min(rows.end), l);
         let mut t = 0;
         while t < n {
             // Near-equal chunks: with 4-token tiles, 5 tokens run as 3 + 2, not 4 + 1.
             let left = n - t;
             let widest = if g.stream { K::STREAM_T } else { K::GEMM_T };
             let tt = left.div_ceil(left.div_ceil(widest));
+            // The last of several passes over this panel reads it from L2
+            // and has DRAM to spare: it brings in the next panel.
+            let prefetch = t > 0 && t + tt == n;
             for i in 0..l {
+                if prefetch {
+                    next.prefetch_share(i);
+                }
                 // SAFETY: rows p + i + j·l < pend ≤ rows.end, tokens t + tt ≤ N.
                 unsafe { K::tile(&g, true, p + i, l, t, tt) };
             }
@@ -207,5 +223,37 @@ pub(super) unsafe fn gemm_i2s<K: MadTiles>(
             t += tt;
         }
         p = pend;
+    }
+}
+
+/// The next panel's bytes (its rows are contiguous), cut into one share
+/// per tile of a pass over the current panel, so that the DRAM reads that
+/// the first pass over the next panel would wait for overlap the last pass
+/// over this one.
+struct NextPanel {
+    start: *const u8,
+    lines: usize,
+    per_tile: usize,
+}
+
+impl NextPanel {
+    /// Rows `first .. end` (none at the end of the range) over `tiles` tile calls.
+    fn new(g: &Gemm<'_>, first: usize, end: usize, tiles: usize) -> NextPanel {
+        let lines = (end.saturating_sub(first) * g.row_bytes).div_ceil(64);
+        NextPanel {
+            start: g.codes.wrapping_add(first * g.row_bytes),
+            lines,
+            per_tile: lines.div_ceil(tiles.max(1)),
+        }
+    }
+
+    /// Prefetches tile `i`'s share into L2.
+    #[inline(always)]
+    fn prefetch_share(&self, i: usize) {
+        let from = (i * self.per_tile).min(self.lines);
+        let to = (from + self.per_tile).min(self.lines);
+        for line in from..to {
+            prefetch_to_l2(self.start.wrapping_add(64 * line));
+        }
     }
 }

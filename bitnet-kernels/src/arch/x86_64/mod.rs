@@ -90,6 +90,16 @@ fn prefetch_lone_stream(p: *const u8) {
     prefetch_line(p.wrapping_add(LONE_STREAM_PREFETCH_BYTES));
 }
 
+/// Prefetches the line holding `p` into L2 (not L1, which holds the
+/// current tile's data).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_to_l2(p: *const u8) {
+    // SAFETY: a prefetch never faults, whatever the address (callers form
+    // it with `wrapping_add`).
+    unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(p.cast()) }
+}
+
 /// Prefetches the line holding `p` into L1.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
