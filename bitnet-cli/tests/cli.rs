@@ -338,13 +338,16 @@ fn bench_json_rows_have_the_documented_fields() {
             "kernel",
             "lm_head",
             "weights_gb_s",
+            "kv_cache_gb_s",
             "read_bandwidth_gb_s",
         ] {
             assert!(r.get(key).is_some(), "{key} missing in {r}");
         }
         assert!(r["tok_s"].as_f64().unwrap() > 0.0);
         // The tiny model decodes from the caches: no roofline.
-        assert!(r["weights_gb_s"].is_null() && r["read_bandwidth_gb_s"].is_null());
+        for key in ["weights_gb_s", "kv_cache_gb_s", "read_bandwidth_gb_s"] {
+            assert!(r[key].is_null(), "{key} in {r}");
+        }
     }
     assert_eq!(rows[0]["test"], "pp16");
     assert_eq!(rows[0]["lm_head"], "F16");
