@@ -67,12 +67,12 @@ macro_rules! f16_rows_multi {
 /// of their weights at a time against up to `$widths` vectors (`tiles!`),
 /// the tiles' chains (`$zero()` each, advanced by `$steps`) kept on the
 /// stack between spans and finished (`$finish`) after the last; each row
-/// prefetches the same place in the row a block on. Rows past the last
+/// prefetches the same place in the row `$lead_rows` rows on. Rows past the last
 /// whole tile go one by one through `$rows_multi`. Every pair makes the
 /// steps of the ISA's one-vector kernel in the same order, so it has the
 /// same bits.
 macro_rules! multi_in_spans {
-    ($(#[$doc:meta])* $name:ident, $elem:ty, $row_len:path, $span_rows:expr,
+    ($(#[$doc:meta])* $name:ident, $elem:ty, $row_len:path, $span_rows:expr, $lead_rows:expr,
      $steps:ident, $finish:ident, $zero:ident, $g:literal, [$($w:literal),*; $last:literal],
      $features:literal, $rows_multi:ident) => {
         $(#[$doc])*
@@ -103,7 +103,7 @@ macro_rules! multi_in_spans {
                                     k,
                                     row_ptrs(&rows, row_len),
                                     span.clone(),
-                                    $span_rows * row_len,
+                                    $lead_rows * row_len,
                                     acc,
                                 )
                             };
@@ -134,9 +134,17 @@ macro_rules! multi_in_spans {
 /// KiB) overflow a 48 KiB L1 and evict the rows' prefetched lines.
 const SPAN: usize = 512;
 
-/// Rows that the span-by-span F16 kernels take through each span together,
-/// and their prefetch distance in rows: the model's blocks of the LM head.
+/// Rows that the span-by-span F16 kernels take through each span together:
+/// the model's blocks of the LM head.
 const F16_SPAN_ROWS: usize = 64;
+
+/// How many rows on the span-by-span F16 kernels prefetch. On the Zen 5 VM
+/// (2026-12-01; 2B head, one thread) a decode batch of 3 took 7.8–8.1 ms
+/// of LM head per token with 32 against 8.2–9.6 with 64 (alternated four
+/// times), and batches of 6 and 12 the same; 128 was slower (batch 6:
+/// 4.8–4.9 against 4.3–4.5). The AVX2 kernels there: batch 3 9.1 against
+/// 9.4–9.5, batch 6 6.4–6.5 against 6.8–7.0.
+const F16_LEAD_ROWS: usize = 32;
 
 /// Elements of an F16 row of `k` weights.
 const fn f16_row_len(k: usize) -> usize {
@@ -270,6 +278,7 @@ macro_rules! q8_0_entries {
                 spans,
                 u8,
                 q8_0_row_len,
+                Q8_0_SPAN_ROWS,
                 Q8_0_SPAN_ROWS,
                 $steps,
                 $finish,
@@ -874,6 +883,7 @@ multi_in_spans!(
     u16,
     f16_row_len,
     F16_SPAN_ROWS,
+    F16_LEAD_ROWS,
     f16_steps_avx2,
     f16_finish_avx2,
     _mm256_setzero_ps,
@@ -1636,6 +1646,7 @@ multi_in_spans!(
     u16,
     f16_row_len,
     F16_SPAN_ROWS,
+    F16_LEAD_ROWS,
     f16_steps_avx512,
     f16_finish_avx512,
     _mm512_setzero_ps,
