@@ -90,8 +90,8 @@ fn prefetch_lone_stream(p: *const u8) {
     prefetch_line(p.wrapping_add(LONE_STREAM_PREFETCH_BYTES));
 }
 
-/// Prefetches the line holding `p` into L2 (not L1, which holds the
-/// current tile's data).
+/// Prefetches the line holding `p` with the T1 hint: into L2, and on CPUs
+/// that honour the hint not into L1, which holds the current tile's data.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch_to_l2(p: *const u8) {
