@@ -53,11 +53,12 @@ pub fn replay_corpus(target: &str, body: fn(&[u8])) {
 
 /// Shapes (up to 48 rows, K up to 768, up to 20 tokens: both the GEMM's
 /// prefetching tiles and its widest), trits and activations from the fuzzer
-/// through every kernel path this CPU has and both matmul families, then raw bytes through the Q6_K
-/// head (GEMV and several vectors) and attention's softmax and f16-cache
-/// kernels; any difference from the scalar reference is a panic. The F16 and Q8_0 heads, whose
-/// float sums differ between paths, must give on each path the same bits
-/// for several vectors as for one.
+/// through every kernel path this CPU has and both matmul families, then
+/// raw bytes through the Q6_K head (GEMV and several vectors) and
+/// attention's softmax and f16-cache kernels; any difference from the
+/// scalar reference is a panic. The F16 and Q8_0 heads, whose float sums
+/// differ between paths, must give on each path the same bits for several
+/// vectors as for one.
 pub fn kernel_differential(data: &[u8]) {
     let [m, kb, n, rest @ ..] = data else { return };
     let (m, k, n) = (

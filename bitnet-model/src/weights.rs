@@ -620,9 +620,10 @@ fn make_qx_quants(nmax: i32, x: &[f32], levels: &mut [i8]) -> f32 {
 
 /// ggml's Q6_K reference quantizer (`quantize_row_q6_K_ref`), the inverse
 /// of [`bitnet_kernels::kquant::dequantize_row_q6k`]: per 16 weights a
-/// scale from [`make_qx_quants`], the 16 scales quantized to i8 against one f16 `d` per 256 weights, then
-/// 6-bit levels against `d · scale`. `x.len()` must be a multiple of 256 and
-/// `out` hold `x.len() / 256 · 210` bytes.
+/// scale from [`make_qx_quants`], the 16 scales quantized to i8 against one
+/// f16 `d` per 256 weights, then 6-bit levels against `d · scale`.
+/// `x.len()` must be a multiple of 256 and `out` hold `x.len() / 256 · 210`
+/// bytes.
 pub(crate) fn quantize_q6_k(x: &[f32], out: &mut [u8]) {
     for (x, block) in x
         .chunks_exact(256)
